@@ -1,0 +1,437 @@
+/* attach/procfs.c -- parse /proc/PID/{maps,task,stat,syscall,wchan,cmdline,status}.
+ *
+ * Nothing here stops or signals the target. Every file is read with one bounded read loop
+ * and parsed defensively: the content is written by the kernel, but names inside it (comm,
+ * paths) are chosen by the target. */
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "macro.h"
+#include "procfs.h"
+
+#define MAPS_READ_MAX (64u * 1024u * 1024u)
+#define CMDLINE_MAX (128u * 1024u)
+
+/* Reads at most MAX bytes of PATH (relative to DIRFD) into a malloc'ed, NUL-terminated
+ * buffer. A missing /proc entry of a vanished process reads as -ESRCH. */
+static int read_file_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+
+        size_t cap = 4096, len = 0;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len == cap) {
+                        if (cap >= max)
+                                break;
+                        size_t ncap = MIN(cap * 2, max);
+                        char *p = realloc(buf, ncap + 1);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        cap = ncap;
+                }
+                ssize_t n = read(fd, buf + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return errno == ENOENT ? -ESRCH : -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        buf[len] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+/* Small files (stat, syscall, wchan) into a caller buffer: no allocation on the hot path. */
+static ssize_t read_small_at(int dirfd, const char *path, char *buf, size_t size) {
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+        ssize_t n;
+        do
+                n = read(fd, buf, size - 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+        buf[n] = 0;
+        return n;
+}
+
+static int open_proc_dir(pid_t pid, const char *sub) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d%s%s", (int) pid, sub ? "/" : "", sub ? sub : "");
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+        return fd;
+}
+
+static bool parse_hex(const char **p, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+        int digits = 0;
+        for (; isxdigit((unsigned char) *s); s++, digits++) {
+                if (digits >= 16)
+                        return false;
+                int c = tolower((unsigned char) *s);
+                v = v * 16 + (uint64_t) (c <= '9' ? c - '0' : c - 'a' + 10);
+        }
+        if (digits == 0)
+                return false;
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+static bool parse_dec(const char **p, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+        int digits = 0;
+        for (; isdigit((unsigned char) *s); s++, digits++) {
+                if (digits >= 19)
+                        return false;
+                v = v * 10 + (uint64_t) (*s - '0');
+        }
+        if (digits == 0)
+                return false;
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+static bool skip_char(const char **p, char c) {
+        if (**p != c)
+                return false;
+        (*p)++;
+        return true;
+}
+
+static void skip_spaces(const char **p) {
+        while (**p == ' ' || **p == '\t')
+                (*p)++;
+}
+
+/* One maps line: "start-end perms offset major:minor inode   path". */
+static int parse_maps_line(const char *line, MapEntry *e) {
+        const char *p = line;
+        uint64_t major, minor;
+        *e = (MapEntry) {};
+        if (!parse_hex(&p, &e->start) || !skip_char(&p, '-') || !parse_hex(&p, &e->end) || !skip_char(&p, ' '))
+                return -EINVAL;
+        if (strlen(p) < 5 || p[4] != ' ')
+                return -EINVAL;
+        e->readable = p[0] == 'r';
+        e->writable = p[1] == 'w';
+        e->executable = p[2] == 'x';
+        e->shared = p[3] == 's';
+        p += 5;
+        if (!parse_hex(&p, &e->offset) || !skip_char(&p, ' ') || !parse_hex(&p, &major) || !skip_char(&p, ':') ||
+            !parse_hex(&p, &minor) || !skip_char(&p, ' ') || !parse_dec(&p, &e->inode))
+                return -EINVAL;
+        if (e->end <= e->start || major > UINT32_MAX || minor > UINT32_MAX)
+                return -EINVAL;
+        e->dev_major = (uint32_t) major;
+        e->dev_minor = (uint32_t) minor;
+        skip_spaces(&p);
+        if (*p) {
+                size_t len = strlen(p);
+                static const char deleted[] = " (deleted)";
+                if (len > sizeof deleted - 1 && strcmp(p + len - (sizeof deleted - 1), deleted) == 0) {
+                        e->deleted = true;
+                        len -= sizeof deleted - 1;
+                }
+                e->path = strndup(p, len);
+                if (!e->path)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+void maps_done(Maps *m) {
+        for (size_t i = 0; i < m->n; i++)
+                free(m->entries[i].path);
+        free(m->entries);
+        *m = (Maps) {};
+}
+
+int procfs_read_maps(pid_t pid, Maps *ret) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(dirfd, "maps", MAPS_READ_MAX, &text, NULL);
+        if (r < 0)
+                return r;
+
+        Maps m = {};
+        size_t cap = 0;
+        for (char *line = text, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                if (m.n >= MAPS_MAX_ENTRIES)
+                        break;
+                MapEntry e;
+                r = parse_maps_line(line, &e);
+                if (r == -ENOMEM) {
+                        maps_done(&m);
+                        return r;
+                }
+                if (r < 0)
+                        continue;
+                /* The kernel lists mappings sorted; keep the invariant even if a line is
+                 * odd, since maps_find() relies on it. */
+                if (m.n > 0 && e.start < m.entries[m.n - 1].end) {
+                        free(e.path);
+                        continue;
+                }
+                if (m.n == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        MapEntry *p = realloc(m.entries, ncap * sizeof *p);
+                        if (!p) {
+                                free(e.path);
+                                maps_done(&m);
+                                return -ENOMEM;
+                        }
+                        m.entries = p;
+                        cap = ncap;
+                }
+                m.entries[m.n++] = e;
+        }
+        if (m.n == 0) {
+                /* A zombie or a kernel thread has no maps. */
+                maps_done(&m);
+                return -ESRCH;
+        }
+        *ret = m;
+        return 0;
+}
+
+int maps_copy(const Maps *src, Maps *ret) {
+        Maps m = { .entries = calloc(MAX(src->n, 1u), sizeof(MapEntry)) };
+        if (!m.entries)
+                return -ENOMEM;
+        for (size_t i = 0; i < src->n; i++) {
+                m.entries[i] = src->entries[i];
+                m.entries[i].path = NULL;
+                m.n++;
+                if (src->entries[i].path && !(m.entries[i].path = strdup(src->entries[i].path))) {
+                        maps_done(&m);
+                        return -ENOMEM;
+                }
+        }
+        *ret = m;
+        return 0;
+}
+
+const MapEntry *maps_find(const Maps *m, uint64_t addr) {
+        size_t lo = 0, hi = m->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const MapEntry *e = &m->entries[mid];
+                if (addr < e->start)
+                        hi = mid;
+                else if (addr >= e->end)
+                        lo = mid + 1;
+                else
+                        return e;
+        }
+        return NULL;
+}
+
+static int cmp_pid(const void *a, const void *b) {
+        pid_t x = *(const pid_t *) a, y = *(const pid_t *) b;
+        return (x > y) - (x < y);
+}
+
+int procfs_list_threads(pid_t pid, pid_t **ret_tids, size_t *ret_n) {
+        int fd = open_proc_dir(pid, "task");
+        if (fd < 0)
+                return fd;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        pid_t *tids = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        while ((de = readdir(d)) && n < THREADS_MAX) {
+                const char *p = de->d_name;
+                uint64_t v;
+                if (!parse_dec(&p, &v) || *p || v == 0 || v > INT32_MAX)
+                        continue;
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        pid_t *q = realloc(tids, ncap * sizeof *q);
+                        if (!q) {
+                                free(tids);
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        tids = q;
+                        cap = ncap;
+                }
+                tids[n++] = (pid_t) v;
+        }
+        closedir(d);
+        if (n == 0) {
+                free(tids);
+                return -ESRCH;
+        }
+        qsort(tids, n, sizeof *tids, cmp_pid);
+        *ret_tids = tids;
+        *ret_n = n;
+        return 0;
+}
+
+/* Parses /proc/…/stat: "tid (comm) S f4 f5 …". comm may hold spaces and parentheses, so
+ * the name ends at the *last* ')'. */
+static int parse_stat(const char *text, ThreadInfo *info) {
+        const char *open = strchr(text, '(');
+        const char *close = strrchr(text, ')');
+        if (!open || !close || close < open)
+                return -EINVAL;
+        size_t len = MIN((size_t) (close - open - 1), sizeof info->name - 1);
+        memcpy(info->name, open + 1, len);
+        info->name[len] = 0;
+
+        const char *p = close + 1;
+        skip_spaces(&p);
+        if (!*p)
+                return -EINVAL;
+        info->state = *p++;
+        /* Fields 4.. are numbers (some negative); we need 14, 15 and 22. */
+        for (int field = 4; field <= 22; field++) {
+                skip_spaces(&p);
+                const char *start = p;
+                if (*p == '-')
+                        p++;
+                uint64_t v;
+                if (!parse_dec(&p, &v))
+                        return -EINVAL;
+                if (*start == '-')
+                        v = 0;
+                if (field == 14)
+                        info->utime_ticks = v;
+                else if (field == 15)
+                        info->stime_ticks = v;
+                else if (field == 22)
+                        info->start_time_ticks = v;
+        }
+        return 0;
+}
+
+int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
+        char path[64], buf[1024];
+        ThreadInfo info = { .syscall = -1 };
+
+        snprintf(path, sizeof path, "/proc/%d/task/%d", (int) pid, (int) tid);
+        _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+
+        ssize_t n = read_small_at(dirfd, "stat", buf, sizeof buf);
+        if (n < 0)
+                return (int) n;
+        if (parse_stat(buf, &info) < 0)
+                return -EIO;
+
+        /* "running", "-1 SP PC" (blocked outside a syscall) or "NR ARG… SP PC". Needs
+         * ptrace read access; without it the syscall stays unknown. */
+        if (info.state != 'R' && read_small_at(dirfd, "syscall", buf, sizeof buf) > 0) {
+                const char *p = buf;
+                uint64_t nr;
+                if (parse_dec(&p, &nr) && nr < 4096)
+                        info.syscall = (int) nr;
+        }
+        if (info.state != 'R' && read_small_at(dirfd, "wchan", buf, sizeof buf) > 0 && strcmp(buf, "0") != 0) {
+                size_t i = 0;
+                for (; buf[i] && i < sizeof info.wchan - 1; i++)
+                        info.wchan[i] = isgraph((unsigned char) buf[i]) ? buf[i] : '?';
+                info.wchan[i] = 0;
+        }
+        *ret = info;
+        return 0;
+}
+
+int procfs_read_cmdline(pid_t pid, char **ret, size_t *ret_len) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        char *text;
+        size_t len;
+        int r = read_file_at(dirfd, "cmdline", CMDLINE_MAX, &text, &len);
+        if (r < 0)
+                return r;
+        if (len > 0 && text[len - 1] == 0)
+                len--;
+        *ret = text;
+        *ret_len = len;
+        return 0;
+}
+
+int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        char buf[THREAD_NAME_MAX + 1];
+        ssize_t n = read_small_at(dirfd, "comm", buf, sizeof buf);
+        if (n < 0)
+                return (int) n;
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = 0;
+        memcpy(ret, buf, (size_t) n + 1);
+        return 0;
+}
+
+int procfs_read_tracer(pid_t pid, pid_t *ret) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        const char *p = strstr(text, "\nTracerPid:");
+        if (!p)
+                return -EIO;
+        p += strlen("\nTracerPid:");
+        skip_spaces(&p);
+        uint64_t v;
+        if (!parse_dec(&p, &v) || v > INT32_MAX)
+                return -EIO;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+const char *thread_state_description(char state) {
+        switch (state) {
+        case 'R': return "R (running)";
+        case 'S': return "S (sleeping)";
+        case 'D': return "D (disk sleep)";
+        case 'T': return "T (stopped)";
+        case 't': return "t (tracing stop)";
+        case 'X': return "X (dead)";
+        case 'Z': return "Z (zombie)";
+        case 'P': return "P (parked)";
+        case 'I': return "I (idle)";
+        default: return "? (unknown)";
+        }
+}

@@ -1,0 +1,71 @@
+/* attach/procfs.h -- read what /proc says about a process and its threads, without
+ * stopping anything.
+ *
+ * Everything read here comes from the target and is treated as untrusted: lengths are
+ * bounded, numbers are range-checked, and a malformed line is skipped, never fatal. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAPS_MAX_ENTRIES 65536          /* /proc/PID/maps lines beyond this are ignored */
+#define THREADS_MAX 65536               /* threads listed beyond this are ignored */
+#define THREAD_NAME_MAX 64              /* comm is 16 bytes today; room for growth */
+
+typedef struct MapEntry {
+        uint64_t start, end;            /* [start, end) */
+        uint64_t offset;                /* file offset of start */
+        uint64_t inode;
+        uint32_t dev_major, dev_minor;
+        bool readable, writable, executable, shared;
+        bool deleted;                   /* the path ended in " (deleted)"; stripped from path */
+        char *path;                     /* NULL for anonymous; "[stack]", "[vdso]", … kept */
+} MapEntry;
+
+typedef struct Maps {
+        MapEntry *entries;              /* sorted by start, as the kernel lists them */
+        size_t n;
+} Maps;
+
+/* 0, or negative errno (-ESRCH when the process is gone). *ret is filled on success only. */
+int procfs_read_maps(pid_t pid, Maps *ret);
+void maps_done(Maps *m);
+/* Deep copy. 0 or -ENOMEM. */
+int maps_copy(const Maps *src, Maps *ret);
+/* The entry containing ADDR, or NULL. Binary search. */
+const MapEntry *maps_find(const Maps *m, uint64_t addr);
+
+/* Thread ids of PID from /proc/PID/task, sorted ascending. 0, or negative errno.
+ * *ret_tids is malloc'ed; caller frees. */
+int procfs_list_threads(pid_t pid, pid_t **ret_tids, size_t *ret_n);
+
+typedef struct ThreadInfo {
+        char name[THREAD_NAME_MAX];     /* comm, NUL-terminated */
+        char state;                     /* stat field 3: 'R', 'S', 'D', 'T', 't', 'Z', … */
+        int syscall;                    /* syscall number it is blocked in; -1 when running
+                                           or unknown */
+        char wchan[64];                 /* kernel wait channel, "" when none or hidden */
+        uint64_t start_time_ticks;      /* stat field 22: identifies the thread across reuse */
+        uint64_t utime_ticks, stime_ticks;
+} ThreadInfo;
+
+/* Reads stat, syscall and wchan of TID. 0, or negative errno (-ESRCH: thread gone). */
+int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret);
+
+/* The raw NUL-separated command line, trailing NUL removed; at most 128 KiB.
+ * *ret is malloc'ed (NUL-terminated for convenience; the length excludes that). */
+int procfs_read_cmdline(pid_t pid, char **ret, size_t *ret_len);
+
+/* comm of the process. 0, or negative errno. */
+int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]);
+
+/* TracerPid from /proc/PID/status (0 when untraced). 0, or negative errno. */
+int procfs_read_tracer(pid_t pid, pid_t *ret);
+
+/* "S (sleeping)" and friends, as /proc/PID/status spells them; "? (unknown)" otherwise. */
+const char *thread_state_description(char state);
+
+/* x86-64 syscall name ("read", "futex") or NULL for an unknown number. */
+const char *syscall_name(int nr);
