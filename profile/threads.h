@@ -1,0 +1,47 @@
+/* profile/threads.h -- a thread dump (every thread's stack and state at one moment) and
+ * its text encoders, in the exact shapes of Go's goroutine profile:
+ *
+ *   debug=1   "threads profile: total N", then per group of identical stacks
+ *             "COUNT @ 0xPC 0xPC…", a "# threads:" line, and one
+ *             "#\t0xPC\tfunc+0xoff\tfile:line" line per frame (inlined frames included),
+ *             tab-aligned per record as Go's tabwriter does; groups sorted by count.
+ *   debug=2   per thread: thread TID "NAME" [STATE, WAIT, DURATION]: then "func(...)" and
+ *             "\tfile:line +0xOFF" per frame; blank line between threads.
+ *
+ * Pure data: no process, no I/O. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "frame.h"
+
+typedef struct ThreadRecord {
+        pid_t tid;
+        const char *name;               /* thread name (comm) */
+        const char *state;              /* "S (sleeping)"; NULL when unknown */
+        const char *wait;               /* syscall or wait channel ("read", "futex"); NULL */
+        uint64_t wait_ns;               /* how long seen with this stack and state; 0 unknown */
+        int error;                      /* 0, or negative errno: stack not captured */
+        Stack stack;                    /* symbolized; empty when error != 0 */
+} ThreadRecord;
+
+typedef struct ThreadDump {
+        pid_t pid;
+        uint64_t time_ns;               /* CLOCK_REALTIME of the snapshot */
+        bool partial;                   /* some threads could not be captured */
+        bool exited;                    /* the target exited during the snapshot */
+        ThreadRecord *threads;          /* sorted by tid */
+        size_t n_threads;
+} ThreadDump;
+
+/* debug=1. Appends to OUT. */
+void thread_dump_write_debug1(const ThreadDump *d, Buf *out);
+/* debug=2. Appends to OUT. */
+void thread_dump_write_debug2(const ThreadDump *d, Buf *out);
+
+/* "3 minutes", "42 seconds", as Go prints wait durations ("1 minutes" stays plural, as
+ * Go's does). Empty string under one second. Writes into BUF (≥ 32 bytes). */
+const char *format_wait_duration(uint64_t ns, char *buf, size_t size);
