@@ -30,12 +30,17 @@ typedef struct SymLoc {
         Frame frames[];                 /* innermost first; the last is the physical function */
 } SymLoc;
 
+#define STACK_FRAME_HAS_TAIL_CALL 1
+
 typedef struct StackFrame {
         uint64_t pc;                    /* as unwound: the interrupted pc for the leaf and for
                                            a frame interrupted by a signal, else a return
                                            address */
         bool exact;                     /* pc is an interrupted pc, not a return address */
         bool signal_frame;              /* this frame is a signal trampoline (__restore_rt) */
+        bool tail_call;                 /* rebuilt from DWARF call sites: a function that
+                                           tail-called its callee and left no frame (gdb's
+                                           "tailcall frames"); pc is the call site's */
         const SymLoc *loc;              /* never NULL after symbolization */
 } StackFrame;
 

@@ -1,0 +1,549 @@
+/* symbolize/symbolizer.c -- the module cache (one per daemon) and address spaces (one per
+ * target): which file is mapped where, and pc -> cached SymLoc.
+ *
+ * A module is identified by its build-id when it has one, else by the (device, inode,
+ * size, mtime) of the file we opened; both keys point at the same Module, so the second
+ * process mapping libc costs one open() and one fstat(), and every SymLoc computed for
+ * libc serves every process. Target files are opened through /proc/PID/map_files/START-END
+ * (deleted binaries, other mount namespaces), else /proc/PID/root/PATH, else PATH itself
+ * when the process is gone (a saved capture) -- the last two only when the inode is the
+ * one the maps line names, so a replaced binary is never mistaken for the mapped one.
+ *
+ * Everything handed out (module names, function names, SymLocs) lives until
+ * symbolizer_free(): callers keep pointers without reference counting. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "macro.h"
+
+/* ---- string map ---- */
+
+void *strmap_get(const StrMap *m, const char *key) {
+        for (StrEntry *e = u64map_get(&m->map, hash_bytes(key, strlen(key))); e; e = e->next)
+                if (strcmp(e->key, key) == 0)
+                        return e->value;
+        return NULL;
+}
+
+StrEntry *strmap_add(StrMap *m, const char *key, void *value) {
+        size_t len = strlen(key);
+        uint64_t h = hash_bytes(key, len);
+        StrEntry *e = malloc(sizeof *e + len + 1);
+        if (!e)
+                abort();
+        memcpy(e->key, key, len + 1);
+        e->value = value;
+        e->next = u64map_get(&m->map, h);
+        u64map_put(&m->map, h, e);
+        return e;
+}
+
+void strmap_done(StrMap *m, void (*free_value)(void *)) {
+        uint64_t k;
+        void *v;
+        for (size_t i = 0; u64map_next(&m->map, &i, &k, &v);)
+                for (StrEntry *e = v, *next; e; e = next) {
+                        next = e->next;
+                        if (free_value && e->value)
+                                free_value(e->value);
+                        free(e);
+                }
+        u64map_done(&m->map, NULL);
+}
+
+const char *symbolizer_intern(Symbolizer *s, const char *str) {
+        if (!str)
+                return NULL;
+        size_t len = strlen(str);
+        uint64_t h = hash_bytes(str, len);
+        for (StrEntry *e = u64map_get(&s->strings.map, h); e; e = e->next)
+                if (strcmp(e->key, str) == 0)
+                        return e->key;
+        return strmap_add(&s->strings, str, NULL)->key;
+}
+
+/* ---- modules ---- */
+
+static Module *module_free(Module *m) {
+        if (!m)
+                return NULL;
+        u64map_done(&m->locs, free);
+        module_symbols_done(m);
+        module_unload_image(m);
+        closep(&m->fd);
+        free(m->debuglink_path);
+        free(m);
+        return NULL;
+}
+DEFINE_POINTER_CLEANUP(Module, module_free);
+
+static Module *module_new(Symbolizer *s, ModuleKind kind, const char *name) {
+        Module *m = calloc(1, sizeof *m);
+        if (!m)
+                return NULL;
+        m->symbolizer = s;
+        m->kind = kind;
+        m->fd = -EBADF;
+        m->name = symbolizer_intern(s, name);
+        return m;
+}
+
+/* Takes M (also on failure) and files it under KEY. */
+static int symbolizer_add_module(Symbolizer *s, Module *m, const char *key) {
+        if (s->n_modules == s->cap_modules) {
+                size_t cap = s->cap_modules ? s->cap_modules * 2 : 32;
+                Module **p = realloc(s->modules, cap * sizeof *p);
+                if (!p) {
+                        module_free(m);
+                        return -ENOMEM;
+                }
+                s->modules = p;
+                s->cap_modules = cap;
+        }
+        s->modules[s->n_modules++] = m;
+        strmap_add(&s->by_key, key, m);
+        if (m->kind != MODULE_PSEUDO)
+                s->stats.modules++;
+        return 0;
+}
+
+static Module *pseudo_module(Symbolizer *s, const char *name) {
+        char key[512];
+        Module *m;
+
+        (void) snprintf(key, sizeof key, "p:%s", name);
+        m = strmap_get(&s->by_key, key);
+        if (m)
+                return m;
+        m = module_new(s, MODULE_PSEUDO, name);
+        if (!m || symbolizer_add_module(s, m, key) < 0)
+                return NULL;
+        return m;
+}
+
+static Module *unreadable_module(Symbolizer *s, const MapEntry *e, const char *name) {
+        char key[4200];
+        Module *m;
+
+        (void) snprintf(key, sizeof key, "u:%" PRIu32 ":%" PRIu32 ":%" PRIu64 ":%s",
+                        e->dev_major, e->dev_minor, e->inode, name);
+        m = strmap_get(&s->by_key, key);
+        if (m)
+                return m;
+        m = module_new(s, MODULE_UNREADABLE, name);
+        if (!m || symbolizer_add_module(s, m, key) < 0)
+                return NULL;
+        return m;
+}
+
+/* Takes FD. Identifies the ELF file open at FD: an existing module with the same
+ * build-id, file identity (FILE_KEY) or, for a file without either (a vdso without a
+ * build-id), the same contents; else a new module. */
+static Module *module_from_fd(Symbolizer *s, int fd_in, const char *name, const char *file_key,
+                              const char *debuglink_path) {
+        _cleanup_close_ int fd = fd_in;
+        _cleanup_(module_freep) Module *m = NULL;
+        char key[2 * MODULE_BUILD_ID_MAX + 64];
+        Module *found;
+
+        if (file_key) {
+                found = strmap_get(&s->by_key, file_key);
+                if (found)
+                        return found;
+        }
+
+        m = module_new(s, MODULE_ELF, name);
+        if (!m)
+                return NULL;
+        /* A file we cannot map is a module without frames; not an error. */
+        (void) module_load_image(m, fd);
+
+        if (m->build_id)
+                (void) snprintf(key, sizeof key, "b:%s", m->build_id);
+        else if (file_key)
+                (void) snprintf(key, sizeof key, "%s", file_key);
+        else if (m->image)
+                (void) snprintf(key, sizeof key, "h:%016" PRIx64 ":%zu",
+                                hash_bytes(m->image, m->image_size), m->image_size);
+        else
+                (void) snprintf(key, sizeof key, "a:%p", (void *) m);  /* unique */
+
+        found = strmap_get(&s->by_key, key);
+        if (found) {
+                if (file_key && strcmp(file_key, key) != 0)
+                        strmap_add(&s->by_key, file_key, found);
+                return found;
+        }
+
+        m->fd = TAKE_FD(fd);
+        if (debuglink_path) {
+                m->debuglink_path = strdup(debuglink_path);
+                if (!m->debuglink_path)
+                        return NULL;
+        }
+        Module *ret = TAKE_PTR(m);
+        if (symbolizer_add_module(s, ret, key) < 0)
+                return NULL;
+        if (file_key && strcmp(file_key, key) != 0)
+                strmap_add(&s->by_key, file_key, ret);
+        return ret;
+}
+
+int symbolizer_new(Symbolizer **ret) {
+        if (elf_version(EV_CURRENT) == EV_NONE)
+                return -ENOTSUP;
+        Symbolizer *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+Symbolizer *symbolizer_free(Symbolizer *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < s->n_modules; i++)
+                module_free(s->modules[i]);
+        free(s->modules);
+        symbols_tail_chains_done(s);
+        strmap_done(&s->by_key, NULL);
+        u64map_done(&s->unmapped, free);
+        free(s->unmapped_overflow);
+        strmap_done(&s->strings, NULL);
+        free(s);
+        return NULL;
+}
+
+void symbolizer_get_stats(const Symbolizer *s, SymbolizerStats *ret) {
+        *ret = s->stats;
+}
+
+/* ---- address spaces ---- */
+
+int address_space_new(Symbolizer *s, pid_t pid, AddressSpace **ret) {
+        AddressSpace *as = calloc(1, sizeof *as);
+        int r;
+
+        if (!as)
+                return -ENOMEM;
+        as->symbolizer = s;
+        as->pid = pid;
+        as->scratch = malloc(UNWIND_MAX_DEPTH * sizeof *as->scratch);
+        as->scratch_sp = malloc(UNWIND_MAX_DEPTH * sizeof *as->scratch_sp);
+        r = as->scratch && as->scratch_sp ? unwind_addr_space_new(&as->unw) : -ENOMEM;
+        if (r < 0) {
+                free(as->scratch);
+                free(as->scratch_sp);
+                free(as);
+                return r;
+        }
+        *ret = as;
+        return 0;
+}
+
+static void regions_free(Region *regions, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(regions[i].path);
+        free(regions);
+}
+
+AddressSpace *address_space_free(AddressSpace *as) {
+        if (!as)
+                return NULL;
+        regions_free(as->regions, as->n_regions);
+        if (as->unw)
+                unw_destroy_addr_space(as->unw);
+        free(as->scratch);
+        free(as->scratch_sp);
+        free(as);
+        return NULL;
+}
+
+const Region *address_space_find_region(const AddressSpace *as, uint64_t addr) {
+        size_t lo = 0, hi = as->n_regions;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (as->regions[mid].start <= addr)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (lo == 0)
+                return NULL;
+        const Region *r = &as->regions[lo - 1];
+        return addr < r->end ? r : NULL;
+}
+
+static bool streq_ptr(const char *a, const char *b) {
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool region_same_mapping(const Region *r, const MapEntry *e) {
+        return r->start == e->start && r->end == e->end && r->offset == e->offset &&
+                r->inode == e->inode && r->dev_major == e->dev_major &&
+                r->dev_minor == e->dev_minor && r->deleted == e->deleted &&
+                streq_ptr(r->path, e->path);
+}
+
+static const Region *old_region(const AddressSpace *as, const MapEntry *e) {
+        const Region *r = address_space_find_region(as, e->start);
+        return r && region_same_mapping(r, e) ? r : NULL;
+}
+
+static bool fd_has_inode(int fd, uint64_t inode) {
+        struct stat st;
+        return fstat(fd, &st) == 0 && (inode == 0 || (uint64_t) st.st_ino == inode);
+}
+
+typedef enum OpenedVia {
+        OPENED_VIA_MAP_FILES,
+        OPENED_VIA_ROOT,
+        OPENED_VIA_PATH,
+} OpenedVia;
+
+/* Opens the file of mapping E as the target sees it. Returns the fd, or negative errno. */
+static int open_target_file(pid_t pid, const MapEntry *e, OpenedVia *ret_via) {
+        char path[PATH_MAX + 64];
+        int fd;
+
+        (void) snprintf(path, sizeof path, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64,
+                        (int) pid, e->start, e->end);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                *ret_via = OPENED_VIA_MAP_FILES;
+                return fd;
+        }
+
+        if (!e->deleted) {
+                (void) snprintf(path, sizeof path, "/proc/%d/root%s", (int) pid, e->path);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0) {
+                        if (fd_has_inode(fd, e->inode)) {
+                                *ret_via = OPENED_VIA_ROOT;
+                                return fd;
+                        }
+                        (void) close(fd);
+                }
+        }
+
+        /* The process is gone (a saved capture) or its /proc is closed to us: the plain
+         * path, if it still is the very file that was mapped. */
+        fd = open(e->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (!fd_has_inode(fd, e->inode)) {
+                (void) close(fd);
+                return -ESTALE;
+        }
+        *ret_via = OPENED_VIA_PATH;
+        return fd;
+}
+
+/* The file name libdwfl looks for .gnu_debuglink files next to (and under
+ * /usr/lib/debug/DIR): the path as the target names it, or, when that path means another
+ * file in our mount namespace (a container), the same path under /proc/PID/root. */
+static void debuglink_path(pid_t pid, const MapEntry *e, int fd, OpenedVia via,
+                           char *ret, size_t size) {
+        struct stat ours, mapped;
+        char root_path[PATH_MAX + 64];
+
+        (void) snprintf(ret, size, "%s", e->path);
+        if (via == OPENED_VIA_PATH)
+                return;
+        if (stat(e->path, &ours) == 0 && fstat(fd, &mapped) == 0 &&
+            ours.st_dev == mapped.st_dev && ours.st_ino == mapped.st_ino)
+                return;
+        (void) snprintf(root_path, sizeof root_path, "/proc/%d/root%s", (int) pid, e->path);
+        if (access(root_path, F_OK) == 0)
+                (void) snprintf(ret, size, "%s", root_path);
+}
+
+static Module *identify_file(AddressSpace *as, const MapEntry *e) {
+        Symbolizer *s = as->symbolizer;
+        char debuglink[PATH_MAX + 64], file_key[256];
+        struct stat st;
+        OpenedVia via = OPENED_VIA_PATH;
+        Module *found;
+        int fd;
+
+        fd = open_target_file(as->pid, e, &via);
+        if (fd < 0)
+                return unreadable_module(s, e, e->path);
+        if (fstat(fd, &st) < 0) {
+                (void) close(fd);
+                return unreadable_module(s, e, e->path);
+        }
+        (void) snprintf(file_key, sizeof file_key,
+                        "f:%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIi64 ".%09ld",
+                        (uint64_t) st.st_dev, (uint64_t) st.st_ino, (uint64_t) st.st_size,
+                        (int64_t) st.st_mtim.tv_sec, (long) st.st_mtim.tv_nsec);
+        found = strmap_get(&s->by_key, file_key);
+        if (found) {
+                (void) close(fd);
+                return found;
+        }
+        debuglink_path(as->pid, e, fd, via, debuglink, sizeof debuglink);
+        return module_from_fd(s, fd, e->path, file_key, debuglink);
+}
+
+static Module *identify_vdso(AddressSpace *as, const MapEntry *e) {
+        Symbolizer *s = as->symbolizer;
+        int fd = vdso_open_memfd(as->pid, e->start, e->end - e->start);
+        if (fd < 0)
+                return pseudo_module(s, "[vdso]");
+        /* Keyed by build-id (every process of this kernel shares it). */
+        return module_from_fd(s, fd, "[vdso]", NULL, NULL);
+}
+
+static Module *identify(AddressSpace *as, const MapEntry *e) {
+        Symbolizer *s = as->symbolizer;
+
+        if (!e->path || !e->path[0])
+                return pseudo_module(s, "[anon]");
+        if (strcmp(e->path, "[vdso]") == 0)
+                return identify_vdso(as, e);
+        if (e->path[0] != '/')
+                return pseudo_module(s, e->path);       /* [heap], [stack], [anon:…] */
+        if (e->inode == 0)
+                return pseudo_module(s, e->path);       /* /dev/zero (deleted), shm … */
+        return identify_file(as, e);
+}
+
+static uint64_t region_bias(const Module *m, const MapEntry *e) {
+        uint64_t vaddr;
+        if (m->kind == MODULE_PSEUDO)
+                return e->start;
+        if (m->kind == MODULE_ELF && module_offset_to_vaddr(m, e->offset, &vaddr))
+                return e->start - vaddr;
+        return e->start - e->offset;    /* module offsets are then file offsets */
+}
+
+int address_space_update(AddressSpace *as, const Maps *maps) {
+        Region *regions;
+        size_t n = 0;
+        bool changed = false;
+
+        regions = calloc(maps->n ? maps->n : 1, sizeof *regions);
+        if (!regions)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->entries[i];
+                if (e->end <= e->start)
+                        continue;
+                if (n > 0 && e->start < regions[n - 1].end)
+                        continue;       /* unsorted or overlapping: keep the first */
+
+                Region *r = &regions[n];
+                *r = (Region) {
+                        .start = e->start, .end = e->end, .offset = e->offset,
+                        .inode = e->inode, .dev_major = e->dev_major, .dev_minor = e->dev_minor,
+                        .readable = e->readable, .writable = e->writable,
+                        .executable = e->executable, .deleted = e->deleted,
+                };
+                if (e->path) {
+                        r->path = strdup(e->path);
+                        if (!r->path) {
+                                regions_free(regions, n);
+                                return -ENOMEM;
+                        }
+                }
+
+                const Region *old = old_region(as, e);
+                if (old) {
+                        r->module = old->module;
+                        r->bias = old->bias;
+                        n++;
+                        continue;
+                }
+                changed = true;
+
+                /* Consecutive mappings of one file share the module found for the first. */
+                const Region *prev = n > 0 ? &regions[n - 1] : NULL;
+                if (prev && e->path && e->inode != 0 && prev->inode == e->inode &&
+                    prev->dev_major == e->dev_major && prev->dev_minor == e->dev_minor &&
+                    streq_ptr(prev->path, e->path) && prev->module->kind != MODULE_PSEUDO)
+                        r->module = prev->module;
+                else
+                        r->module = identify(as, e);
+                if (!r->module) {
+                        free(r->path);
+                        regions_free(regions, n);
+                        return -ENOMEM;
+                }
+                r->bias = region_bias(r->module, e);
+                n++;
+        }
+
+        if (n != as->n_regions)
+                changed = true;
+        regions_free(as->regions, as->n_regions);
+        as->regions = regions;
+        as->n_regions = n;
+
+        /* libunwind caches register rules by ip: stale once code moves. */
+        if (changed)
+                unw_flush_cache(as->unw, 0, 0);
+        return 0;
+}
+
+/* ---- resolving ---- */
+
+static const SymLoc oom_loc = {};
+
+static const SymLoc *unmapped_loc(Symbolizer *s, uint64_t pc) {
+        SymLoc *loc = u64map_get(&s->unmapped, pc);
+        if (loc) {
+                s->stats.lookup_hits++;
+                return loc;
+        }
+        if (s->unmapped.n >= UNMAPPED_LOCS_MAX) {
+                if (!s->unmapped_overflow)
+                        s->unmapped_overflow = calloc(1, sizeof(SymLoc));
+                return s->unmapped_overflow ? s->unmapped_overflow : &oom_loc;
+        }
+        loc = calloc(1, sizeof *loc);
+        if (!loc)
+                return &oom_loc;
+        loc->module_offset = pc;
+        u64map_put(&s->unmapped, pc, loc);
+        s->stats.locations++;
+        return loc;
+}
+
+static const SymLoc *module_resolve(Module *m, uint64_t addr) {
+        Symbolizer *s = m->symbolizer;
+        SymLoc *loc = u64map_get(&m->locs, addr);
+
+        if (loc) {
+                s->stats.lookup_hits++;
+                return loc;
+        }
+        /* Offsets into anonymous memory are as many as a JIT makes: bounded. */
+        if (m->kind == MODULE_PSEUDO && m->locs.n >= UNMAPPED_LOCS_MAX)
+                return unmapped_loc(s, addr);
+
+        loc = symbols_resolve(m, addr);
+        if (!loc)
+                return &oom_loc;
+        u64map_put(&m->locs, addr, loc);
+        s->stats.locations++;
+        return loc;
+}
+
+const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc) {
+        Symbolizer *s = as->symbolizer;
+        const Region *r = address_space_find_region(as, lookup_pc);
+
+        s->stats.lookups++;
+        if (!r)
+                return unmapped_loc(s, lookup_pc);
+        return module_resolve(r->module, lookup_pc - r->bias);
+}

@@ -1,0 +1,64 @@
+/* symbolize/symbolizer.h -- map addresses of a process to functions, inlines and lines.
+ *
+ * A Symbolizer is one per daemon: it owns the module cache, keyed by build-id (or, for a
+ * file without one, by device, inode, size and mtime), so one libc is opened, indexed and
+ * symbolized once for every target and every snapshot. An AddressSpace is one per target:
+ * which module is mapped where, as of the last snapshot, plus libunwind's per-process
+ * state.
+ *
+ * Target files are opened through /proc/PID/map_files/START-END (deleted binaries, files
+ * of other mount namespaces) and else /proc/PID/root/PATH. Everything read from them is
+ * untrusted: a corrupt or unreadable file yields frames shown as module+0xoff, never a
+ * crash. Not thread-safe: one caller at a time per Symbolizer. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "frame.h"
+#include "procfs.h"
+#include "snapshot.h"
+
+typedef struct Symbolizer Symbolizer;
+typedef struct AddressSpace AddressSpace;
+
+#define UNWIND_MAX_DEPTH 1024
+
+typedef struct SymbolizerStats {
+        uint64_t modules;               /* distinct modules cached */
+        uint64_t locations;             /* distinct (module, offset) locations cached */
+        uint64_t lookups, lookup_hits;
+} SymbolizerStats;
+
+/* 0, or negative errno. On success *ret owns the new symbolizer. */
+int symbolizer_new(Symbolizer **ret);
+/* Accepts NULL, returns NULL. Every SymLoc it handed out dies with it. */
+Symbolizer *symbolizer_free(Symbolizer *s);
+void symbolizer_get_stats(const Symbolizer *s, SymbolizerStats *ret);
+
+/* 0, or negative errno. The address space starts empty; call address_space_update(). */
+int address_space_new(Symbolizer *s, pid_t pid, AddressSpace **ret);
+/* Accepts NULL, returns NULL. */
+AddressSpace *address_space_free(AddressSpace *as);
+
+/* Brings the address space in line with MAPS (usually a snapshot's). Modules already known
+ * are kept; new file mappings are opened and identified. A module that cannot be opened is
+ * recorded as unreadable (its frames become module+0xoff). 0, or negative errno for
+ * allocation failure only. */
+int address_space_update(AddressSpace *as, const Maps *maps);
+
+/* Resolves LOOKUP_PC (already pc − 1 for return addresses) to a cached SymLoc. Never
+ * NULL: a pc in no mapping gets a SymLoc with module NULL and no frames. */
+const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc);
+
+/* Unwinds the thread from its captured registers and stack copy (never touching the live
+ * process), with DWARF CFI from .eh_frame (and .debug_frame where present), through signal
+ * frames, and symbolizes every frame. Stops at the outermost frame, a zero pc, a repeated
+ * (pc, sp), UNWIND_MAX_DEPTH frames, or the end of the copy; ret->end says which.
+ * The signal trampoline's frame and the interrupted frame above it are exact. Like gdb,
+ * frames of functions that left the stack by a tail call are rebuilt from DWARF call-site
+ * records and inserted (pc = return address of the tail call site, not exact), so
+ * ret->n may exceed UNWIND_MAX_DEPTH.
+ * 0 with *ret filled (caller frees ret->frames), or negative errno (-EINVAL when the
+ * capture holds no registers). */
+int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret);
