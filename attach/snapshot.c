@@ -123,7 +123,10 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         uint64_t t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
                 r = -errno;
-                (void) ptrace(PTRACE_DETACH, tid, NULL, NULL);
+                /* Detach needs a stopped tracee; if it fails the thread is dying while
+                 * traced by us, and only our waitpid() lets it be reaped. */
+                if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
+                        straggler_add(tid);
                 return r;
         }
 
@@ -167,8 +170,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 copied = n > 0 ? (size_t) n : 0;
         }
 
-        if (ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0 && errno != ESRCH && r == 0)
-                r = -errno;
+        if (ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0) {
+                /* ESRCH: killed while held (exit_group). It is now a zombie we still
+                 * trace: reap it, or its parent can never reap the process. */
+                if (errno == ESRCH)
+                        straggler_add(tid);
+                else if (r == 0)
+                        r = -errno;
+        }
         t->pause_ns = now_monotonic_ns() - t0;
         t->reinjected_signal = sig;
         if (r < 0)

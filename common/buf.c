@@ -35,14 +35,20 @@ void buf_putc(Buf *b, char c) {
 }
 
 void buf_vprintf(Buf *b, const char *fmt, va_list ap) {
+        /* Format into the spare room first; grow and format again only if it did not fit. */
+        buf_reserve(b, 64);
         va_list aq;
         va_copy(aq, ap);
-        int n = vsnprintf(NULL, 0, fmt, aq);
+        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, aq);
         va_end(aq);
-        if (n < 0)
+        if (n < 0) {
+                b->data[b->len] = 0;
                 return;
-        buf_reserve(b, (size_t) n);
-        vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+        }
+        if ((size_t) n >= b->cap - b->len) {
+                buf_reserve(b, (size_t) n);
+                vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+        }
         b->len += (size_t) n;
 }
 
