@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# test.sh -- the whole test suite of cprofd, from a fresh Debian 12 machine.
+#
+# Installs what is missing, builds and runs every test twice: a normal build (build/) and
+# an ASan+UBSan build (build-asan/). The last line is the sum over both runs,
+# "N passed, N failed" (", N skipped" when something skipped). The exit status is non-zero
+# when anything failed or skipped: on a supported machine every test must run.
+#
+# Needs root (or sudo) for apt-get and for ptrace of the test targets.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
+          libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev elfutils gdb
+          libc6-dbg python3 golang-go curl)
+
+as_root() {
+        if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_missing() {
+        local missing=() p
+        for p in "${PACKAGES[@]}"; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+                        missing+=("$p")
+        done
+        [ "${#missing[@]}" -eq 0 ] && return 0
+        echo "Installing: ${missing[*]}"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+
+# Adds the results of the last `meson test` in build dir $1 to the totals.
+count_results() {
+        local log="$1/meson-logs/testlog.json" counts
+        if [ ! -s "$log" ]; then
+                echo "test.sh: no test results in $log" >&2
+                FAILED=$((FAILED + 1))
+                return
+        fi
+        counts=$(python3 - "$log" <<'EOF'
+import json, sys
+ok = fail = skip = 0
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line:
+        continue
+    result = json.loads(line).get("result")
+    if result in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif result == "SKIP":
+        skip += 1
+    else:                       # FAIL, TIMEOUT, ERROR, UNEXPECTEDPASS, INTERRUPT...
+        fail += 1
+print(ok, fail, skip)
+EOF
+)
+        read -r ok fail skip <<<"$counts"
+        PASSED=$((PASSED + ok))
+        FAILED=$((FAILED + fail))
+        SKIPPED=$((SKIPPED + skip))
+}
+
+# run_suite BUILDDIR [meson setup options...]
+run_suite() {
+        local dir="$1"; shift
+        echo "=== $dir ==="
+        rm -f "$dir/meson-logs/testlog.json"
+        if [ ! -f "$dir/build.ninja" ]; then
+                if ! meson setup "$dir" "$@"; then
+                        echo "test.sh: meson setup $dir failed" >&2
+                        FAILED=$((FAILED + 1))
+                        return
+                fi
+        fi
+        if ! meson compile -C "$dir"; then
+                echo "test.sh: build in $dir failed" >&2
+                FAILED=$((FAILED + 1))
+                return
+        fi
+        # A failing test is counted from the log, not by the exit status.
+        meson test -C "$dir" --print-errorlogs --timeout-multiplier "${TIMEOUT_MULTIPLIER:-1}" || true
+        count_results "$dir"
+}
+
+if ! install_missing; then
+        echo "test.sh: installing the build dependencies failed" >&2
+        FAILED=$((FAILED + 1))
+fi
+
+run_suite build
+# UBSan only reports by default: make any report fail the test that caused it.
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        TIMEOUT_MULTIPLIER=3 run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+if [ "$SKIPPED" -gt 0 ]; then
+        echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+else
+        echo "$PASSED passed, $FAILED failed"
+fi
+[ "$FAILED" -eq 0 ] && [ "$SKIPPED" -eq 0 ]

@@ -1,0 +1,186 @@
+"""tests/integration/test_gdb_oracle.py -- gdb as the oracle for every thread's stack.
+
+gdb attaches to cprofd-test-threads first (`thread apply all bt`) and detaches; then cprofd
+serves debug=2; after cprofd exits, gdb attaches again, which also proves cprofd left the
+target in a state a debugger can take over. (Two tracers cannot hold a process at once.)
+
+For every thread, the functions gdb shows must appear in cprofd's frames in the same order,
+with nothing in between, and for the frames of the test program file:line must agree.
+cprofd may show more below main: gdb stops at main by default.
+
+The only normalisation: "<signal handler called>" is gdb's name for the signal
+trampoline, __restore_rt. Frames gdb rebuilds for tail calls (from DWARF call-site
+records: no return address of theirs is on the stack) are compared like any other, since
+cprofd rebuilds them the same way; gdb's Python API (run in the same session) marks them,
+and the inlined and signal frames, in the failure reports.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cprofd_test as ct  # noqa: E402
+from cprofd_test import check, log, require  # noqa: E402
+
+FRAME_TYPES_SCRIPT = r'''
+import gdb
+names = {gdb.NORMAL_FRAME: "normal", gdb.INLINE_FRAME: "inline",
+         gdb.TAILCALL_FRAME: "tailcall", gdb.SIGTRAMP_FRAME: "sigtramp"}
+for t in sorted(gdb.selected_inferior().threads(), key=lambda t: t.ptid[1]):
+    t.switch()
+    f = gdb.newest_frame()
+    i = 0
+    while f is not None:
+        print("@@frame %d %d %s %s" % (t.ptid[1], i, names.get(f.type(), "other"), f.name()))
+        f = f.older()
+        i += 1
+'''
+
+THREAD_LINE = re.compile(r'^Thread \d+ \(.*\(LWP (\d+)\)(?: "(.*)")?\):$')
+FRAME_LINE = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \((.*)$")
+AT_FILE = re.compile(r" at (\S+):(\d+)$")
+SIGNAL_LINE = re.compile(r"^#(\d+)\s+<signal handler called>$")
+
+# gdb's name -> the name DWARF/ELF give the same frame.
+GDB_NAMES = {"<signal handler called>": "__restore_rt"}
+
+
+class GdbFrame:
+    def __init__(self, index, function, file=None, lineno=None, raw=""):
+        self.index = index
+        self.function = function
+        self.file = file
+        self.lineno = lineno
+        self.type = None
+        self.raw = raw
+
+
+def run_gdb(pid):
+    script = ct.tmp_path("frame-types.py")
+    with open(script, "w") as f:
+        f.write(FRAME_TYPES_SCRIPT)
+    argv = ["gdb", "-p", str(pid), "-batch", "-nx", "-ex", "set pagination off",
+            "-ex", "thread apply all bt", "-x", script]
+    proc = ct.spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, kill_signal=signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    return out.decode("utf-8", errors="replace")
+
+
+def parse_gdb(text):
+    """{lwp: (name, [GdbFrame])} from `thread apply all bt` and the frame-type lines."""
+    threads = {}
+    current = None
+    types = {}
+    for line in text.split("\n"):
+        m = THREAD_LINE.match(line)
+        if m:
+            current = []
+            threads[int(m.group(1))] = (m.group(2), current)
+            continue
+        if line.startswith("@@frame "):
+            _, lwp, idx, kind, _name = line.split(" ", 4)
+            types[(int(lwp), int(idx))] = kind
+            current = None
+            continue
+        if current is None:
+            continue
+        m = SIGNAL_LINE.match(line)
+        if m:
+            current.append(GdbFrame(int(m.group(1)), "<signal handler called>", raw=line))
+            continue
+        m = FRAME_LINE.match(line)
+        if m:
+            at = AT_FILE.search(line)
+            current.append(GdbFrame(int(m.group(1)), m.group(2),
+                                    at.group(1) if at else None,
+                                    int(at.group(2)) if at else None, raw=line))
+    for lwp, (_, frames) in threads.items():
+        for f in frames:
+            f.type = types.get((lwp, f.index))
+    return threads
+
+
+def normalised(frames):
+    for f in frames:
+        f.function = GDB_NAMES.get(f.function, f.function)
+    return frames
+
+
+def compare_thread(label, gdb_frames, thread):
+    got = thread.frames
+    names = [f.function for f in got]
+    want = [f.function for f in gdb_frames]
+    detail = ("gdb:\n" + "\n".join(f.raw + (f"   [{f.type}]" if f.type != "normal" else "")
+                                   for f in gdb_frames)
+              + "\n\ncprofd:\n" + thread.describe())
+
+    # gdb's functions, in order, as a subsequence of cprofd's.
+    pos = []
+    j = 0
+    for w in want:
+        while j < len(names) and names[j] != w:
+            j += 1
+        if j == len(names):
+            break
+        pos.append(j)
+        j += 1
+    if not check(len(pos) == len(want),
+                 f"{label}: cprofd shows every function gdb shows, in order", detail):
+        return
+    check(pos == list(range(len(want))),
+          f"{label}: and nothing gdb does not show above its outermost frame", detail)
+
+    for gf, k in zip(gdb_frames, pos):
+        cf = got[k]
+        if gf.file and ct.same_file(gf.file, ct.THREADS_SOURCE):
+            if not check(ct.same_file(cf.file, gf.file) and cf.lineno == gf.lineno,
+                         f"{label}: {gf.function} at {gf.file}:{gf.lineno} in both",
+                         f"gdb:    {gf.raw}\ncprofd: {cf.raw}"):
+                break
+        elif gf.file and (not ct.same_file(cf.file, gf.file) or cf.lineno != gf.lineno):
+            log(f"note    {label}: {gf.function}: gdb {gf.file}:{gf.lineno}, "
+                f"cprofd {cf.file}:{cf.lineno}")
+
+
+def main():
+    target = ct.threads_target()
+    log(f"target {target.pid}")
+
+    before_text = run_gdb(target.pid)
+    before = parse_gdb(before_text)
+    require(sorted(before) == target.tids(), "gdb sees every thread of the target",
+            before_text)
+    require(all(t[1] for t in before.values()), "gdb shows a backtrace for each thread",
+            before_text)
+    tailcalls = sorted({f.function for _, fr in before.values() for f in fr
+                        if f.type == "tailcall"})
+    log(f"note    gdb's tail-call frames: {', '.join(tailcalls) or 'none'}")
+    ct.check_not_stopped(target.pid, "after gdb detached")
+
+    daemon = ct.Daemon([target.pid])
+    r, threads, errors = ct.fetch_debug2(daemon)
+    require(r.status == 200, "cprofd: debug=2 answers 200", r.describe())
+    check(not errors, "cprofd: debug=2 parses", "\n".join(errors))
+    check(daemon.stop() == 0, "cprofd exits 0 on SIGTERM")
+    ct.check_not_stopped(target.pid, "after cprofd exited")
+
+    after_text = run_gdb(target.pid)
+    after = parse_gdb(after_text)
+    check({lwp: [f.function for f in fr] for lwp, (_, fr) in before.items()}
+          == {lwp: [f.function for f in fr] for lwp, (_, fr) in after.items()},
+          "gdb attaches again after cprofd and sees the same stacks", after_text)
+
+    dumped = {t.tid: t for t in threads}
+    check(sorted(dumped) == sorted(before), "cprofd and gdb list the same threads",
+          f"cprofd: {sorted(dumped)}\ngdb: {sorted(before)}")
+    for lwp, (name, frames) in sorted(before.items()):
+        if lwp in dumped:
+            compare_thread(f"{name} ({lwp})", normalised(frames), dumped[lwp])
+
+
+if __name__ == "__main__":
+    ct.run_test(main)
