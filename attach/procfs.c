@@ -339,29 +339,35 @@ static int parse_stat(const char *text, ThreadInfo *info) {
 }
 
 int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
-        char path[64], buf[1024];
+        char path[96], buf[1024];
         ThreadInfo info = { .syscall = -1 };
 
-        snprintf(path, sizeof path, "/proc/%d/task/%d", (int) pid, (int) tid);
-        _cleanup_close_ int dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dirfd < 0)
-                return errno == ENOENT ? -ESRCH : -errno;
+        /* Full paths rather than a directory fd: one open per file is the whole cost, and
+         * this runs for every thread of every snapshot. */
+        int n = snprintf(path, sizeof path, "/proc/%d/task/%d/", (int) pid, (int) tid);
+        char *leaf = path + n;
+        size_t leaf_size = sizeof path - (size_t) n;
 
-        ssize_t n = read_small_at(dirfd, "stat", buf, sizeof buf);
-        if (n < 0)
-                return (int) n;
+        snprintf(leaf, leaf_size, "stat");
+        ssize_t k = read_small_at(AT_FDCWD, path, buf, sizeof buf);
+        if (k < 0)
+                return (int) k;
         if (parse_stat(buf, &info) < 0)
                 return -EIO;
 
         /* "running", "-1 SP PC" (blocked outside a syscall) or "NR ARG… SP PC". Needs
          * ptrace read access; without it the syscall stays unknown. */
-        if (info.state != 'R' && read_small_at(dirfd, "syscall", buf, sizeof buf) > 0) {
+        snprintf(leaf, leaf_size, "syscall");
+        if (info.state != 'R' && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0) {
                 const char *p = buf;
                 uint64_t nr;
                 if (parse_dec(&p, &nr) && nr < 4096)
                         info.syscall = (int) nr;
         }
-        if (info.state != 'R' && read_small_at(dirfd, "wchan", buf, sizeof buf) > 0 && strcmp(buf, "0") != 0) {
+        /* The wait channel only matters when no syscall explains the wait. */
+        snprintf(leaf, leaf_size, "wchan");
+        if (info.state != 'R' && info.syscall < 0 && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0 &&
+            strcmp(buf, "0") != 0) {
                 size_t i = 0;
                 for (; buf[i] && i < sizeof info.wchan - 1; i++)
                         info.wchan[i] = isgraph((unsigned char) buf[i]) ? buf[i] : '?';
