@@ -12,32 +12,10 @@
 #include "macro.h"
 #include "tabwriter.h"
 #include "threads.h"
+#include "symloc-fixture.h"
 #include "tiny-test.h"
 
 /* ---- helpers ---- */
-
-static SymLoc *allocated[64];
-static size_t n_allocated;
-
-static void free_symlocs(void) {
-        for (size_t i = 0; i < n_allocated; i++)
-                free(allocated[i]);
-        n_allocated = 0;
-}
-
-/* SymLoc ends in a flexible array: build it on the heap, freed by free_symlocs(). */
-static const SymLoc *symloc(const char *module, uint64_t module_offset, size_t n, const Frame *frames) {
-        SymLoc *l = calloc(1, sizeof(SymLoc) + n * sizeof(Frame));
-        if (!l || n_allocated >= ARRAY_SIZE(allocated))
-                abort();
-        l->module = module;
-        l->module_offset = module_offset;
-        l->n_frames = n;
-        if (n > 0)
-                memcpy(l->frames, frames, n * sizeof(Frame));
-        allocated[n_allocated++] = l;
-        return l;
-}
 
 static char *format_text(const char *in) {
         _cleanup_buf_ Buf out = {};

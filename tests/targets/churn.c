@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "target-args.h"
+
 #define CHURN_ALIVE 20
 #define N_LONG 3
 /* Small stacks stay in glibc's stack cache, so the churn costs clone() and little mmap. */
@@ -73,35 +75,17 @@ static void *long_lived_main(void *arg) {
         return NULL;
 }
 
-static void usage(FILE *f) {
-        fprintf(f, "Usage: cprofd-test-churn [--exit-after-ms N]\n");
-}
-
 int main(int argc, char *argv[]) {
         pthread_attr_t attr;
-        long exit_after_ms = 0;
+        long exit_after_ms;
         int64_t deadline = 0;
         uint64_t seed = 88172645463325252ull;
         unsigned long created = 0;
         int r;
 
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--exit-after-ms") == 0 && i + 1 < argc) {
-                        char *end;
-
-                        exit_after_ms = strtol(argv[++i], &end, 10);
-                        if (*end || exit_after_ms <= 0) {
-                                usage(stderr);
-                                return 2;
-                        }
-                } else if (strcmp(argv[i], "--help") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else {
-                        usage(stderr);
-                        return 2;
-                }
-        }
+        r = target_parse_args(argc, argv, "cprofd-test-churn", &exit_after_ms);
+        if (r >= 0)
+                return r;
 
         if (sem_init(&slots, 0, CHURN_ALIVE) < 0)
                 die("sem_init", errno);

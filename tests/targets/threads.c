@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "target-args.h"
+
 #define _noinline_ __attribute__((noinline, noipa))
 #define _always_inline_ inline __attribute__((always_inline))
 
@@ -345,31 +347,14 @@ _noinline_ static void main_wait(long exit_after_ms) {
         side_effect++;
 }
 
-static void usage(FILE *f) {
-        fprintf(f, "Usage: cprofd-test-threads [--exit-after-ms N]\n");
-}
-
 int main(int argc, char *argv[]) {
         struct sigaction sa = { .sa_handler = signal_handler };
-        long exit_after_ms = 0;
+        long exit_after_ms;
+        int r;
 
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--exit-after-ms") == 0 && i + 1 < argc) {
-                        char *end;
-
-                        exit_after_ms = strtol(argv[++i], &end, 10);
-                        if (*end || exit_after_ms <= 0) {
-                                usage(stderr);
-                                return 2;
-                        }
-                } else if (strcmp(argv[i], "--help") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else {
-                        usage(stderr);
-                        return 2;
-                }
-        }
+        r = target_parse_args(argc, argv, "cprofd-test-threads", &exit_after_ms);
+        if (r >= 0)
+                return r;
 
         if (pipe2(read_pipe, O_CLOEXEC) < 0 || pipe2(signal_pipe, O_CLOEXEC) < 0)
                 die("pipe2");
@@ -380,7 +365,6 @@ int main(int argc, char *argv[]) {
 
         for (size_t i = 0; i < N_WORKERS; i++) {
                 Worker *w = &workers[i];
-                int r;
 
                 r = pthread_create(&w->thread, NULL, w->main, w);
                 if (r != 0) {
