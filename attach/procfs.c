@@ -393,6 +393,24 @@ int procfs_read_cmdline(pid_t pid, char **ret, size_t *ret_len) {
         return 0;
 }
 
+int procfs_read_exe(pid_t pid, char **ret) {
+        char path[64], buf[4096 + 1];
+        snprintf(path, sizeof path, "/proc/%d/exe", (int) pid);
+        ssize_t n = readlink(path, buf, sizeof buf - 1);
+        if (n < 0)
+                return errno == ENOENT ? -ESRCH : -errno;
+        buf[n] = 0;
+        static const char deleted[] = " (deleted)";
+        size_t len = (size_t) n;
+        if (len > sizeof deleted - 1 && strcmp(buf + len - (sizeof deleted - 1), deleted) == 0)
+                buf[len - (sizeof deleted - 1)] = 0;
+        char *p = strdup(buf);
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
 int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
         _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
         if (dirfd < 0)

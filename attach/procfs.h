@@ -58,6 +58,10 @@ int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret);
  * *ret is malloc'ed (NUL-terminated for convenience; the length excludes that). */
 int procfs_read_cmdline(pid_t pid, char **ret, size_t *ret_len);
 
+/* The path of the process's executable (readlink of /proc/PID/exe), " (deleted)"
+ * stripped. *ret is malloc'ed. 0, or negative errno. */
+int procfs_read_exe(pid_t pid, char **ret);
+
 /* comm of the process. 0, or negative errno. */
 int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]);
 

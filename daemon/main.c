@@ -11,13 +11,16 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "config.h"
 #include "log.h"
 #include "macro.h"
 #include "metrics.h"
 #include "server.h"
+#include "service.h"
 #include "targets.h"
+#include "worker.h"
 
 #define TARGETS_MAX 64
 #define STRAGGLER_REAP_INTERVAL_MS 250
@@ -26,7 +29,10 @@ typedef struct Daemon {
         struct event_base *base;
         Targets targets;
         Metrics metrics;
+        Worker *worker;
+        Service service;
         HttpServer *server;
+        bool reaping;                   /* a straggler reap is queued on the worker */
 } Daemon;
 
 static void usage(FILE *f) {
@@ -61,143 +67,28 @@ static int parse_number(const char *s, unsigned long long min, unsigned long lon
         return 0;
 }
 
-static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t max) {
-        Daemon *d = userdata;
-        for (size_t i = 0; i < d->targets.n && i < max; i++) {
-                Target *t = &d->targets.items[i];
-                TargetSummary *s = &ret[i];
-                *s = (TargetSummary) { .pid = t->pid, .exited = target_check_exited(t), .threads = -1 };
-                snprintf(s->comm, sizeof s->comm, "%s", t->comm);
-                pid_t *tids;
-                size_t n;
-                if (!s->exited && procfs_list_threads(t->pid, &tids, &n) == 0) {
-                        s->threads = (long) n;
-                        free(tids);
-                }
-        }
-        return d->targets.n;
-}
-
-static void backend_goroutine(void *userdata, pid_t pid, int debug, Reply *reply) {
-        Daemon *d = userdata;
-        Target *target = targets_find(&d->targets, pid);
-        if (!target) {
-                reply_error(reply, 404, "unknown target pid %d", (int) pid);
-                return;
-        }
-        ThreadDump dump;
-        pid_t tracer = 0;
-        int r = target_thread_dump(&d->targets, target, &dump, &tracer);
-        if (r == -ESRCH) {
-                reply_error(reply, 410, "target pid %d has exited", (int) pid);
-                return;
-        }
-        if (r == -EPERM && tracer > 0) {
-                char comm[THREAD_NAME_MAX] = "?";
-                (void) procfs_read_comm(tracer, comm);
-                log_warning("pid %d is traced by pid %d (%s); no thread could be stopped", (int) pid, (int) tracer,
-                            comm);
-                reply_error(reply, 503,
-                            "pid %d is traced by process %d (%s): cprofd can stop its threads once that tracer detaches",
-                            (int) pid, (int) tracer, comm);
-                return;
-        }
-        if (r < 0) {
-                log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) pid);
-                reply_error(reply, 503, "cannot take a thread dump of pid %d: %s", (int) pid, strerror(-r));
-                return;
-        }
-        if (debug == 2)
-                thread_dump_write_debug2(&dump, &reply->body);
-        else
-                thread_dump_write_debug1(&dump, &reply->body);
-        if (dump.partial) {
-                size_t missing = 0;
-                for (size_t i = 0; i < dump.n_threads; i++)
-                        missing += dump.threads[i].error != 0;
-                buf_printf(&reply->body, "%s# partial: %zu of %zu threads not captured%s\n", debug == 2 ? "\n" : "",
-                           missing, dump.n_threads, dump.exited ? " (the target exited during the snapshot)" : "");
-        }
-        thread_dump_done(&dump);
-}
-
-static void backend_cmdline(void *userdata, pid_t pid, Reply *reply) {
-        Daemon *d = userdata;
-        Target *target = targets_find(&d->targets, pid);
-        if (!target) {
-                reply_error(reply, 404, "unknown target pid %d", (int) pid);
-                return;
-        }
-        char *text;
-        size_t len;
-        int r = target_check_exited(target) ? -ESRCH : procfs_read_cmdline(pid, &text, &len);
-        if (r == -ESRCH) {
-                reply_error(reply, 410, "target pid %d has exited", (int) pid);
-                return;
-        }
-        if (r < 0) {
-                reply_error(reply, 503, "cannot read the command line of pid %d: %s", (int) pid, strerror(-r));
-                return;
-        }
-        buf_append(&reply->body, text, len);
-        free(text);
-}
-
-static void backend_metrics(void *userdata, Buf *out) {
-        Daemon *d = userdata;
-        Metrics *m = &d->metrics;
-        buf_printf(out,
-                   "# HELP cprofd_snapshots_total Thread snapshots taken.\n"
-                   "# TYPE cprofd_snapshots_total counter\n"
-                   "cprofd_snapshots_total %llu\n"
-                   "# HELP cprofd_snapshot_errors_total Snapshots that failed as a whole.\n"
-                   "# TYPE cprofd_snapshot_errors_total counter\n"
-                   "cprofd_snapshot_errors_total %llu\n"
-                   "# HELP cprofd_threads_captured_total Threads stopped and copied.\n"
-                   "# TYPE cprofd_threads_captured_total counter\n"
-                   "cprofd_threads_captured_total %llu\n"
-                   "# HELP cprofd_threads_not_captured_total Threads listed but not captured.\n"
-                   "# TYPE cprofd_threads_not_captured_total counter\n"
-                   "cprofd_threads_not_captured_total %llu\n",
-                   (unsigned long long) m->snapshots_total, (unsigned long long) m->snapshot_errors_total,
-                   (unsigned long long) m->threads_captured_total,
-                   (unsigned long long) m->threads_not_captured_total);
-        histogram_write(&m->snapshot_duration, "cprofd_snapshot_duration_seconds",
-                        "Time to snapshot every thread of a target (stop, copy, release).", out);
-        histogram_write(&m->thread_pause, "cprofd_thread_pause_seconds",
-                        "How long each thread was held stopped (interrupt to detach).", out);
-        buf_puts(out, "# HELP cprofd_target_threads Threads of the target at its last snapshot.\n"
-                      "# TYPE cprofd_target_threads gauge\n");
-        for (size_t i = 0; i < d->targets.n; i++)
-                buf_printf(out, "cprofd_target_threads{pid=\"%d\"} %ld\n", (int) d->targets.items[i].pid,
-                           MAX(d->targets.items[i].last_threads, 0L));
-        buf_puts(out, "# HELP cprofd_target_up Whether the target process is alive.\n"
-                      "# TYPE cprofd_target_up gauge\n");
-        for (size_t i = 0; i < d->targets.n; i++)
-                buf_printf(out, "cprofd_target_up{pid=\"%d\"} %d\n", (int) d->targets.items[i].pid,
-                           !target_check_exited(&d->targets.items[i]));
-        SymbolizerStats st;
-        symbolizer_get_stats(d->targets.symbolizer, &st);
-        buf_printf(out,
-                   "# HELP cprofd_symbolizer_modules Distinct modules (by build-id) in the cache.\n"
-                   "# TYPE cprofd_symbolizer_modules gauge\n"
-                   "cprofd_symbolizer_modules %llu\n"
-                   "# HELP cprofd_symbolizer_locations Distinct symbolized locations in the cache.\n"
-                   "# TYPE cprofd_symbolizer_locations gauge\n"
-                   "cprofd_symbolizer_locations %llu\n",
-                   (unsigned long long) st.modules, (unsigned long long) st.locations);
-}
-
 static void on_terminate(evutil_socket_t sig, short events, void *userdata) {
         Daemon *d = userdata;
         log_info("Received %s, exiting.", strsignal((int) sig));
         event_base_loopbreak(d->base);
 }
 
-static void on_reap_stragglers(evutil_socket_t fd, short events, void *userdata) {
+/* [worker] Only the thread that seized a tracee may detach it. */
+static void reap_stragglers(void *userdata) {
         size_t pending = snapshot_reap_stragglers();
         if (pending > 0)
                 log_warning("%zu thread(s) did not stop in time and are still waiting to be released", pending);
+}
+
+static void reaped(void *userdata) {
+        Daemon *d = userdata;
+        d->reaping = false;
+}
+
+static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
+        Daemon *d = userdata;
+        if (!d->reaping && worker_submit(d->worker, reap_stragglers, reaped, d) == 0)
+                d->reaping = true;
 }
 
 int main(int argc, char **argv) {
@@ -215,6 +106,7 @@ int main(int argc, char **argv) {
         size_t n_pids = 0;
         const char *listen = "127.0.0.1:6060";
         SnapshotOptions snapshot_options = {};
+        HttpLimits http_limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT };
         int c, r, level;
         unsigned long long v;
 
@@ -297,26 +189,33 @@ int main(int argc, char **argv) {
                 }
         }
 
+        /* The worker thread wakes the loop with event_active(): libevent must lock. */
+        if (evthread_use_pthreads() < 0) {
+                log_error("Failed to set up libevent for threads.");
+                goto finish;
+        }
         d.base = event_base_new();
         if (!d.base) {
                 log_error("Failed to create the event loop.");
                 goto finish;
         }
-        Backend backend = {
-                .userdata = &d,
-                .list_targets = backend_list_targets,
-                .goroutine = backend_goroutine,
-                .cmdline = backend_cmdline,
-                .metrics = backend_metrics,
-        };
-        r = http_server_new(d.base, listen, &backend, &d.server);
+        r = worker_new(d.base, &d.worker);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the worker thread: %m");
+                goto finish;
+        }
+        d.service = (Service) { .base = d.base, .worker = d.worker, .targets = &d.targets, .metrics = &d.metrics };
+        Backend backend;
+        service_backend(&d.service, &backend);
+        r = http_server_new(d.base, listen, &backend, &http_limits, &d.server);
         if (r < 0) {
                 fprintf(stderr, "cprofd: cannot listen on %s: %s\n", listen, strerror(-r));
                 goto finish;
         }
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_terminate, &d);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_terminate, &d);
-        struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_stragglers, &d);
+        d.service.server = d.server;
+        struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);
         struct timeval reap_every = { 0, STRAGGLER_REAP_INTERVAL_MS * 1000 };
         if (!sigterm || !sigint || !reaper || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0 ||
             event_add(reaper, &reap_every) < 0) {
@@ -337,6 +236,12 @@ int main(int argc, char **argv) {
         event_free(sigint);
         event_free(reaper);
 finish:
+        /* Let the worker finish what it holds, deliver its results, answer whatever still
+         * waits for a delta timer, and only then close the connections. */
+        d.worker = worker_free(d.worker);
+        if (d.base)
+                (void) event_base_loop(d.base, EVLOOP_NONBLOCK);
+        service_shutdown(&d.service);
         d.server = http_server_free(d.server);
         if (d.base)
                 event_base_free(d.base);

@@ -20,6 +20,7 @@ static void histogram_init(Histogram *h, const double *bounds, size_t n) {
 
 void metrics_init(Metrics *m) {
         *m = (Metrics) {};
+        pthread_mutex_init(&m->lock, NULL);
         histogram_init(&m->thread_pause, pause_bounds, ARRAY_SIZE(pause_bounds));
         histogram_init(&m->snapshot_duration, duration_bounds, ARRAY_SIZE(duration_bounds));
 }
@@ -27,6 +28,7 @@ void metrics_init(Metrics *m) {
 void metrics_done(Metrics *m) {
         free(m->thread_pause.counts);
         free(m->snapshot_duration.counts);
+        pthread_mutex_destroy(&m->lock);
         *m = (Metrics) {};
 }
 
@@ -50,4 +52,36 @@ void histogram_write(const Histogram *h, const char *name, const char *help, Buf
         cumulative += h->counts[h->n_bounds];
         buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) cumulative);
         buf_printf(out, "%s_sum %.9f\n%s_count %llu\n", name, h->sum, name, (unsigned long long) h->count);
+}
+
+void metrics_write(Metrics *m, Buf *out) {
+        metrics_lock(m);
+        buf_printf(out,
+                   "# HELP cprofd_snapshots_total Thread snapshots taken.\n"
+                   "# TYPE cprofd_snapshots_total counter\n"
+                   "cprofd_snapshots_total %llu\n"
+                   "# HELP cprofd_snapshot_errors_total Snapshots that failed as a whole.\n"
+                   "# TYPE cprofd_snapshot_errors_total counter\n"
+                   "cprofd_snapshot_errors_total %llu\n"
+                   "# HELP cprofd_threads_captured_total Threads stopped and copied.\n"
+                   "# TYPE cprofd_threads_captured_total counter\n"
+                   "cprofd_threads_captured_total %llu\n"
+                   "# HELP cprofd_threads_not_captured_total Threads listed but not captured.\n"
+                   "# TYPE cprofd_threads_not_captured_total counter\n"
+                   "cprofd_threads_not_captured_total %llu\n"
+                   "# HELP cprofd_symbolizer_modules Distinct modules (by build-id) in the cache.\n"
+                   "# TYPE cprofd_symbolizer_modules gauge\n"
+                   "cprofd_symbolizer_modules %llu\n"
+                   "# HELP cprofd_symbolizer_locations Distinct symbolized locations in the cache.\n"
+                   "# TYPE cprofd_symbolizer_locations gauge\n"
+                   "cprofd_symbolizer_locations %llu\n",
+                   (unsigned long long) m->snapshots_total, (unsigned long long) m->snapshot_errors_total,
+                   (unsigned long long) m->threads_captured_total,
+                   (unsigned long long) m->threads_not_captured_total,
+                   (unsigned long long) m->symbolizer_modules, (unsigned long long) m->symbolizer_locations);
+        histogram_write(&m->snapshot_duration, "cprofd_snapshot_duration_seconds",
+                        "Time to snapshot every thread of a target (stop, copy, release).", out);
+        histogram_write(&m->thread_pause, "cprofd_thread_pause_seconds",
+                        "How long each thread was held stopped (interrupt to detach).", out);
+        metrics_unlock(m);
 }

@@ -36,12 +36,14 @@ int targets_add(Targets *t, pid_t pid) {
         Target *target = &t->items[t->n];
         *target = (Target) { .pid = pid, .start_time_ticks = info.start_time_ticks, .last_threads = -1 };
         target->pidfd = pidfd_open_compat(pid);
+        (void) procfs_read_exe(pid, &target->exe);      /* unknown without permission */
         if (procfs_read_comm(pid, target->comm) < 0)
                 snprintf(target->comm, sizeof target->comm, "%s", info.name);
         r = address_space_new(t->symbolizer, pid, &target->as);
         if (r < 0) {
                 if (target->pidfd >= 0)
                         close(target->pidfd);
+                free(target->exe);
                 return r;
         }
         t->n++;
@@ -59,6 +61,7 @@ void targets_done(Targets *t) {
         for (size_t i = 0; i < t->n; i++) {
                 address_space_free(t->items[i].as);
                 u64map_done(&t->items[i].last_syscall, NULL);
+                free(t->items[i].exe);
                 if (t->items[i].pidfd >= 0)
                         close(t->items[i].pidfd);
         }
@@ -132,18 +135,21 @@ static char *thread_wait_description(const ThreadInfo *info) {
         return NULL;
 }
 
-int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, pid_t *ret_tracer) {
+int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer) {
         if (target_check_exited(target))
                 return -ESRCH;
 
         Snapshot *s = NULL;
         int r = snapshot_take(target->pid, &t->snapshot_options, &s);
         if (r < 0) {
+                metrics_lock(t->metrics);
                 t->metrics->snapshot_errors_total++;
+                metrics_unlock(t->metrics);
                 if (r == -ESRCH)
                         (void) target_check_exited(target);
                 return r;
         }
+        metrics_lock(t->metrics);
         t->metrics->snapshots_total++;
         histogram_observe(&t->metrics->snapshot_duration, s->duration_ns);
         for (size_t i = 0; i < s->n_threads; i++)
@@ -152,6 +158,7 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, pid_t *ret_t
                         t->metrics->threads_captured_total++;
                 } else
                         t->metrics->threads_not_captured_total++;
+        metrics_unlock(t->metrics);
         target->last_threads = (long) s->n_threads;
         remember_syscalls(target, s->threads, s->n_threads);
 
@@ -195,6 +202,16 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, pid_t *ret_t
                         if (q < 0)
                                 rec->error = q;
                 }
+        }
+        SymbolizerStats st;
+        symbolizer_get_stats(t->symbolizer, &st);
+        metrics_lock(t->metrics);
+        t->metrics->symbolizer_modules = st.modules;
+        t->metrics->symbolizer_locations = st.locations;
+        metrics_unlock(t->metrics);
+        if (ret_maps) {
+                *ret_maps = s->maps;
+                s->maps = (Maps) {};
         }
         snapshot_free(s);
         *ret = d;

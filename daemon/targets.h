@@ -3,6 +3,7 @@
  * path that ties attach/, symbolize/ and profile/ together. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -12,15 +13,18 @@
 #include "symbolizer.h"
 #include "threads.h"
 
+/* Fields marked [worker] are touched only on the worker thread (see worker.h); the others
+ * are set once at startup or are atomic, so the loop may read them at any time. */
 typedef struct Target {
         pid_t pid;
         int pidfd;                      /* -1 when pidfd_open is unavailable */
         uint64_t start_time_ticks;      /* with the pidfd, identifies the process */
         char comm[64];
-        AddressSpace *as;
-        bool exited;
-        long last_threads;              /* thread count of the last snapshot, -1 unknown */
-        U64Map last_syscall;            /* tid → syscall nr + 1 at the last snapshot */
+        char *exe;                      /* path of the main executable, NULL unknown */
+        AddressSpace *as;               /* [worker] */
+        atomic_bool exited;
+        atomic_long last_threads;       /* thread count of the last snapshot, -1 unknown */
+        U64Map last_syscall;            /* [worker] tid → syscall nr + 1 at the last snapshot */
 } Target;
 
 typedef struct Targets {
@@ -38,8 +42,9 @@ void targets_done(Targets *t);
 /* True when the process has exited (or its pid now names another process). */
 bool target_check_exited(Target *target);
 
-/* Takes a snapshot of TARGET, unwinds and symbolizes every thread into RET (free with
- * thread_dump_done). 0; -ESRCH when the target is gone; -EPERM with *ret_tracer set when
+/* [worker] Takes a snapshot of TARGET, unwinds and symbolizes every thread into RET (free
+ * with thread_dump_done). When RET_MAPS is given it receives the snapshot's maps (free
+ * with maps_done). 0; -ESRCH when the target is gone; -EPERM with *ret_tracer set when
  * another tracer holds it; other negative errno. */
-int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, pid_t *ret_tracer);
+int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer);
 void thread_dump_done(ThreadDump *d);

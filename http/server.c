@@ -1,22 +1,20 @@
-/* http/server.c -- cprofd's HTTP server: libevent evhttp, strict path and query parsing,
- * one route table, and Go's net/http/pprof conventions for headers, errors and the index.
+/* http/server.c -- cprofd's HTTP server: libevent evhttp, one route table, and Go's
+ * net/http/pprof conventions for headers, errors, parameters and the index page.
  *
  * Everything comes in through one generic callback and is routed here, so every reply,
  * including 404s, gets the same headers and error shape. The order of checks is fixed:
- * method (405) → query size (400) → path (400) → query syntax (400) → /pid/N prefix (400)
- * → route (301/404) → target (404/410) → profile (404 "Unknown profile"). The path is
- * routed after percent-decoding, as Go routes r.URL.Path, and must already be in normal
- * form: no "." or ".." segments, no empty segment, no NUL.
+ * path (400) → /pid/N prefix (400) → method (405; POST only on /symbol) → query size (400)
+ * → route (301/404) → target (404/410) → then per route: a profile checks its name (404
+ * "Unknown profile"), its query (400: syntax, duplicates, lengths), seconds and debug in
+ * Go's order (400), and the pending limit (503). The path is routed after
+ * percent-decoding, as Go routes r.URL.Path, and must already be in normal form. The
+ * index, cmdline and /metrics ignore the query, as Go's do; /symbol reads it raw.
  *
- * Replies are built whole into a Reply by the daemon's Backend, then handed to libevent
- * by reference (no copy). Library code: nothing here logs. Nothing here knows about
- * ptrace or DWARF. */
+ * The index, cmdline, /metrics and errors are answered at once. Profiles and /symbol are
+ * handed to the Backend with a Request and answered later (request.c), so a 30-second
+ * profile never holds the loop. Library code: nothing here logs. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,28 +23,19 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
+#include "http-internal.h"
 #include "macro.h"
-#include "server.h"
 
 #define QUERY_MAX 4096                  /* bytes of raw query string */
 #define HEADERS_MAX (16 * 1024)
-#define BODY_MAX (64 * 1024)
+#define BODY_MAX (64 * 1024)            /* a POST to /symbol: 65536 '+' are 65537 words */
 #define TIMEOUT_SEC 30
-#define PID_MAX_VALUE 4194304           /* PID_MAX_LIMIT on 64-bit Linux */
 #define TARGETS_MAX 4096                /* targets listed on an index page */
+#define PROFILES_MAX 64                 /* rows on the index page */
 
-#define TEXT_PLAIN "text/plain; charset=utf-8"
-#define TEXT_HTML "text/html; charset=utf-8"
 #define PROMETHEUS_TEXT "text/plain; version=0.0.4; charset=utf-8"
-
-struct HttpServer {
-        struct evhttp *http;
-        struct evhttp_bound_socket *socket;
-        Backend backend;
-        char address[INET6_ADDRSTRLEN + 16];
-};
+#define CMDLINE_DESCRIPTION "The command line invocation of the target (count: always 0)"
 
 static bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -55,46 +44,6 @@ static bool startswith(const char *s, const char *prefix) {
 static bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
-
-void reply_error(Reply *r, int status, const char *fmt, ...) {
-        va_list ap;
-
-        r->status = status;
-        r->content_type = NULL;
-        r->filename = NULL;
-        buf_reset(&r->body);
-        va_start(ap, fmt);
-        buf_vprintf(&r->body, fmt, ap);
-        va_end(ap);
-}
-
-int http_parse_debug(const char *value) {
-        /* Go: debug, _ := strconv.Atoi(r.FormValue("debug")). A syntax error yields 0; an
-         * out-of-range value yields the clamped value (the error is ignored), decided as
-         * soon as the digits overflow, as strconv.ParseUint does. */
-        const char *p = value;
-        bool neg = false;
-        uint64_t n = 0;
-
-        if (!p || !*p)
-                return 0;
-        if (*p == '+' || *p == '-')
-                neg = *p++ == '-';
-        if (!*p)
-                return 0;
-        for (; *p; p++) {
-                if (*p < '0' || *p > '9')
-                        return 0;
-                if (n > (uint64_t) INT_MAX / 10 + 1)
-                        return neg ? INT_MIN : INT_MAX;         /* only the class matters */
-                n = n * 10 + (uint64_t) (*p - '0');
-        }
-        if (neg)
-                return n > (uint64_t) INT_MAX + 1 ? INT_MIN : (int) -(int64_t) n;
-        return n > (uint64_t) INT_MAX ? INT_MAX : (int) n;
-}
-
-/* ---- parsing helpers ---- */
 
 static void put_html_escaped(Buf *out, const char *s) {
         for (; *s; s++)
@@ -106,128 +55,6 @@ static void put_html_escaped(Buf *out, const char *s) {
                 case '\'': buf_puts(out, "&#39;"); break;
                 default: buf_putc(out, *s); break;
                 }
-}
-
-/* User input quoted in a one-line error message: printable ASCII only, bounded. */
-static void quote_for_message(const char *s, size_t len, char *buf, size_t size) {
-        size_t o = 0;
-
-        for (size_t i = 0; i < len && o + 8 < size; i++) {
-                unsigned char c = (unsigned char) s[i];
-                if (c == '"' || c == '\\')
-                        o += (size_t) snprintf(buf + o, size - o, "\\%c", c);
-                else if (c < 0x20 || c >= 0x7f)
-                        o += (size_t) snprintf(buf + o, size - o, "\\x%02x", c);
-                else
-                        buf[o++] = (char) c;
-        }
-        buf[o] = 0;
-}
-
-static bool is_hex(char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-/* Decodes the raw path and checks it is in normal form. NULL when it is not. */
-static char *path_decode_strict(const char *raw) {
-        size_t len = 0;
-
-        if (!raw || raw[0] != '/')
-                return NULL;
-        for (const char *p = raw; *p; p++)
-                if (*p == '%' && !(is_hex(p[1]) && is_hex(p[2])))
-                        return NULL;            /* Go's "invalid URL escape" */
-
-        _cleanup_free_ char *path = evhttp_uridecode(raw, 0, &len);
-        if (!path || strlen(path) != len)
-                return NULL;                    /* %00 */
-
-        /* Segment by segment: only the last may be empty (a trailing slash). */
-        for (const char *seg = path + 1;;) {
-                size_t n = strcspn(seg, "/");
-                bool last = seg[n] == 0;
-
-                if ((n == 0 && !last) ||
-                    (n == 1 && seg[0] == '.') ||
-                    (n == 2 && seg[0] == '.' && seg[1] == '.'))
-                        return NULL;
-                if (last)
-                        break;
-                seg += n + 1;
-        }
-        return TAKE_PTR(path);
-}
-
-/* Decimal 1..PID_MAX_VALUE, no sign, no leading zero, nothing else. */
-static int parse_pid(const char *s, size_t len, pid_t *ret) {
-        uint32_t v = 0;
-
-        if (len == 0 || len > 7 || s[0] == '0')
-                return -EINVAL;
-        for (size_t i = 0; i < len; i++) {
-                if (s[i] < '0' || s[i] > '9')
-                        return -EINVAL;
-                v = v * 10 + (uint32_t) (s[i] - '0');
-        }
-        if (v > PID_MAX_VALUE)
-                return -ERANGE;
-        *ret = (pid_t) v;
-        return 0;
-}
-
-/* "HOST:PORT" with an IPv4 literal (or "localhost"), or "[IPV6]:PORT". */
-static int parse_listen(const char *listen, char *ret_host, size_t size, uint16_t *ret_port) {
-        const char *host, *colon;
-        size_t host_len;
-        unsigned char addr[sizeof(struct in6_addr)];
-        char h[INET6_ADDRSTRLEN];
-        bool v6 = false;
-
-        if (!listen)
-                return -EINVAL;
-        if (listen[0] == '[') {
-                const char *end = strchr(listen, ']');
-                if (!end || end[1] != ':')
-                        return -EINVAL;
-                host = listen + 1;
-                host_len = (size_t) (end - host);
-                colon = end + 1;
-                v6 = true;
-        } else {
-                colon = strrchr(listen, ':');
-                if (!colon)
-                        return -EINVAL;
-                host = listen;
-                host_len = (size_t) (colon - listen);
-        }
-        if (host_len == 0 || host_len >= sizeof h)
-                return -EINVAL;
-        memcpy(h, host, host_len);
-        h[host_len] = 0;
-
-        if (!v6 && streq(h, "localhost"))
-                strcpy(h, "127.0.0.1");
-        if (inet_pton(v6 ? AF_INET6 : AF_INET, h, addr) != 1)
-                return -EINVAL;
-
-        const char *p = colon + 1;
-        uint32_t port = 0;
-        size_t digits = strlen(p);
-        if (digits == 0 || digits > 5)
-                return -EINVAL;
-        for (; *p; p++) {
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                port = port * 10 + (uint32_t) (*p - '0');
-        }
-        if (port > 65535)
-                return -EINVAL;
-
-        if (strlen(h) >= size)
-                return -EINVAL;
-        strcpy(ret_host, h);
-        *ret_port = (uint16_t) port;
-        return 0;
 }
 
 /* ---- targets ---- */
@@ -264,7 +91,14 @@ static void targets_fetch(HttpServer *s, Targets *t) {
         t->n = n;
 }
 
-/* ---- handlers ---- */
+static const ProfileInfo *profile_find(const HttpServer *s, const char *name) {
+        for (size_t i = 0; i < s->backend.n_profiles; i++)
+                if (streq(s->backend.profiles[i].name, name))
+                        return &s->backend.profiles[i];
+        return NULL;
+}
+
+/* ---- the index page ---- */
 
 static void put_target_name(Buf *out, const TargetSummary *t) {
         char comm[sizeof t->comm + 1];
@@ -283,17 +117,41 @@ static void put_count(Buf *out, long n) {
                 buf_printf(out, "%ld", n);
 }
 
-/* Modelled line by line on Go's /debug/pprof/ page, with only what cprofd serves. */
-static void serve_index(const char *prefix, const Targets *all, const TargetSummary *target, Reply *r) {
-        /* Rows sorted by name, as Go's are. */
-        static const struct {
-                const char *name;
-                const char *desc;
-        } profiles[] = {
-                { "cmdline", "The command line invocation of the target" },
-                { "goroutine", "Stack traces of all current threads of the target (count: threads right now)" },
-        };
+typedef struct IndexRow {
+        const char *name;
+        const char *description;
+        long count;
+} IndexRow;
+
+static int index_row_compare(const void *a, const void *b) {
+        return strcmp(((const IndexRow *) a)->name, ((const IndexRow *) b)->name);
+}
+
+/* Modelled line by line on Go's /debug/pprof/ page (reference/go-pprof-observed/index.html),
+ * with the profiles the backend serves plus cmdline, and a table of targets when there
+ * are several. */
+static void serve_index(HttpServer *s, const char *prefix, const Targets *all, const TargetSummary *target,
+                        Reply *r) {
+        IndexRow rows[PROFILES_MAX + 1];
+        size_t n = 0;
+        bool goroutine = false;
         Buf *o = &r->body;
+
+        rows[n++] = (IndexRow) { "cmdline", CMDLINE_DESCRIPTION, 0 };
+        for (size_t i = 0; i < s->backend.n_profiles && n < ARRAY_SIZE(rows); i++) {
+                const ProfileInfo *p = &s->backend.profiles[i];
+
+                if (streq(p->name, "cmdline") || streq(p->name, "symbol"))
+                        continue;       /* routed before the profiles: never reached */
+                rows[n++] = (IndexRow) {
+                        p->name,
+                        p->description ? p->description : "",
+                        s->backend.profile_count ? s->backend.profile_count(s->backend.userdata, target->pid, p->name)
+                                                 : -1,
+                };
+                goroutine = goroutine || streq(p->name, "goroutine");
+        }
+        qsort(rows, n, sizeof rows[0], index_row_compare);      /* Go sorts rows by name */
 
         r->content_type = TEXT_HTML;
         buf_printf(o, "<html>\n"
@@ -314,21 +172,29 @@ static void serve_index(const char *prefix, const Targets *all, const TargetSumm
                     "Types of profiles available:\n"
                     "<table>\n"
                     "<thead><td>Count</td><td>Profile</td></thead>\n");
-        for (size_t i = 0; i < ARRAY_SIZE(profiles); i++) {
+        for (size_t i = 0; i < n; i++) {
                 buf_puts(o, "<tr><td>");
-                put_count(o, streq(profiles[i].name, "goroutine") ? target->threads : 0);
-                buf_printf(o, "</td><td><a href='%s?debug=1'>%s</a></td></tr>\n",
-                           profiles[i].name, profiles[i].name);
+                put_count(o, rows[i].count);
+                buf_puts(o, "</td><td><a href='");
+                put_html_escaped(o, rows[i].name);
+                buf_puts(o, "?debug=1'>");
+                put_html_escaped(o, rows[i].name);
+                buf_puts(o, "</a></td></tr>\n");
         }
-        buf_puts(o, "</table>\n"
-                    "<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n"
-                    "<br>\n"
+        buf_puts(o, "</table>\n");
+        if (goroutine)
+                buf_puts(o, "<a href=\"goroutine?debug=2\">full goroutine stack dump</a>\n");
+        buf_puts(o, "<br>\n"
                     "<p>\n"
                     "Profile Descriptions:\n"
                     "<ul>\n");
-        for (size_t i = 0; i < ARRAY_SIZE(profiles); i++)
-                buf_printf(o, "<li><div class=profile-name>%s: </div> %s</li>\n",
-                           profiles[i].name, profiles[i].desc);
+        for (size_t i = 0; i < n; i++) {
+                buf_puts(o, "<li><div class=profile-name>");
+                put_html_escaped(o, rows[i].name);
+                buf_puts(o, ": </div> ");
+                put_html_escaped(o, rows[i].description);
+                buf_puts(o, "</li>\n");
+        }
         buf_puts(o, "</ul>\n"
                     "</p>\n");
 
@@ -355,28 +221,126 @@ static void serve_index(const char *prefix, const Targets *all, const TargetSumm
                     "</html>\n");
 }
 
-/* goroutine?debug=0: the pprof protobuf. Kept in one place so the encoder can take it. */
-static void serve_goroutine_proto(HttpServer *s, pid_t pid, Reply *r) {
-        reply_error(r, 501, "goroutine?debug=0 (pprof protobuf) is not available yet; use debug=1 or debug=2");
+/* ---- asynchronous routes ---- */
+
+/* Hands REQ over: false and R filled when it cannot be (the reply is due now). */
+static bool begin_async(Request *req, Reply *r) {
+        int k = request_begin_async(req);
+
+        if (k == -EBUSY)
+                reply_error(r, 503, "too many requests in progress");
+        else if (k < 0)
+                reply_error(r, 503, "out of memory");
+        return k >= 0;
 }
 
-static void serve_goroutine(HttpServer *s, pid_t pid, const struct evkeyvalq *query, Reply *r) {
-        /* Go's runtime/pprof: debug ≥ 2 is the full dump, 1 the count text, and 0 (or a
-         * negative value: profiles write text only when debug > 0) the protobuf. */
-        int debug = http_parse_debug(evhttp_find_header(query, "debug"));
+/* Go's pprof handler.ServeHTTP and serveDeltaProfile, with the same checks in the same
+ * order; debug= is strict where Go's Atoi is lenient. True when R is the reply now. */
+static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *name, const char *raw_query,
+                          Reply *r) {
+        const ProfileInfo *info = profile_find(s, name);
+        _cleanup_(params_done) Params params = {};
+        uint64_t seconds = 0;
+        int debug;
+        char err[128];
 
-        if (debug <= 0) {
-                serve_goroutine_proto(s, pid, r);
-                return;
+        if (!info) {
+                reply_error(r, 404, "Unknown profile");
+                return true;
         }
-        if (!s->backend.goroutine) {
-                reply_error(r, 501, "goroutine profiles are not available");
-                return;
+        if (params_parse(raw_query, &params, err, sizeof err) < 0) {
+                reply_error(r, 400, "%s", err);
+                return true;
         }
-        s->backend.goroutine(s->backend.userdata, pid, debug >= 2 ? 2 : 1, r);
+
+        /* Go: if sec := r.FormValue("seconds"); sec != "" — an empty value is no value. */
+        const char *sec = params_get(&params, "seconds");
+        if (sec && *sec) {
+                if (parse_seconds(sec, &seconds) < 0) {
+                        reply_error(r, 400, "invalid value for \"seconds\" - must be a positive integer");
+                        return true;
+                }
+                if (!info->supports_delta) {
+                        reply_error(r, 400, "\"seconds\" parameter is not supported for this profile type");
+                        return true;
+                }
+                if (seconds >= s->limits.max_seconds) {
+                        reply_error(r, 400, "profile duration exceeds server's WriteTimeout");
+                        return true;
+                }
+        }
+        if (http_parse_debug(params_get(&params, "debug"), &debug) < 0) {
+                reply_error(r, 400, "invalid value for \"debug\" - must be 0, 1 or 2");
+                return true;
+        }
+        if (seconds > 0 && debug != 0) {
+                reply_error(r, 400, "seconds and debug params are incompatible");
+                return true;
+        }
+        if (!s->backend.profile) {
+                reply_error(r, 501, "profiles are not available");
+                return true;
+        }
+
+        req->kind = REQUEST_PROFILE;
+        req->profile = info;
+        req->debug = debug;
+        req->seconds = (unsigned) seconds;
+        if (!begin_async(req, r))
+                return true;
+        /* From here on REQ belongs to the backend, which may even have finished it. */
+        s->backend.profile(s->backend.userdata, req,
+                           &(ProfileRequest) { .pid = pid, .name = info->name, .debug = debug,
+                                               .seconds = (unsigned) seconds });
+        return false;
 }
 
-static void redirect(struct evhttp_request *req, const char *location, Reply *r) {
+/* Go's pprof Symbol handler: the words of the POST body, else of the raw query (pprof
+ * sends "0x1+0x2", not key=value), split on '+'. An empty list is answered here with
+ * just "num_symbols: 1", which is how pprof probes for the endpoint. */
+static bool serve_symbol(HttpServer *s, Request *req, pid_t pid, const char *raw_query, Reply *r) {
+        const char *data = raw_query ? raw_query : "";
+        size_t len = strlen(data);
+        uint64_t *addrs = NULL;
+        size_t n = 0;
+
+        if (evhttp_request_get_command(req->evreq) == EVHTTP_REQ_POST) {
+                struct evbuffer *in = evhttp_request_get_input_buffer(req->evreq);
+
+                len = in ? evbuffer_get_length(in) : 0;       /* ≤ BODY_MAX: libevent enforces it */
+                data = len > 0 ? (const char *) evbuffer_pullup(in, -1) : "";
+                if (!data) {
+                        reply_error(r, 503, "out of memory");
+                        return true;
+                }
+        }
+
+        req->kind = REQUEST_SYMBOL;     /* a 200 gets "num_symbols: 1" first, even this one */
+        int k = parse_symbol_words(data, len, &addrs, &n);
+        if (k == -E2BIG) {
+                reply_error(r, 400, "too many addresses");
+                return true;
+        }
+        if (k < 0) {
+                reply_error(r, 503, "out of memory");
+                return true;
+        }
+        req->addrs = addrs;             /* freed with REQ */
+        if (n == 0)
+                return true;
+        if (!s->backend.symbol) {
+                reply_error(r, 501, "symbol is not available");
+                return true;
+        }
+        if (!begin_async(req, r))
+                return true;
+        s->backend.symbol(s->backend.userdata, req, pid, req->addrs, n);
+        return false;
+}
+
+/* ---- routing ---- */
+
+static void redirect(Request *req, const char *location, Reply *r) {
         r->status = 301;
         r->content_type = TEXT_HTML;
         buf_reset(&r->body);
@@ -384,42 +348,37 @@ static void redirect(struct evhttp_request *req, const char *location, Reply *r)
         buf_puts(&r->body, "<a href=\"");
         put_html_escaped(&r->body, location);
         buf_puts(&r->body, "\">Moved Permanently</a>.\n\n");
-        if (evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location) < 0)
+        if (evhttp_add_header(evhttp_request_get_output_headers(req->evreq), "Location", location) < 0)
                 reply_error(r, 400, "invalid query");
 }
 
-static void route(HttpServer *s, struct evhttp_request *req, Reply *r) {
-        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-        const char *raw_query = uri ? evhttp_uri_get_query(uri) : NULL;
+/* True when R is the reply, to send now; false when REQ went to the backend. */
+static bool route(HttpServer *s, Request *req, Reply *r) {
+        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req->evreq);
         _cleanup_free_ char *path = NULL;
-        struct evkeyvalq query = {};
         Targets all = {};
         const TargetSummary *target = NULL;
         char prefix[32] = "";
         pid_t pid = 0;
+        bool now = true;
 
-        enum evhttp_cmd_type method = evhttp_request_get_command(req);
-        if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-                (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-                reply_error(r, 405, "method not allowed");
-                return;
+        if (!uri) {
+                /* Not seen: libevent answers requests it could not read (400, or 413 for a
+                 * body over the limit) with its own page and does not call us. */
+                reply_error(r, 400, "invalid request");
+                return true;
         }
 
-        if (raw_query && strlen(raw_query) > QUERY_MAX) {
-                reply_error(r, 400, "query too long");
-                return;
+        /* libevent reads "//x/y" as host x, path /y; Go as the path //x/y. Neither is ours. */
+        const char *raw_uri = evhttp_request_get_uri(req->evreq);
+        if (raw_uri && startswith(raw_uri, "//")) {
+                reply_error(r, 400, "invalid path");
+                return true;
         }
-
-        path = path_decode_strict(uri ? evhttp_uri_get_path(uri) : NULL);
+        path = path_decode_strict(evhttp_uri_get_path(uri));
         if (!path) {
                 reply_error(r, 400, "invalid path");
-                return;
-        }
-
-        if (raw_query && evhttp_parse_query_str(raw_query, &query) < 0) {
-                evhttp_clear_headers(&query);
-                reply_error(r, 400, "invalid query");
-                return;
+                return true;
         }
 
         const char *rest = path;
@@ -431,20 +390,35 @@ static void route(HttpServer *s, struct evhttp_request *req, Reply *r) {
                         char q[128];
                         quote_for_message(seg, n, q, sizeof q);
                         reply_error(r, 400, "invalid pid \"%s\"", q);
-                        goto finish;
+                        return true;
                 }
                 snprintf(prefix, sizeof prefix, "/pid/%d", (int) pid);
                 rest = seg + n;
         }
 
+        bool symbol = streq(rest, "/debug/pprof/symbol");
+        enum evhttp_cmd_type method = evhttp_request_get_command(req->evreq);
+        if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD && !(symbol && method == EVHTTP_REQ_POST)) {
+                (void) evhttp_add_header(evhttp_request_get_output_headers(req->evreq), "Allow",
+                                         symbol ? "GET, HEAD, POST" : "GET, HEAD");
+                reply_error(r, 405, "method not allowed");
+                return true;
+        }
+
+        const char *raw_query = evhttp_uri_get_query(uri);
+        if (raw_query && strlen(raw_query) > QUERY_MAX) {
+                reply_error(r, 400, "query too long");
+                return true;
+        }
+
         if (!prefix[0] && streq(rest, "/metrics")) {
                 if (!s->backend.metrics) {
                         reply_error(r, 404, "404 page not found");
-                        goto finish;
+                        return true;
                 }
                 r->content_type = PROMETHEUS_TEXT;
                 s->backend.metrics(s->backend.userdata, &r->body);
-                goto finish;
+                return true;
         }
 
         if (streq(rest, "/debug/pprof")) {
@@ -453,12 +427,12 @@ static void route(HttpServer *s, struct evhttp_request *req, Reply *r) {
                 if (raw_query && *raw_query)
                         buf_printf(&loc, "?%s", raw_query);     /* Go's mux keeps the query */
                 redirect(req, loc.data, r);
-                goto finish;
+                return true;
         }
 
         if (!startswith(rest, "/debug/pprof/")) {
                 reply_error(r, 404, "404 page not found");
-                goto finish;
+                return true;
         }
         const char *name = rest + strlen("/debug/pprof/");
 
@@ -479,93 +453,40 @@ static void route(HttpServer *s, struct evhttp_request *req, Reply *r) {
                         goto finish;
                 }
         }
-        if (target->exited) {
+        /* An exited target keeps its symbols: pprof may ask after the profile. */
+        if (target->exited && !symbol) {
                 reply_error(r, 410, "target pid %d has exited", (int) target->pid);
                 goto finish;
         }
 
         if (name[0] == 0)
-                serve_index(prefix, &all, target, r);
+                serve_index(s, prefix, &all, target, r);
         else if (streq(name, "cmdline")) {
                 if (s->backend.cmdline)
                         s->backend.cmdline(s->backend.userdata, pid, r);
                 else
                         reply_error(r, 501, "cmdline is not available");
-        } else if (streq(name, "goroutine"))
-                serve_goroutine(s, pid, &query, r);
+        } else if (symbol)
+                now = serve_symbol(s, req, pid, raw_query, r);
         else
-                reply_error(r, 404, "Unknown profile");
+                now = serve_profile(s, req, pid, name, raw_query, r);
 
 finish:
         targets_done(&all);
-        evhttp_clear_headers(&query);
+        return now;
 }
 
-/* ---- replies ---- */
-
-static void free_body(const void *data, size_t len, void *userdata) {
-        free((void *) data);
-}
-
-static bool header_value_ok(const char *s) {
-        for (; *s; s++)
-                if ((unsigned char) *s < 0x20 || *s == 0x7f || *s == '"' || *s == '\\')
-                        return false;
-        return true;
-}
-
-static void send_reply(struct evhttp_request *req, Reply *r) {
-        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-        int status = r->status > 0 ? r->status : 200;
-        bool failed = status < 200 || status >= 400;
-
-        (void) evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-        if (failed) {
-                /* Go's pprof serveError: plain text, X-Go-Pprof so the pprof client prints
-                 * the body, and no attachment. */
-                (void) evhttp_remove_header(h, "Content-Disposition");
-                (void) evhttp_add_header(h, "Content-Type", TEXT_PLAIN);
-                (void) evhttp_add_header(h, "X-Go-Pprof", "1");
-                buf_putc(&r->body, '\n');
-        } else {
-                (void) evhttp_add_header(h, "Content-Type", r->content_type ? r->content_type : TEXT_PLAIN);
-                if (r->filename && header_value_ok(r->filename)) {
-                        _cleanup_buf_ Buf cd = {};
-                        buf_printf(&cd, "attachment; filename=\"%s\"", r->filename);
-                        (void) evhttp_add_header(h, "Content-Disposition", cd.data);
-                }
-        }
-
-        struct evbuffer *body = evbuffer_new();
-        if (!body) {
-                evhttp_send_error(req, 500, NULL);
-                return;
-        }
-        if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-                /* Same headers as GET, no body: libevent adds no length for HEAD. */
-                char len[32];
-                snprintf(len, sizeof len, "%zu", r->body.len);
-                (void) evhttp_add_header(h, "Content-Length", len);
-        } else if (r->body.len > 0) {
-                size_t len;
-                char *data = buf_steal(&r->body, &len);
-                if (evbuffer_add_reference(body, data, len, free_body, NULL) < 0) {
-                        free(data);
-                        evbuffer_free(body);
-                        evhttp_send_error(req, 500, NULL);
-                        return;
-                }
-        }
-        evhttp_send_reply(req, status, NULL, body);
-        evbuffer_free(body);
-}
-
-static void on_request(struct evhttp_request *req, void *userdata) {
+static void on_request(struct evhttp_request *evreq, void *userdata) {
         HttpServer *s = userdata;
         Reply r = { .status = 200 };
+        Request *req = request_new(s, evreq);
 
-        route(s, req, &r);
-        send_reply(req, &r);
+        if (!req) {
+                evhttp_send_error(evreq, 503, "Service Unavailable");
+                return;
+        }
+        if (route(s, req, &r))
+                request_finish(req, &r);
         buf_done(&r.body);
 }
 
@@ -596,15 +517,17 @@ static int format_address(int fd, char *buf, size_t size) {
 HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
+        request_cancel_all(s);
         if (s->http)
-                evhttp_free(s->http);           /* closes the bound socket too */
+                evhttp_free(s->http);           /* closes the bound socket and connections */
         free(s);
         return NULL;
 }
 
 DEFINE_POINTER_CLEANUP(HttpServer, http_server_free);
 
-int http_server_new(struct event_base *base, const char *listen, const Backend *backend, HttpServer **ret) {
+int http_server_new(struct event_base *base, const char *listen, const Backend *backend, const HttpLimits *limits,
+                    HttpServer **ret) {
         _cleanup_(http_server_freep) HttpServer *s = NULL;
         char host[INET6_ADDRSTRLEN];
         uint16_t port;
@@ -620,12 +543,18 @@ int http_server_new(struct event_base *base, const char *listen, const Backend *
         if (!s)
                 return -ENOMEM;
         s->backend = *backend;
+        s->limits = limits ? *limits : (HttpLimits) {};
+        if (s->limits.max_seconds == 0)
+                s->limits.max_seconds = HTTP_MAX_SECONDS_DEFAULT;
+        if (s->limits.max_pending == 0)
+                s->limits.max_pending = HTTP_MAX_PENDING_DEFAULT;
+        s->early_close = event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE;
 
         s->http = evhttp_new(base);
         if (!s->http)
                 return -ENOMEM;
-        /* Every method reaches the router, which answers 405 with Allow: for all but GET
-         * and HEAD; libevent would answer a disallowed method with its own HTML 501. */
+        /* Every method reaches the router, which answers 405 with Allow:; libevent would
+         * answer a disallowed method with its own HTML 501. */
         evhttp_set_allowed_methods(s->http,
                                    EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |

@@ -5,9 +5,11 @@
  *   PREFIX/debug/pprof            301 → PREFIX/debug/pprof/
  *   PREFIX/debug/pprof/           index (HTML): profiles with counts, targets, links
  *   PREFIX/debug/pprof/cmdline    argv NUL-joined
- *   PREFIX/debug/pprof/goroutine  thread dump: debug=1 | debug=2
+ *   PREFIX/debug/pprof/symbol     GET query or POST body: addresses → names
+ *   PREFIX/debug/pprof/NAME       a profile of Backend.profiles: debug=0|1|2, seconds=N
  *   PREFIX/debug/pprof/OTHER      404 "Unknown profile"
  *   /metrics                      Prometheus text
+ * GET and HEAD everywhere, POST on symbol only; other methods get 405 with Allow.
  * Every reply carries X-Content-Type-Options: nosniff. Errors are text/plain with
  * X-Go-Pprof: 1 and a one-line body, so `go tool pprof` prints them.
  *
@@ -16,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -41,25 +44,91 @@ typedef struct TargetSummary {
         bool exited;
 } TargetSummary;
 
+/* A request being answered, now or later. The backend answers every Request it is given
+ * exactly once with request_finish(), on the event loop's thread. Until then the loop keeps
+ * serving other clients. */
+typedef struct Request Request;
+
+/* Sends R (its body is taken) as the reply and releases REQ. When the client has gone
+ * away meanwhile, the reply is dropped and REQ released all the same. */
+void request_finish(Request *req, Reply *r);
+/* True once the client has disconnected: the work may stop early (request_finish is
+ * still due). */
+bool request_is_cancelled(const Request *req);
+/* Runs CB(USERDATA) on the loop thread as soon as the client disconnects before
+ * request_finish(), so the backend can release the work it holds for REQ (cancel a
+ * timer, drop a queued job). At most one callback; NULL clears it. CB may call
+ * request_finish() itself. Set it before Backend.profile/symbol returns: a disconnect
+ * noticed before it is set runs nothing (request_is_cancelled() still tells). */
+void request_set_cancel_callback(Request *req, void (*cb)(void *userdata), void *userdata);
+
+/* A named profile request, parameters already validated with Go's checks and order. */
+typedef struct ProfileRequest {
+        pid_t pid;
+        const char *name;               /* "goroutine", … (valid during the call only) */
+        int debug;                      /* 0: pprof protobuf; 1, 2: text */
+        unsigned seconds;               /* > 0: delta profile over that many seconds */
+} ProfileRequest;
+
+typedef struct ProfileInfo {
+        const char *name;               /* "goroutine" */
+        const char *description;        /* one line, says exactly what the count counts */
+        bool supports_delta;            /* seconds=N allowed */
+} ProfileInfo;
+
 typedef struct Backend {
         void *userdata;
+        /* The named profiles served, sorted by name (the index lists them in this order,
+         * after cmdline). */
+        const ProfileInfo *profiles;
+        size_t n_profiles;
         /* Fills up to MAX summaries, the default target first; returns how many exist. */
         size_t (*list_targets)(void *userdata, TargetSummary *ret, size_t max);
-        /* The thread dump of PID at DEBUG (1 or 2) into R. */
-        void (*goroutine)(void *userdata, pid_t pid, int debug, Reply *r);
-        /* The command line of PID into R. */
+        /* The count shown on the index for profile NAME of PID (see its description);
+         * -1 when unknown. Must be quick: it runs on the loop. */
+        long (*profile_count)(void *userdata, pid_t pid, const char *name);
+        /* Answers REQ with profile P (asynchronously if it likes). Replies: 200 with the
+         * body, or an error status with a one-line message (reply_error). For debug=0 the
+         * backend sets content_type and filename itself; left NULL on a 200, http/ puts
+         * application/octet-stream and NAME (NAME-delta when seconds > 0). */
+        void (*profile)(void *userdata, Request *req, const ProfileRequest *p);
+        /* Resolves ADDRS of PID to function names, appending "0xADDR name\n" per resolved
+         * address in order (Go's /debug/pprof/symbol); answers REQ. The body holds only
+         * those lines: on a 200, request_finish() puts "num_symbols: 1\n" first. N ≥ 1
+         * (an empty list is answered without the backend); ADDRS stay valid until
+         * request_finish(REQ). Called for an exited target too. */
+        void (*symbol)(void *userdata, Request *req, pid_t pid, const uint64_t *addrs, size_t n);
+        /* The command line of PID into R (quick, synchronous). */
         void (*cmdline)(void *userdata, pid_t pid, Reply *r);
         /* Prometheus text exposition of the daemon's metrics, appended to OUT. */
         void (*metrics)(void *userdata, Buf *out);
 } Backend;
 
+typedef struct HttpLimits {
+        unsigned max_seconds;           /* seconds=N must stay below (Go's WriteTimeout
+                                           check: N ≥ it → 400); 0: the default */
+        unsigned max_pending;           /* requests awaiting request_finish at most; more
+                                           get 503; 0: the default */
+} HttpLimits;
+
+#define HTTP_MAX_SECONDS_DEFAULT 3600u
+#define HTTP_MAX_PENDING_DEFAULT 64u
+#define SYMBOL_ADDRS_MAX 65536u         /* addresses one /symbol request may ask for */
+
 /* Listens on LISTEN ("HOST:PORT"; port 0 picks a free one; IPv6 as "[::1]:PORT") and
- * serves BACKEND on BASE. 0, or negative errno. */
-int http_server_new(struct event_base *base, const char *listen, const Backend *backend, HttpServer **ret);
-/* Accepts NULL, returns NULL. */
+ * serves BACKEND on BASE. LIMITS may be NULL (the defaults). 0, or negative errno. */
+int http_server_new(struct event_base *base, const char *listen, const Backend *backend, const HttpLimits *limits,
+                    HttpServer **ret);
+/* Requests awaiting request_finish() right now. */
+unsigned http_server_pending(const HttpServer *s);
+/* Accepts NULL, returns NULL. Requests still pending are cancelled (their cancel
+ * callbacks run, their clients are disconnected); each still gets its request_finish(),
+ * which may come after the server is gone. */
 HttpServer *http_server_free(HttpServer *s);
 /* The bound address, "127.0.0.1:43121". */
 const char *http_server_address(const HttpServer *s);
 
-/* Parses a "debug" value as Go does: an integer, anything else counts as 0. */
-int http_parse_debug(const char *value);
+/* Parses a "debug" value: NULL or "" is 0, else a decimal integer 0..HTTP_DEBUG_MAX (digits
+ * only, no sign or space). 0, or -EINVAL with *ret untouched. */
+#define HTTP_DEBUG_MAX 2
+int http_parse_debug(const char *value, int *ret);

@@ -281,6 +281,18 @@ const Region *address_space_find_region(const AddressSpace *as, uint64_t addr) {
         return addr < r->end ? r : NULL;
 }
 
+int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret) {
+        const Region *r = address_space_find_region(as, addr);
+        if (!r)
+                return -ENOENT;
+        *ret = (ModuleInfo) {
+                .path = r->module->kind == MODULE_PSEUDO && !r->path ? NULL : r->module->name,
+                .build_id = r->module->build_id,
+                .symbolized = r->module->kind == MODULE_ELF && r->module->elf,
+        };
+        return 0;
+}
+
 static bool streq_ptr(const char *a, const char *b) {
         return a == b || (a && b && strcmp(a, b) == 0);
 }

@@ -12,6 +12,7 @@
  * crash. Not thread-safe: one caller at a time per Symbolizer. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -46,6 +47,17 @@ AddressSpace *address_space_free(AddressSpace *as);
  * recorded as unreadable (its frames become module+0xoff). 0, or negative errno for
  * allocation failure only. */
 int address_space_update(AddressSpace *as, const Maps *maps);
+
+typedef struct ModuleInfo {
+        const char *path;               /* as the target maps it, "[vdso]"; NULL: anonymous */
+        const char *build_id;           /* lowercase hex of NT_GNU_BUILD_ID, or NULL */
+        bool symbolized;                /* an ELF file we can read: cprofd resolved its pcs
+                                           as well as it can, so a consumer should not try */
+} ModuleInfo;
+
+/* Describes what is mapped at ADDR as of the last address_space_update(). Strings live
+ * as long as the symbolizer. 0, or -ENOENT when ADDR is in no known mapping. */
+int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret);
 
 /* Resolves LOOKUP_PC (already pc − 1 for return addresses) to a cached SymLoc. Never
  * NULL: a pc in no mapping gets a SymLoc with module NULL and no frames. */

@@ -1,0 +1,18 @@
+/* daemon/profiles.h -- pprof profiles of what the daemon collects: the executable mappings
+ * of a target (with build-ids and whether cprofd symbolized them) and the goroutine
+ * (thread) profile of a thread dump. */
+#pragma once
+
+#include "pprof.h"
+#include "procfs.h"
+#include "symbolizer.h"
+#include "threads.h"
+
+/* Adds every executable mapping of MAPS to P, the one of EXE (the main executable) first,
+ * each with its build-id and has_* flags from AS. 0, or negative errno. */
+int profile_add_target_mappings(Profile *p, const Maps *maps, AddressSpace *as, const char *exe);
+
+/* The goroutine profile of D: sample type goroutine/count, one sample per thread, merged
+ * where stack and thread_name label agree, as Go's goroutine profile groups goroutines.
+ * 0, or negative errno. */
+int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace *as, const char *exe, Profile **ret);

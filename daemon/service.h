@@ -1,0 +1,27 @@
+/* daemon/service.h -- the Backend that http/ calls: every profile request becomes work for
+ * the worker thread (snapshot, unwind, symbolize, encode) and is answered from the loop
+ * when that work is done; seconds=N deltas wait on a loop timer between their two
+ * collections. A client that disconnects cancels its timer and its queued work. */
+#pragma once
+
+#include "metrics.h"
+#include "server.h"
+#include "targets.h"
+#include "worker.h"
+
+typedef struct PendingProfile PendingProfile;
+
+typedef struct Service {
+        struct event_base *base;
+        Worker *worker;
+        Targets *targets;
+        Metrics *metrics;
+        HttpServer *server;             /* set once listening; for metrics */
+        PendingProfile *pending;        /* requests between their two collections */
+} Service;
+
+/* The Backend for http_server_new(); S must outlive the server. */
+void service_backend(Service *s, Backend *ret);
+/* Answers every request still waiting for a timer with 503 (shutting down). Call after
+ * the loop stopped and the worker was freed and its results delivered. */
+void service_shutdown(Service *s);
