@@ -94,12 +94,8 @@ if ! install_missing; then
 fi
 
 run_suite build
-# UBSan only reports by default: make any report fail the test that caused it. Leaks
-# inside libdw on corrupt input are suppressed by name (tests/lsan.supp), which needs
-# full malloc stacks.
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-        LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+# UBSan only reports by default: make any report fail the test that caused it.
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
         TIMEOUT_MULTIPLIER=3 run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
 if [ "$SKIPPED" -gt 0 ]; then
