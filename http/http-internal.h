@@ -92,6 +92,11 @@ const char *params_get(const Params *p, const char *key);
 
 /* seconds=N: 1 to 10 decimal digits, no sign, no space, value > 0. 0 or -EINVAL. */
 int parse_seconds(const char *value, uint64_t *ret);
+/* The CPU profile's seconds, as Go's Profile handler reads them: strconv.ParseInt, and
+ * anything unparsable or ≤ 0 means the default. Never fails. */
+uint64_t parse_cpu_seconds(const char *value, uint64_t default_seconds);
+/* hz=H: absent or empty → DEFAULT_HZ; else 1..MAX_HZ decimal. 0 or -EINVAL. */
+int parse_hz(const char *value, unsigned default_hz, unsigned max_hz, unsigned *ret);
 
 /* Go's /symbol input: words split on '+', each parsed as strconv.ParseUint(word, 0, 64);
  * words that do not parse or are 0 are skipped. *ret (caller frees; NULL when none) gets

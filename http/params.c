@@ -279,6 +279,32 @@ int parse_seconds(const char *value, uint64_t *ret) {
         return 0;
 }
 
+uint64_t parse_cpu_seconds(const char *value, uint64_t default_seconds) {
+        /* strconv.ParseInt(s, 10, 64): an optional sign, then decimal digits. */
+        const char *p = value ? value : "";
+        bool negative = false;
+        uint64_t v;
+
+        if (*p == '+' || *p == '-')
+                negative = *p++ == '-';
+        if (parse_decimal(p, &v) < 0 || negative || v == 0)
+                return default_seconds;
+        return v;
+}
+
+int parse_hz(const char *value, unsigned default_hz, unsigned max_hz, unsigned *ret) {
+        uint64_t v;
+
+        if (!value || !*value) {
+                *ret = default_hz;
+                return 0;
+        }
+        if (parse_decimal(value, &v) < 0 || v == 0 || v > max_hz)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
 int http_parse_debug(const char *value, int *ret) {
         /* Go takes strconv.Atoi and ignores the error (debug=abc is 0, debug=-1 a binary
          * profile); a client asking for something else than 0, 1 or 2 gets told instead. */

@@ -117,6 +117,13 @@ static void put_count(Buf *out, long n) {
                 buf_printf(out, "%ld", n);
 }
 
+static const ProfileInfo cpu_profile_info = {
+        .name = "profile",
+        .description = "CPU profile of the target, sampled with perf_event_open. seconds=N sets the "
+                       "duration (default 30), hz=H the rate (default 100, at most 1000), mode=fp "
+                       "uses the kernel's frame-pointer walk instead of DWARF unwinding. Count: 0.",
+};
+
 typedef struct IndexRow {
         const char *name;
         const char *description;
@@ -132,12 +139,14 @@ static int index_row_compare(const void *a, const void *b) {
  * are several. */
 static void serve_index(HttpServer *s, const char *prefix, const Targets *all, const TargetSummary *target,
                         Reply *r) {
-        IndexRow rows[PROFILES_MAX + 1];
+        IndexRow rows[PROFILES_MAX + 2];
         size_t n = 0;
         bool goroutine = false;
         Buf *o = &r->body;
 
         rows[n++] = (IndexRow) { "cmdline", CMDLINE_DESCRIPTION, 0 };
+        if (s->backend.cpu_profile)
+                rows[n++] = (IndexRow) { cpu_profile_info.name, cpu_profile_info.description, 0 };
         for (size_t i = 0; i < s->backend.n_profiles && n < ARRAY_SIZE(rows); i++) {
                 const ProfileInfo *p = &s->backend.profiles[i];
 
@@ -292,6 +301,49 @@ static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *na
         s->backend.profile(s->backend.userdata, req,
                            &(ProfileRequest) { .pid = pid, .name = info->name, .debug = debug,
                                                .seconds = (unsigned) seconds });
+        return false;
+}
+
+/* Go's pprof Profile handler: seconds is lenient (unparsable or ≤ 0 means 30) but bounded
+ * by the write timeout; cprofd adds hz= and mode=, both strict. True when R is the reply
+ * now. */
+static bool serve_cpu_profile(HttpServer *s, Request *req, pid_t pid, const char *raw_query, Reply *r) {
+        _cleanup_(params_done) Params params = {};
+        char err[128];
+        unsigned hz;
+        CpuProfileMode mode = CPU_PROFILE_DWARF;
+
+        if (params_parse(raw_query, &params, err, sizeof err) < 0) {
+                reply_error(r, 400, "%s", err);
+                return true;
+        }
+        uint64_t seconds = parse_cpu_seconds(params_get(&params, "seconds"), HTTP_CPU_SECONDS_DEFAULT);
+        if (seconds >= s->limits.max_seconds) {
+                reply_error(r, 400, "profile duration exceeds server's WriteTimeout");
+                return true;
+        }
+        if (parse_hz(params_get(&params, "hz"), HTTP_CPU_HZ_DEFAULT, HTTP_CPU_HZ_MAX, &hz) < 0) {
+                reply_error(r, 400, "invalid value for \"hz\" - must be an integer from 1 to %u", HTTP_CPU_HZ_MAX);
+                return true;
+        }
+        const char *m = params_get(&params, "mode");
+        if (m && *m && !streq(m, "dwarf")) {
+                if (!streq(m, "fp")) {
+                        reply_error(r, 400, "invalid value for \"mode\" - must be dwarf or fp");
+                        return true;
+                }
+                mode = CPU_PROFILE_FP;
+        }
+
+        req->kind = REQUEST_PROFILE;
+        req->profile = &cpu_profile_info;
+        req->debug = 0;
+        req->seconds = 0;
+        if (!begin_async(req, r))
+                return true;
+        s->backend.cpu_profile(s->backend.userdata, req,
+                               &(CpuProfileRequest) { .pid = pid, .seconds = (unsigned) seconds, .hz = hz,
+                                                      .mode = mode });
         return false;
 }
 
@@ -468,6 +520,8 @@ static bool route(HttpServer *s, Request *req, Reply *r) {
                         reply_error(r, 501, "cmdline is not available");
         } else if (symbol)
                 now = serve_symbol(s, req, pid, raw_query, r);
+        else if (streq(name, "profile") && s->backend.cpu_profile)
+                now = serve_cpu_profile(s, req, pid, raw_query, r);
         else
                 now = serve_profile(s, req, pid, name, raw_query, r);
 

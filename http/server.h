@@ -6,6 +6,7 @@
  *   PREFIX/debug/pprof/           index (HTML): profiles with counts, targets, links
  *   PREFIX/debug/pprof/cmdline    argv NUL-joined
  *   PREFIX/debug/pprof/symbol     GET query or POST body: addresses → names
+ *   PREFIX/debug/pprof/profile    CPU profile: seconds=N (Go's rules), hz=H, mode=fp
  *   PREFIX/debug/pprof/NAME       a profile of Backend.profiles: debug=0|1|2, seconds=N
  *   PREFIX/debug/pprof/OTHER      404 "Unknown profile"
  *   /metrics                      Prometheus text
@@ -70,6 +71,23 @@ typedef struct ProfileRequest {
         unsigned seconds;               /* > 0: delta profile over that many seconds */
 } ProfileRequest;
 
+/* A CPU profile request (/debug/pprof/profile), parameters validated. */
+typedef enum CpuProfileMode {
+        CPU_PROFILE_DWARF,              /* user stacks unwound from a stack copy (default) */
+        CPU_PROFILE_FP,                 /* mode=fp: the kernel's frame-pointer walk only */
+} CpuProfileMode;
+
+typedef struct CpuProfileRequest {
+        pid_t pid;
+        unsigned seconds;               /* as Go: default 30; ≤ 0 or unparsable → 30 */
+        unsigned hz;                    /* hz=, 1..HTTP_CPU_HZ_MAX, default 100 */
+        CpuProfileMode mode;
+} CpuProfileRequest;
+
+#define HTTP_CPU_SECONDS_DEFAULT 30u
+#define HTTP_CPU_HZ_DEFAULT 100u
+#define HTTP_CPU_HZ_MAX 1000u
+
 typedef struct ProfileInfo {
         const char *name;               /* "goroutine" */
         const char *description;        /* one line, says exactly what the count counts */
@@ -92,6 +110,9 @@ typedef struct Backend {
          * backend sets content_type and filename itself; left NULL on a 200, http/ puts
          * application/octet-stream and NAME (NAME-delta when seconds > 0). */
         void (*profile)(void *userdata, Request *req, const ProfileRequest *p);
+        /* Answers REQ with a CPU profile of P (NULL: the route is not served). The reply is
+         * a pprof profile; errors as for profile. */
+        void (*cpu_profile)(void *userdata, Request *req, const CpuProfileRequest *p);
         /* Resolves ADDRS of PID to function names, appending "0xADDR name\n" per resolved
          * address in order (Go's /debug/pprof/symbol); answers REQ. The body holds only
          * those lines: on a 200, request_finish() puts "num_symbols: 1\n" first. N ≥ 1
