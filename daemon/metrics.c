@@ -69,6 +69,12 @@ void metrics_write(Metrics *m, Buf *out) {
                    "# HELP cprofd_threads_not_captured_total Threads listed but not captured.\n"
                    "# TYPE cprofd_threads_not_captured_total counter\n"
                    "cprofd_threads_not_captured_total %llu\n"
+                   "# HELP cprofd_cpu_samples_total CPU profile samples read from the kernel.\n"
+                   "# TYPE cprofd_cpu_samples_total counter\n"
+                   "cprofd_cpu_samples_total %llu\n"
+                   "# HELP cprofd_cpu_samples_lost_total CPU samples the kernel dropped (ring buffer full).\n"
+                   "# TYPE cprofd_cpu_samples_lost_total counter\n"
+                   "cprofd_cpu_samples_lost_total %llu\n"
                    "# HELP cprofd_symbolizer_modules Distinct modules (by build-id) in the cache.\n"
                    "# TYPE cprofd_symbolizer_modules gauge\n"
                    "cprofd_symbolizer_modules %llu\n"
@@ -78,6 +84,7 @@ void metrics_write(Metrics *m, Buf *out) {
                    (unsigned long long) m->snapshots_total, (unsigned long long) m->snapshot_errors_total,
                    (unsigned long long) m->threads_captured_total,
                    (unsigned long long) m->threads_not_captured_total,
+                   (unsigned long long) m->cpu_samples_total, (unsigned long long) m->cpu_samples_lost_total,
                    (unsigned long long) m->symbolizer_modules, (unsigned long long) m->symbolizer_locations);
         histogram_write(&m->snapshot_duration, "cprofd_snapshot_duration_seconds",
                         "Time to snapshot every thread of a target (stop, copy, release).", out);

@@ -25,6 +25,8 @@ typedef struct Metrics {
         uint64_t threads_not_captured_total;
         Histogram snapshot_duration;
         Histogram thread_pause;
+        uint64_t cpu_samples_total;
+        uint64_t cpu_samples_lost_total;
         uint64_t symbolizer_modules;    /* copied from the worker's symbolizer */
         uint64_t symbolizer_locations;
 } Metrics;

@@ -307,6 +307,10 @@ static void backend_symbol(void *userdata, Request *req, pid_t pid, const uint64
         }
 }
 
+static void backend_cpu_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
+        cpu_profile_start(userdata, req, p);
+}
+
 static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t max) {
         Service *s = userdata;
         for (size_t i = 0; i < s->targets->n && i < max; i++) {
@@ -390,12 +394,14 @@ void service_backend(Service *s, Backend *ret) {
                 .profile_count = backend_profile_count,
                 .profile = backend_profile,
                 .symbol = backend_symbol,
+                .cpu_profile = backend_cpu_profile,
                 .cmdline = backend_cmdline,
                 .metrics = backend_metrics,
         };
 }
 
 void service_shutdown(Service *s) {
+        cpu_profiles_shutdown(s);
         while (s->pending) {
                 PendingProfile *p = s->pending;
                 pending_unlink(s, p);

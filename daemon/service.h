@@ -4,6 +4,7 @@
  * collections. A client that disconnects cancels its timer and its queued work. */
 #pragma once
 
+#include "cpu.h"
 #include "metrics.h"
 #include "server.h"
 #include "targets.h"
@@ -18,6 +19,7 @@ typedef struct Service {
         Metrics *metrics;
         HttpServer *server;             /* set once listening; for metrics */
         PendingProfile *pending;        /* requests between their two collections */
+        CpuProfiles cpu;
 } Service;
 
 /* The Backend for http_server_new(); S must outlive the server. */
