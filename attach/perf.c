@@ -1026,31 +1026,22 @@ const char *perf_sampler_explain_error(int err, char *buf, size_t size) {
                 }
                 (void) read_proc_line("/proc/self/status", "Seccomp:", seccomp, sizeof seccomp);
 
-                APPEND("perf_event_open was refused (%s). ", strerror(-err));
-                if (have_paranoid)
-                        APPEND("kernel.perf_event_paranoid is %ld (%s). ", paranoid,
-                               paranoid_meaning(paranoid));
-                else
-                        APPEND("/proc/sys/kernel/perf_event_paranoid cannot be read. ");
-                if (cap_known)
-                        APPEND("This process has %s. ",
-                               perfmon && sys_admin ? "CAP_PERFMON and CAP_SYS_ADMIN" :
-                               perfmon ? "CAP_PERFMON" : sys_admin ? "CAP_SYS_ADMIN" :
-                               "neither CAP_PERFMON nor CAP_SYS_ADMIN");
+                /* One line: the most likely cause first, and its fix. */
+                APPEND("perf_event_open was refused (%s): ", strerror(-err));
                 if (seccomp[0] && seccomp[0] != '0')
-                        APPEND("It runs under seccomp (mode %s): a filter (a container's default "
-                               "profile) may block perf_event_open. ", seccomp);
-                APPEND("Causes: the paranoid level without CAP_PERFMON/CAP_SYS_ADMIN; a seccomp "
-                       "filter; a target owned by another user (needs CAP_SYS_PTRACE); ");
-                if (have_mlock)
-                        APPEND("or the ring buffers exceed kernel.perf_event_mlock_kb (%ld KiB "
-                               "per CPU) plus RLIMIT_MEMLOCK without CAP_IPC_LOCK. ", mlock_kb);
+                        APPEND("cprofd runs under a seccomp filter (Seccomp: %s), which may block it; "
+                               "allow perf_event_open (systemd: SystemCallFilter=, containers: the "
+                               "seccomp profile)", seccomp);
+                else if (cap_known && !perfmon && !sys_admin && have_paranoid && paranoid > 0)
+                        APPEND("kernel.perf_event_paranoid is %ld (%s) and cprofd lacks CAP_PERFMON; "
+                               "grant CAP_PERFMON (systemd: AmbientCapabilities=CAP_PERFMON) or run "
+                               "`sysctl kernel.perf_event_paranoid=1`", paranoid, paranoid_meaning(paranoid));
+                else if (have_mlock)
+                        APPEND("the ring buffers may exceed kernel.perf_event_mlock_kb (%ld KiB per CPU) "
+                               "plus RLIMIT_MEMLOCK; raise LimitMEMLOCK= or grant CAP_IPC_LOCK", mlock_kb);
                 else
-                        APPEND("or the ring buffers exceed the perf mlock limit. ");
-                APPEND("Fix: grant CAP_PERFMON (systemd: AmbientCapabilities=CAP_PERFMON), or "
-                       "`sysctl kernel.perf_event_paranoid=1` (kernel frames too) or =2 (user "
-                       "space only); in a container, allow perf_event_open in its seccomp "
-                       "profile.");
+                        APPEND("check kernel.perf_event_paranoid, CAP_PERFMON, seccomp and the perf "
+                               "mlock limit");
                 break;
         case -EMFILE:
         case -ENFILE:

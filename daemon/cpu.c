@@ -60,7 +60,7 @@ struct CpuRequest {
         uint64_t samples, truncated;
         PerfSamplerStats stats_at_start;
         Reply reply;
-        char error[256];
+        char error[640];
         bool answered;                  /* the reply is made (an error, or the profile) */
 };
 
@@ -255,7 +255,7 @@ static void attach_job(void *userdata) {
                         goto fail;
                 }
                 if (k < 0) {
-                        char why[200];
+                        char why[512];
                         snprintf(r->error, sizeof r->error, "cannot sample pid %d: %s", (int) sp->target->pid,
                                  perf_sampler_explain_error(k, why, sizeof why));
                         log_warning("%s", r->error);

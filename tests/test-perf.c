@@ -524,11 +524,13 @@ TEST(explains_refusals) {
         const char *t = perf_sampler_explain_error(-EACCES, buf, sizeof buf);
         fprintf(stderr, "%s\n", t);
         ASSERT_TRUE(t == buf);
-        ASSERT_CONTAINS(t, "perf_event_paranoid");
-        ASSERT_CONTAINS(t, "CAP_PERFMON");
-        ASSERT_CONTAINS(t, "CAP_SYS_ADMIN");
-        ASSERT_CONTAINS(t, "seccomp");
-        ASSERT_CONTAINS(t, "sysctl kernel.perf_event_paranoid=1");
+        /* One line naming the likeliest cause for this process and its fix: as root
+         * without seccomp that is the mlock limit; the seccomp case is checked end to end
+         * by test_cpu.py under tests/tools/no-perf. */
+        ASSERT_CONTAINS(t, "perf_event_open was refused");
+        ASSERT_TRUE(strchr(t, '\n') == NULL);
+        ASSERT_TRUE(strstr(t, "perf_event_paranoid") || strstr(t, "seccomp") || strstr(t, "perf_event_mlock_kb"));
+        ASSERT_TRUE(strstr(t, "CAP_PERFMON") || strstr(t, "SystemCallFilter") || strstr(t, "LimitMEMLOCK"));
         char small[16];
         perf_sampler_explain_error(-EPERM, small, sizeof small);
         ASSERT_EQ(strlen(small), sizeof small - 1);
