@@ -37,7 +37,10 @@
  *
  * Strings from the target (names, symbols, paths) are untrusted: control characters,
  * DEL and bytes that are not valid UTF-8 are printed as C escapes, so they can neither
- * forge lines nor cells nor the tab writer's escape byte. */
+ * forge lines nor cells nor the tab writer's escape byte.
+ *
+ * The "@ 0x…" key and the "#\t…" frame lines of a record are shared, through
+ * threads-internal.h, with the other count-shaped text of profile/ (history.c's growth). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,7 @@
 
 #include "macro.h"
 #include "tabwriter.h"
+#include "threads-internal.h"
 #include "threads.h"
 #include "utf8-util.h"
 
@@ -159,13 +163,16 @@ static int group_cmp(const void *pa, const void *pb) {
         return ta->error > tb->error ? -1 : ta->error < tb->error;
 }
 
+void stack_write_debug1_key(Buf *out, const Stack *s) {
+        buf_putc(out, '@');
+        for (size_t i = 0; s && i < s->n; i++)
+                buf_printf(out, " 0x%" PRIx64, s->frames[i].pc);
+}
+
 static char *group_key(const ThreadRecord *t) {
         _cleanup_buf_ Buf b = {};
 
-        buf_putc(&b, '@');
-        if (t->error == 0)
-                for (size_t i = 0; i < t->stack.n; i++)
-                        buf_printf(&b, " 0x%" PRIx64, t->stack.frames[i].pc);
+        stack_write_debug1_key(&b, t->error == 0 ? &t->stack : NULL);
         return buf_steal(&b, NULL);
 }
 
@@ -200,6 +207,15 @@ static void debug1_frame_lines(Buf *text, const StackFrame *sf) {
         }
 }
 
+void stack_write_debug1_frames(Buf *out, const Stack *s) {
+        for (size_t i = 0; i < s->n; i++)
+                debug1_frame_lines(out, &s->frames[i]);
+        if (stack_is_truncated(s))
+                buf_puts(out, "#\t\t[truncated]\n");
+        else if (s->n == 0)
+                buf_puts(out, "#\t[no stack]\n");
+}
+
 static void debug1_record(Buf *text, const Group *g) {
         const ThreadRecord *t = g->threads[0];
         char ebuf[128];
@@ -216,14 +232,8 @@ static void debug1_record(Buf *text, const Group *g) {
 
         if (t->error != 0)
                 buf_printf(text, "#\t[not captured: %s]\n", errno_text(t->error, ebuf, sizeof ebuf));
-        else {
-                for (size_t i = 0; i < t->stack.n; i++)
-                        debug1_frame_lines(text, &t->stack.frames[i]);
-                if (stack_is_truncated(&t->stack))
-                        buf_puts(text, "#\t\t[truncated]\n");
-                else if (t->stack.n == 0)
-                        buf_puts(text, "#\t[no stack]\n");
-        }
+        else
+                stack_write_debug1_frames(text, &t->stack);
 
         buf_putc(text, '\n');
 }

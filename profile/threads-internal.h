@@ -1,0 +1,16 @@
+/* profile/threads-internal.h -- private to profile/: the pieces of the debug=1 encoder that
+ * other count-shaped text profiles of profile/ (the thread growth of history.c) print the
+ * same way, so a record looks alike wherever it comes from. */
+#pragma once
+
+#include "buf.h"
+#include "frame.h"
+
+/* Appends "@ 0xPC 0xPC…": the raw pcs of S as unwound (Go's %#x), or a bare "@" when S is
+ * NULL or empty. */
+void stack_write_debug1_key(Buf *out, const Stack *s);
+
+/* Appends the "#\t0xLPC\tfunc+0xOFF\tfile:line" lines of S (one per frame and inline
+ * level, innermost first), then "#\t\t[truncated]" for a truncated stack or "#\t[no stack]"
+ * for a complete empty one. Text for the tab writer: the caller formats the whole text. */
+void stack_write_debug1_frames(Buf *out, const Stack *s);
