@@ -24,6 +24,7 @@
 #define DRAIN_INTERVAL_MS 100
 #define REFRESH_EVERY_DRAINS 10         /* look for threads the events missed, every second */
 #define CPU_STACK_FRAMES_MAX 2048       /* kernel + user frames of one sample */
+#define KERNEL_SPACE_START UINT64_C(0xffff800000000000)        /* x86-64, 4- and 5-level */
 
 typedef struct CpuRequest CpuRequest;
 
@@ -69,6 +70,7 @@ static CpuRequest *pending_cpu;         /* [loop] requests whose end timer runs 
 /* ---- [loop] lifetimes ---- */
 
 static void sampler_free(CpuSampler *sp) {
+        target_unref(sp->target);
         if (sp->drain_timer)
                 event_free(sp->drain_timer);
         u64map_done(&sp->names, free);
@@ -229,6 +231,16 @@ static int new_profile(CpuRequest *r, const Maps *maps) {
                 k = profile_set_period(r->profile, "cpu", "nanoseconds", (int64_t) (NSEC_PER_SEC / sp->hz));
         if (k == 0)
                 k = profile_add_target_mappings(r->profile, maps, sp->target->as, sp->target->exe);
+        /* One mapping for the kernel half of the address space, as perf's [kernel.kallsyms]:
+         * pprof then groups kernel frames apart and keeps our names for them. Loadable
+         * modules fall in it too; their frames name the module ("[ext4]"). */
+        if (k == 0 && sp->service->cpu.kallsyms)
+                k = profile_add_mapping(r->profile, &(ProfileMappingInfo) {
+                                                .start = KERNEL_SPACE_START,
+                                                .limit = UINT64_MAX,
+                                                .path = KALLSYMS_MODULE_KERNEL,
+                                                .symbolized = !kallsyms_hidden(sp->service->cpu.kallsyms),
+                                        }, NULL);
         return k;
 }
 
@@ -432,7 +444,7 @@ void cpu_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
                         request_finish(req, &reply);
                         return;
                 }
-                *sp = (CpuSampler) { .service = s, .target = target, .hz = p->hz, .mode = p->mode };
+                *sp = (CpuSampler) { .service = s, .target = target_ref(target), .hz = p->hz, .mode = p->mode };
                 sp->next = s->cpu.samplers;
                 s->cpu.samplers = sp;
         }

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "macro.h"
 #include "metrics.h"
+#include "scheduler.h"
 #include "server.h"
 #include "service.h"
 #include "targets.h"
@@ -30,6 +31,7 @@ typedef struct Daemon {
         Targets targets;
         Metrics metrics;
         Worker *worker;
+        Scheduler *scheduler;
         Service service;
         HttpServer *server;
         bool reaping;                   /* a straggler reap is queued on the worker */
@@ -92,9 +94,17 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL };
+        enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
+               OPT_HISTORY, OPT_MAX_TARGETS };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
+                { "exe", required_argument, NULL, OPT_EXE },
+                { "comm", required_argument, NULL, OPT_COMM },
+                { "cgroup", required_argument, NULL, OPT_CGROUP },
+                { "unit", required_argument, NULL, OPT_UNIT },
+                { "interval", required_argument, NULL, OPT_INTERVAL },
+                { "history", required_argument, NULL, OPT_HISTORY },
+                { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
                 { "listen", required_argument, NULL, 'l' },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -102,8 +112,12 @@ int main(int argc, char **argv) {
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        pid_t pids[TARGETS_MAX];
-        size_t n_pids = 0;
+        TargetSelector selectors[TARGETS_MAX];
+        size_t n_selectors = 0;
+        SelectorKind kind;
+        Schedule schedule = { .interval_ns = INTERVAL_DEFAULT_NS, .history_snapshots = HISTORY_SNAPSHOTS_DEFAULT,
+                              .history_bytes = HISTORY_BYTES_DEFAULT };
+        size_t max_targets = TARGETS_MAX_DEFAULT;
         const char *listen = "127.0.0.1:6060";
         SnapshotOptions snapshot_options = {};
         HttpLimits http_limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT };
@@ -113,15 +127,57 @@ int main(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "p:l:hV", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
-                        if (parse_number(optarg, 1, INT_MAX, &v) < 0) {
-                                fprintf(stderr, "cprofd: invalid pid \"%s\": expected a positive process id\n", optarg);
+                        kind = SELECTOR_PID;
+                        goto selector;
+                case OPT_EXE:
+                        kind = SELECTOR_EXE;
+                        goto selector;
+                case OPT_COMM:
+                        kind = SELECTOR_COMM;
+                        goto selector;
+                case OPT_CGROUP:
+                        kind = SELECTOR_CGROUP;
+                        goto selector;
+                case OPT_UNIT:
+                        kind = SELECTOR_UNIT;
+                selector:
+                        if (n_selectors == TARGETS_MAX) {
+                                fprintf(stderr, "cprofd: too many targets given (at most %d)\n", TARGETS_MAX);
                                 return 2;
                         }
-                        if (n_pids == TARGETS_MAX) {
-                                fprintf(stderr, "cprofd: too many --pid (at most %d)\n", TARGETS_MAX);
+                        r = selector_parse(kind, optarg, &selectors[n_selectors]);
+                        if (r < 0) {
+                                if (kind == SELECTOR_PID)
+                                        fprintf(stderr, "cprofd: invalid pid \"%s\": expected a positive process id\n",
+                                                optarg);
+                                else
+                                        fprintf(stderr, "cprofd: invalid --%s \"%s\": %s\n", selector_kind_to_string(kind),
+                                                optarg, strerror(-r));
                                 return 2;
                         }
-                        pids[n_pids++] = (pid_t) v;
+                        n_selectors++;
+                        break;
+                case OPT_INTERVAL:
+                        if (parse_duration(optarg, &schedule.interval_ns) < 0 ||
+                            (schedule.interval_ns > 0 && schedule.interval_ns < INTERVAL_MIN_NS)) {
+                                fprintf(stderr, "cprofd: invalid --interval \"%s\": expected 0 (off) or a duration "
+                                        "from 100ms, like 10s or 1m\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_HISTORY:
+                        if (parse_history(optarg, &schedule.history_snapshots, &schedule.history_bytes) < 0) {
+                                fprintf(stderr, "cprofd: invalid --history \"%s\": expected a number of snapshots "
+                                        "(1..%u) or a memory budget like 64M\n", optarg, HISTORY_SNAPSHOTS_MAX);
+                                return 2;
+                        }
+                        break;
+                case OPT_MAX_TARGETS:
+                        if (parse_number(optarg, 1, 4096, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --max-targets \"%s\": expected 1..4096\n", optarg);
+                                return 2;
+                        }
+                        max_targets = (size_t) v;
                         break;
                 case 'l':
                         listen = optarg;
@@ -155,8 +211,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "cprofd: unexpected argument \"%s\"\nTry 'cprofd --help'.\n", argv[optind]);
                 return 2;
         }
-        if (n_pids == 0) {
-                fprintf(stderr, "cprofd: no target: give --pid PID\nTry 'cprofd --help'.\n");
+        if (n_selectors == 0) {
+                fprintf(stderr, "cprofd: no target: give --pid PID (or --exe, --comm, --cgroup, --unit)\n"
+                                "Try 'cprofd --help'.\n");
                 return 2;
         }
 
@@ -177,16 +234,47 @@ int main(int argc, char **argv) {
                 return 1;
         }
         int ret = 1;
-        for (size_t i = 0; i < n_pids; i++) {
-                r = targets_add(&d.targets, pids[i]);
+        d.targets.max = max_targets;
+        d.targets.history_limits = history_limits_default;
+        d.targets.history_limits.max_snapshots = schedule.history_snapshots;
+        d.targets.history_limits.max_bytes = (size_t) schedule.history_bytes;
+        d.targets.selectors = malloc(n_selectors * sizeof *selectors);
+        if (!d.targets.selectors) {
+                log_error("Out of memory.");
+                goto finish;
+        }
+        memcpy(d.targets.selectors, selectors, n_selectors * sizeof *selectors);
+        d.targets.n_selectors = n_selectors;
+        for (size_t i = 0; i < n_selectors; i++) {
+                const TargetSelector *sel = &selectors[i];
+                if (sel->kind != SELECTOR_PID) {
+                        d.targets.follow = true;
+                        if (sel->kind == SELECTOR_UNIT && !sel->cgroup)
+                                log_notice("Unit %s has no cgroup yet: following it once it starts.", sel->value);
+                        continue;
+                }
+                r = targets_add(&d.targets, sel->pid, 0, i);
                 if (r == -ESRCH) {
-                        fprintf(stderr, "cprofd: no such process: %d\n", (int) pids[i]);
+                        fprintf(stderr, "cprofd: no such process: %d\n", (int) sel->pid);
                         goto finish;
                 }
+                if (r < 0 && r != -EEXIST) {
+                        fprintf(stderr, "cprofd: cannot attach to pid %d: %s\n", (int) sel->pid, strerror(-r));
+                        goto finish;
+                }
+        }
+        if (d.targets.follow) {
+                DiscoveredProcess *found;
+                size_t n_found;
+                r = discover_scan(d.targets.selectors, d.targets.n_selectors, &found, &n_found);
                 if (r < 0) {
-                        fprintf(stderr, "cprofd: cannot attach to pid %d: %s\n", (int) pids[i], strerror(-r));
+                        log_error_errno(r, "Failed to look for the processes to follow: %m");
                         goto finish;
                 }
+                (void) targets_merge(&d.targets, found, n_found, now_monotonic_ns());
+                discovered_free(found, n_found);
+                log_info("Following %zu process(es) now; looking for more every %s.", d.targets.n,
+                         schedule.interval_ns ? "interval" : "request");
         }
 
         /* The worker thread wakes the loop with event_active(): libevent must lock. */
@@ -215,6 +303,11 @@ int main(int argc, char **argv) {
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_terminate, &d);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_terminate, &d);
         d.service.server = d.server;
+        r = scheduler_new(d.base, d.worker, &d.targets, &schedule, &d.scheduler);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the periodic snapshots: %m");
+                goto finish;
+        }
         struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);
         struct timeval reap_every = { 0, STRAGGLER_REAP_INTERVAL_MS * 1000 };
         if (!sigterm || !sigint || !reaper || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0 ||
@@ -242,6 +335,7 @@ finish:
         if (d.base)
                 (void) event_base_loop(d.base, EVLOOP_NONBLOCK);
         service_shutdown(&d.service);
+        d.scheduler = scheduler_free(d.scheduler);
         d.server = http_server_free(d.server);
         if (d.base)
                 event_base_free(d.base);

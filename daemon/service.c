@@ -7,6 +7,7 @@
  * worker's hands is always freed by collected(), on the loop, so nothing is freed twice. */
 #include <event2/event.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "pprof.h"
 #include "profiles.h"
 #include "service.h"
+#include "wall.h"
 
 struct PendingProfile {
         PendingProfile *prev, *next;    /* while waiting for the delta timer */
@@ -39,9 +41,16 @@ static const ProfileInfo profiles[] = {
                                "Count: the threads it has right now.",
                 .supports_delta = true,
         },
+        {
+                .name = "threadgrowth",
+                .description = "Stack groups whose thread count grew over the snapshot history "
+                               "(--interval), largest growth first; counts are the growth. "
+                               "Count: the groups that grew.",
+        },
 };
 
 static void pending_free(PendingProfile *p) {
+        target_unref(p->target);
         if (p->timer)
                 event_free(p->timer);
         profile_free(p->p0);
@@ -98,6 +107,50 @@ static void write_partial_note(const ThreadDump *d, int debug, Buf *out) {
                    d->n_threads, d->exited ? " (the target exited during the snapshot)" : "");
 }
 
+/* [worker] The thread growth over the target's history: text or pprof. */
+static void collect_growth(PendingProfile *p) {
+        Target *target = p->target;
+        _cleanup_(history_growth_freep) HistoryGrowth *g = NULL;
+        _cleanup_(profile_freep) Profile *profile = NULL;
+        Maps maps = {};
+        int r;
+
+        p->answered = true;
+        if (!target->history) {
+                reply_error(&p->reply, 503, "no snapshot of pid %d yet: growth needs periodic snapshots "
+                            "(--interval) or earlier dumps", (int) target->pid);
+                return;
+        }
+        r = history_growth(target->history, UINT64_MAX, &g);
+        if (r < 0) {
+                reply_error(&p->reply, 500, "cannot compute the growth of pid %d: %s", (int) target->pid,
+                            strerror(-r));
+                return;
+        }
+        if (p->debug > 0) {
+                history_growth_write_text(g, &p->reply.body);
+                return;
+        }
+        r = profile_new(NULL, &profile);
+        if (r == 0 && procfs_read_maps(target->pid, &maps) == 0) {
+                (void) address_space_update(target->as, &maps);
+                r = profile_add_target_mappings(profile, &maps, target->as, target->exe);
+                maps_done(&maps);
+        }
+        if (r == 0)
+                r = history_growth_profile(g, profile);
+        if (r == 0)
+                r = profile_encode(profile, 0, &p->reply.body);
+        if (r < 0) {
+                buf_reset(&p->reply.body);
+                reply_error(&p->reply, 500, "cannot encode the growth of pid %d: %s", (int) target->pid,
+                            strerror(-r));
+                return;
+        }
+        p->reply.content_type = "application/octet-stream";
+        p->reply.filename = "threadgrowth";
+}
+
 /* [worker] One collection: a text dump, a profile, or p0 of a delta. */
 static void collect(void *userdata) {
         PendingProfile *p = userdata;
@@ -108,6 +161,10 @@ static void collect(void *userdata) {
 
         if (atomic_load(&p->cancelled))
                 return;
+        if (strcmp(p->name, "threadgrowth") == 0) {
+                collect_growth(p);
+                return;
+        }
         int r = target_thread_dump(s->targets, p->target, &dump, p->debug == 0 ? &maps : NULL, &tracer);
         if (r < 0) {
                 if (r != -ESRCH && !(r == -EPERM && tracer > 0))
@@ -212,7 +269,7 @@ static void backend_profile(void *userdata, Request *req, const ProfileRequest *
         Service *s = userdata;
         Reply reply = {};
         Target *target = targets_find(s->targets, pr->pid);
-        if (!target || strcmp(pr->name, "goroutine") != 0) {
+        if (!target || (strcmp(pr->name, "goroutine") != 0 && strcmp(pr->name, "threadgrowth") != 0)) {
                 reply_error(&reply, 404, target ? "Unknown profile" : "unknown target pid %d", (int) pr->pid);
                 request_finish(req, &reply);
                 return;
@@ -225,7 +282,7 @@ static void backend_profile(void *userdata, Request *req, const ProfileRequest *
         }
         p->service = s;
         p->req = req;
-        p->target = target;
+        p->target = target_ref(target);
         snprintf(p->name, sizeof p->name, "%s", pr->name);
         p->debug = pr->debug;
         p->seconds = pr->seconds;
@@ -270,6 +327,7 @@ static void resolve_symbols(void *userdata) {
 
 static void symbols_resolved(void *userdata) {
         SymbolJob *j = userdata;
+        target_unref(j->target);
         request_finish(j->req, &j->reply);
         buf_done(&j->reply.body);
         free(j->addrs);
@@ -298,7 +356,7 @@ static void backend_symbol(void *userdata, Request *req, pid_t pid, const uint64
                 request_finish(req, &reply);
                 return;
         }
-        *j = (SymbolJob) { .service = s, .req = req, .target = target, .addrs = j->addrs, .n = n };
+        *j = (SymbolJob) { .service = s, .req = req, .target = target_ref(target), .addrs = j->addrs, .n = n };
         memcpy(j->addrs, addrs, n * sizeof *addrs);
         request_set_cancel_callback(req, on_symbol_cancel, j);
         if (worker_submit(s->worker, resolve_symbols, symbols_resolved, j) < 0) {
@@ -311,12 +369,18 @@ static void backend_cpu_profile(void *userdata, Request *req, const CpuProfileRe
         cpu_profile_start(userdata, req, p);
 }
 
+static void backend_wall_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
+        wall_profile_start(userdata, req, p);
+}
+
 static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t max) {
         Service *s = userdata;
         for (size_t i = 0; i < s->targets->n && i < max; i++) {
-                Target *t = &s->targets->items[i];
+                Target *t = s->targets->items[i];
                 TargetSummary *sum = &ret[i];
-                *sum = (TargetSummary) { .pid = t->pid, .exited = target_check_exited(t), .threads = -1 };
+                *sum = (TargetSummary) { .pid = t->pid, .exited = target_check_exited(t), .threads = -1,
+                                         .growth = atomic_load(&t->growth_delta),
+                                         .growth_window_ns = atomic_load(&t->growth_window_ns) };
                 snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
                 pid_t *tids;
                 size_t n;
@@ -333,6 +397,8 @@ static long backend_profile_count(void *userdata, pid_t pid, const char *name) {
         Target *t = targets_find(s->targets, pid);
         pid_t *tids;
         size_t n;
+        if (t && strcmp(name, "threadgrowth") == 0)
+                return atomic_load(&t->growing_groups);
         if (!t || strcmp(name, "goroutine") != 0 || target_check_exited(t) || procfs_list_threads(pid, &tids, &n) < 0)
                 return -1;
         free(tids);
@@ -361,20 +427,68 @@ static void backend_cmdline(void *userdata, pid_t pid, Reply *reply) {
         free(text);
 }
 
+/* Per-target series, labelled by pid: at most METRICS_TARGETS_MAX targets, so a daemon
+ * following many short-lived processes keeps a bounded number of series. */
+#define METRICS_TARGETS_MAX 64
+
+static void write_target_metrics(Targets *targets, Buf *out) {
+        size_t n = MIN(targets->n, (size_t) METRICS_TARGETS_MAX);
+        buf_puts(out, "# HELP cprofd_target_up Whether the target process is alive.\n"
+                      "# TYPE cprofd_target_up gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(out, "cprofd_target_up{pid=\"%d\"} %d\n", (int) targets->items[i]->pid,
+                           !target_check_exited(targets->items[i]));
+        buf_puts(out, "# HELP cprofd_target_threads Threads of the target at its last snapshot.\n"
+                      "# TYPE cprofd_target_threads gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(out, "cprofd_target_threads{pid=\"%d\"} %ld\n", (int) targets->items[i]->pid,
+                           MAX(atomic_load(&targets->items[i]->last_threads), 0L));
+        buf_puts(out, "# HELP cprofd_target_threads_by_state Threads by /proc state at the last snapshot.\n"
+                      "# TYPE cprofd_target_threads_by_state gauge\n");
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < THREAD_STATES; k++)
+                        buf_printf(out, "cprofd_target_threads_by_state{pid=\"%d\",state=\"%c\"} %ld\n",
+                                   (int) targets->items[i]->pid, thread_state_letters[k],
+                                   atomic_load(&targets->items[i]->threads_by_state[k]));
+        buf_puts(out, "# HELP cprofd_target_thread_growth Thread count change over the snapshot history.\n"
+                      "# TYPE cprofd_target_thread_growth gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(out, "cprofd_target_thread_growth{pid=\"%d\"} %ld\n", (int) targets->items[i]->pid,
+                           atomic_load(&targets->items[i]->growth_delta));
+        static const struct {
+                const char *name, *help;
+                size_t field;
+                bool seconds;
+        } counters[] = {
+                { "cprofd_target_snapshots_total", "Snapshots of the target.", offsetof(Target, snapshots), false },
+                { "cprofd_target_snapshot_seconds_total", "Time spent in snapshots of the target.",
+                  offsetof(Target, snapshot_ns_total), true },
+                { "cprofd_target_pause_seconds_total", "Time the target's threads were held stopped, summed.",
+                  offsetof(Target, pause_ns_total), true },
+                { "cprofd_target_pauses_total", "Thread pauses of the target.", offsetof(Target, pauses), false },
+        };
+        for (size_t c = 0; c < ARRAY_SIZE(counters); c++) {
+                buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", counters[c].name, counters[c].help,
+                           counters[c].name);
+                for (size_t i = 0; i < n; i++) {
+                        atomic_uint_least64_t *v = (atomic_uint_least64_t *) ((char *) targets->items[i] +
+                                                                              counters[c].field);
+                        uint64_t x = atomic_load(v);
+                        if (counters[c].seconds)
+                                buf_printf(out, "%s{pid=\"%d\"} %.9f\n", counters[c].name,
+                                           (int) targets->items[i]->pid, (double) x / 1e9);
+                        else
+                                buf_printf(out, "%s{pid=\"%d\"} %llu\n", counters[c].name,
+                                           (int) targets->items[i]->pid, (unsigned long long) x);
+                }
+        }
+}
+
 static void backend_metrics(void *userdata, Buf *out) {
         Service *s = userdata;
         Metrics *m = s->metrics;
         metrics_write(m, out);
-        buf_puts(out, "# HELP cprofd_target_threads Threads of the target at its last snapshot.\n"
-                      "# TYPE cprofd_target_threads gauge\n");
-        for (size_t i = 0; i < s->targets->n; i++)
-                buf_printf(out, "cprofd_target_threads{pid=\"%d\"} %ld\n", (int) s->targets->items[i].pid,
-                           MAX(atomic_load(&s->targets->items[i].last_threads), 0L));
-        buf_puts(out, "# HELP cprofd_target_up Whether the target process is alive.\n"
-                      "# TYPE cprofd_target_up gauge\n");
-        for (size_t i = 0; i < s->targets->n; i++)
-                buf_printf(out, "cprofd_target_up{pid=\"%d\"} %d\n", (int) s->targets->items[i].pid,
-                           !target_check_exited(&s->targets->items[i]));
+        write_target_metrics(s->targets, out);
         buf_printf(out,
                    "# HELP cprofd_requests_in_progress HTTP requests awaiting their answer.\n"
                    "# TYPE cprofd_requests_in_progress gauge\n"
@@ -395,6 +509,7 @@ void service_backend(Service *s, Backend *ret) {
                 .profile = backend_profile,
                 .symbol = backend_symbol,
                 .cpu_profile = backend_cpu_profile,
+                .wall_profile = backend_wall_profile,
                 .cmdline = backend_cmdline,
                 .metrics = backend_metrics,
         };
@@ -402,6 +517,7 @@ void service_backend(Service *s, Backend *ret) {
 
 void service_shutdown(Service *s) {
         cpu_profiles_shutdown(s);
+        wall_profiles_shutdown(s);
         while (s->pending) {
                 PendingProfile *p = s->pending;
                 pending_unlink(s, p);

@@ -1,7 +1,5 @@
 /* daemon/targets.c -- see targets.h. The only place that joins a snapshot (attach/) to the
  * unwinder and symbolizer (symbolize/) and hands the result to the encoders (profile/). */
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -10,85 +8,137 @@
 #include "macro.h"
 #include "targets.h"
 
-static int pidfd_open_compat(pid_t pid) {
-#ifdef SYS_pidfd_open
-        return (int) syscall(SYS_pidfd_open, pid, 0);
-#else
-        errno = ENOSYS;
-        return -1;
-#endif
+const char thread_state_letters[THREAD_STATES] = { 'R', 'S', 'D', 'T', 'Z', '?' };
+
+Target *target_ref(Target *t) {
+        t->refs++;
+        return t;
 }
 
-int targets_add(Targets *t, pid_t pid) {
-        if (targets_find(t, pid))
-                return 0;
+Target *target_unref(Target *t) {
+        if (!t || --t->refs > 0)
+                return NULL;
+        address_space_free(t->as);
+        history_free(t->history);
+        u64map_done(&t->last_syscall, NULL);
+        free(t->exe);
+        process_handle_close(&t->handle);
+        free(t);
+        return NULL;
+}
+
+static size_t targets_live(const Targets *t) {
+        size_t n = 0;
+        for (size_t i = 0; i < t->n; i++)
+                n += !atomic_load(&t->items[i]->exited);
+        return n;
+}
+
+int targets_add(Targets *t, pid_t pid, uint64_t start_time_ticks, size_t selector) {
         ThreadInfo info;
         int r = procfs_read_thread(pid, pid, &info);
         if (r < 0)
                 return r;
         if (info.state == 'Z' || info.state == 'X')
                 return -ESRCH;
+        if (start_time_ticks == 0)
+                start_time_ticks = info.start_time_ticks;
+        for (size_t i = 0; i < t->n; i++)
+                if (t->items[i]->pid == pid && t->items[i]->start_time_ticks == start_time_ticks)
+                        return -EEXIST;
+        if (targets_live(t) >= t->max)
+                return -E2BIG;
 
-        Target *items = realloc(t->items, (t->n + 1) * sizeof *items);
+        Target **items = realloc(t->items, (t->n + 1) * sizeof *items);
         if (!items)
                 return -ENOMEM;
         t->items = items;
-        Target *target = &t->items[t->n];
-        *target = (Target) { .pid = pid, .start_time_ticks = info.start_time_ticks, .last_threads = -1 };
-        target->pidfd = pidfd_open_compat(pid);
+        Target *target = calloc(1, sizeof *target);
+        if (!target)
+                return -ENOMEM;
+        *target = (Target) { .refs = 1, .pid = pid, .start_time_ticks = start_time_ticks, .last_threads = -1,
+                             .selector = selector, .handle = { .pidfd = -EBADF } };
+        /* The pidfd first, the start time checked after: nothing can slip in between. */
+        r = process_handle_open(pid, start_time_ticks, &target->handle);
+        if (r < 0 && r != -ENOSYS) {
+                free(target);
+                return r;
+        }
         (void) procfs_read_exe(pid, &target->exe);      /* unknown without permission */
         if (procfs_read_comm(pid, target->comm) < 0)
                 snprintf(target->comm, sizeof target->comm, "%s", info.name);
         r = address_space_new(t->symbolizer, pid, &target->as);
         if (r < 0) {
-                if (target->pidfd >= 0)
-                        close(target->pidfd);
-                free(target->exe);
+                target_unref(target);
                 return r;
         }
-        t->n++;
+        t->items[t->n++] = target;
         return 0;
 }
 
 Target *targets_find(Targets *t, pid_t pid) {
+        Target *exited = NULL;
         for (size_t i = 0; i < t->n; i++)
-                if (t->items[i].pid == pid)
-                        return &t->items[i];
-        return NULL;
+                if (t->items[i]->pid == pid) {
+                        if (!target_check_exited(t->items[i]))
+                                return t->items[i];
+                        exited = t->items[i];
+                }
+        return exited;
+}
+
+size_t targets_merge(Targets *t, const DiscoveredProcess *found, size_t n, uint64_t now_ns) {
+        size_t added = 0;
+        for (size_t i = 0; i < n; i++)
+                if (targets_add(t, found[i].pid, found[i].start_time_ticks, found[i].selector) == 0)
+                        added++;
+
+        /* Exited targets stay listed (marked) for a while, then go. */
+        size_t kept = 0;
+        for (size_t i = 0; i < t->n; i++) {
+                Target *x = t->items[i];
+                if (target_check_exited(x) && x->exited_ns == 0)
+                        x->exited_ns = now_ns;
+                if (x->exited_ns > 0 && now_ns - x->exited_ns > TARGET_EXITED_KEEP_NS) {
+                        target_unref(x);
+                        continue;
+                }
+                t->items[kept++] = x;
+        }
+        t->n = kept;
+        return added;
 }
 
 void targets_done(Targets *t) {
-        for (size_t i = 0; i < t->n; i++) {
-                address_space_free(t->items[i].as);
-                u64map_done(&t->items[i].last_syscall, NULL);
-                free(t->items[i].exe);
-                if (t->items[i].pidfd >= 0)
-                        close(t->items[i].pidfd);
-        }
+        for (size_t i = 0; i < t->n; i++)
+                target_unref(t->items[i]);
         free(t->items);
         t->items = NULL;
         t->n = 0;
+        for (size_t i = 0; i < t->n_selectors; i++)
+                selector_done(&t->selectors[i]);
+        free(t->selectors);
+        t->selectors = NULL;
+        t->n_selectors = 0;
 }
 
 bool target_check_exited(Target *target) {
-        if (target->exited)
+        if (atomic_load(&target->exited))
                 return true;
-        if (target->pidfd >= 0) {
-                /* A pidfd polls readable once the process has exited. */
-                struct pollfd p = { .fd = target->pidfd, .events = POLLIN };
-                if (poll(&p, 1, 0) > 0)
-                        target->exited = true;
-        } else if (kill(target->pid, 0) < 0 && errno == ESRCH)
-                target->exited = true;
-        if (!target->exited) {
+        bool exited;
+        if (target->handle.pidfd >= 0)
+                exited = process_handle_exited(&target->handle) > 0;
+        else {
                 ThreadInfo info;
                 int r = procfs_read_thread(target->pid, target->pid, &info);
-                if (r == -ESRCH || (r == 0 && info.start_time_ticks != target->start_time_ticks))
-                        target->exited = true;
+                exited = r == -ESRCH || (r == 0 && (info.start_time_ticks != target->start_time_ticks ||
+                                                    info.state == 'Z' || info.state == 'X'));
         }
-        if (target->exited)
-                target->last_threads = 0;
-        return target->exited;
+        if (exited) {
+                atomic_store(&target->exited, true);
+                atomic_store(&target->last_threads, 0);
+        }
+        return exited;
 }
 
 void thread_dump_done(ThreadDump *d) {
@@ -121,6 +171,45 @@ static void remember_syscalls(Target *target, ThreadCapture *threads, size_t n) 
         target->last_syscall = seen;
 }
 
+/* [worker] Adds the dump to the target's history, which gives every thread its wait time
+ * (how long it has been seen with this stack and state), and publishes what the loop
+ * shows: thread growth and threads by state. */
+static void record_history(Targets *t, Target *target, ThreadDump *d, const Snapshot *s) {
+        long by_state[THREAD_STATES] = {};
+        HistoryThreadInfo *info = calloc(MAX(d->n_threads, 1u), sizeof *info);
+        uint64_t *wait = calloc(MAX(d->n_threads, 1u), sizeof *wait);
+        if (!info || !wait)
+                goto finish;
+        for (size_t i = 0; i < d->n_threads; i++) {
+                const ThreadInfo *ti = &s->threads[i].info;
+                info[i] = (HistoryThreadInfo) { .start_time_ticks = ti->start_time_ticks, .state = ti->state };
+                const char *p = memchr(thread_state_letters, ti->state, THREAD_STATES - 1);
+                by_state[p ? p - thread_state_letters : THREAD_STATES - 1]++;
+        }
+        if (!target->history && history_new(&t->history_limits, &target->history) < 0)
+                goto finish;
+        if (history_add(target->history, d, info, now_monotonic_ns(), wait) == 0)
+                for (size_t i = 0; i < d->n_threads; i++)
+                        d->threads[i].wait_ns = wait[i];
+
+        int64_t delta = 0;
+        uint64_t covered = 0;
+        if (history_thread_count_change(target->history, UINT64_MAX, &delta, &covered) == 0) {
+                atomic_store(&target->growth_delta, (long) delta);
+                atomic_store(&target->growth_window_ns, covered);
+        }
+        HistoryGrowth *g = NULL;
+        if (history_growth(target->history, UINT64_MAX, &g) == 0) {
+                atomic_store(&target->growing_groups, (long) g->n_groups);
+                history_growth_free(g);
+        }
+        for (size_t i = 0; i < THREAD_STATES; i++)
+                atomic_store(&target->threads_by_state[i], by_state[i]);
+finish:
+        free(info);
+        free(wait);
+}
+
 static char *thread_wait_description(const ThreadInfo *info) {
         const char *name = info->syscall >= 0 ? syscall_name(info->syscall) : NULL;
         if (name)
@@ -149,6 +238,13 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
                         (void) target_check_exited(target);
                 return r;
         }
+        atomic_fetch_add(&target->snapshots, 1);
+        atomic_fetch_add(&target->snapshot_ns_total, s->duration_ns);
+        for (size_t i = 0; i < s->n_threads; i++)
+                if (s->threads[i].error == 0) {
+                        atomic_fetch_add(&target->pause_ns_total, s->threads[i].pause_ns);
+                        atomic_fetch_add(&target->pauses, 1);
+                }
         metrics_lock(t->metrics);
         t->metrics->snapshots_total++;
         histogram_observe(&t->metrics->snapshot_duration, s->duration_ns);
@@ -209,6 +305,7 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
         t->metrics->symbolizer_modules = st.modules;
         t->metrics->symbolizer_locations = st.locations;
         metrics_unlock(t->metrics);
+        record_history(t, target, &d, s);
         if (ret_maps) {
                 *ret_maps = s->maps;
                 s->maps = (Maps) {};

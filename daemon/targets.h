@@ -7,37 +7,77 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "clock.h"
+#include "discover.h"
 #include "hashmap.h"
+#include "history.h"
 #include "metrics.h"
 #include "snapshot.h"
 #include "symbolizer.h"
 #include "threads.h"
 
-/* Fields marked [worker] are touched only on the worker thread (see worker.h); the others
- * are set once at startup or are atomic, so the loop may read them at any time. */
+/* The states /metrics counts threads in: R S D T Z and everything else. */
+#define THREAD_STATES 6
+extern const char thread_state_letters[THREAD_STATES];
+
+/* Fields marked [worker] are touched only on the worker thread (see worker.h), [loop] only
+ * on the event loop's; the others are set once when the target is added, or are atomic.
+ * A Target is reference-counted on the loop: the list holds one reference while it lists
+ * the target, and every job or request that uses it holds one, so a target that is
+ * dropped from the list lives on until the last job that uses it is done. */
 typedef struct Target {
+        unsigned refs;                  /* [loop] */
         pid_t pid;
-        int pidfd;                      /* -1 when pidfd_open is unavailable */
         uint64_t start_time_ticks;      /* with the pidfd, identifies the process */
+        ProcessHandle handle;           /* pidfd: a reused pid is never taken for it */
         char comm[64];
         char *exe;                      /* path of the main executable, NULL unknown */
+        size_t selector;                /* which selector of Targets found it */
         AddressSpace *as;               /* [worker] */
         atomic_bool exited;
+        uint64_t exited_ns;             /* [loop] monotonic time we noticed, 0 alive */
         atomic_long last_threads;       /* thread count of the last snapshot, -1 unknown */
         U64Map last_syscall;            /* [worker] tid → syscall nr + 1 at the last snapshot */
+        History *history;               /* [worker] periodic and on-demand snapshots */
+        /* What the loop shows of the history (index, metrics), published after each
+         * snapshot by the worker. */
+        atomic_long growth_delta;       /* thread count change over the history */
+        atomic_uint_least64_t growth_window_ns;
+        atomic_long growing_groups;     /* stack groups that grew */
+        atomic_long threads_by_state[THREAD_STATES];
+        atomic_uint_least64_t snapshots, snapshot_ns_total, pause_ns_total, pauses;
 } Target;
 
+#define TARGETS_MAX_DEFAULT 64          /* live targets followed at once */
+#define TARGET_EXITED_KEEP_NS (10 * 60 * NSEC_PER_SEC)  /* an exited target stays listed */
+
 typedef struct Targets {
-        Target *items;
+        Target **items;                 /* [loop] in the order they were found */
         size_t n;
+        size_t max;                     /* live targets at most */
         Symbolizer *symbolizer;
         SnapshotOptions snapshot_options;
         Metrics *metrics;
+        TargetSelector *selectors;      /* what to follow: --pid, --exe, --comm, … */
+        size_t n_selectors;
+        bool follow;                    /* some selector is not a plain --pid */
+        HistoryLimits history_limits;
 } Targets;
 
-/* Adds PID. 0; -ESRCH when there is no such process; other negative errno. */
-int targets_add(Targets *t, pid_t pid);
+Target *target_ref(Target *t);
+/* Accepts NULL, returns NULL. Frees the target with its last reference. */
+Target *target_unref(Target *t);
+
+/* [loop] Adds the process PID started at START_TIME_TICKS (0: whatever has that pid now),
+ * found by selector SELECTOR. 0, or -EEXIST when it is listed already; -ESRCH when there
+ * is no such process (or the pid names another one now); -E2BIG past Targets.max. */
+int targets_add(Targets *t, pid_t pid, uint64_t start_time_ticks, size_t selector);
+/* [loop] The live target with PID, else the most recent exited one; NULL when none. */
 Target *targets_find(Targets *t, pid_t pid);
+/* [loop] Brings the list in line with a discovery scan: adds new processes, marks the
+ * exited ones, drops those exited longer than TARGET_EXITED_KEEP_NS ago. Returns how many
+ * were added. */
+size_t targets_merge(Targets *t, const DiscoveredProcess *found, size_t n, uint64_t now_ns);
 void targets_done(Targets *t);
 /* True when the process has exited (or its pid now names another process). */
 bool target_check_exited(Target *target);

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "history.h"
 #include "http-internal.h"
 #include "macro.h"
 
@@ -110,6 +111,23 @@ static void put_target_name(Buf *out, const TargetSummary *t) {
         buf_putc(out, ')');
 }
 
+/* "226 threads, +214 in 5m": what a leak hunt looks at first. */
+static void put_thread_summary(Buf *out, const TargetSummary *t) {
+        char window[32];
+
+        if (t->exited) {
+                buf_puts(out, "exited");
+                return;
+        }
+        if (t->threads >= 0)
+                buf_printf(out, "%ld threads", t->threads);
+        else
+                buf_puts(out, "? threads");
+        if (t->growth_window_ns > 0)
+                buf_printf(out, ", %+ld in %s", t->growth,
+                           format_short_duration(t->growth_window_ns, window, sizeof window));
+}
+
 static void put_count(Buf *out, long n) {
         if (n < 0)
                 buf_putc(out, '?');
@@ -122,6 +140,13 @@ static const ProfileInfo cpu_profile_info = {
         .description = "CPU profile of the target, sampled with perf_event_open. seconds=N sets the "
                        "duration (default 30), hz=H the rate (default 100, at most 1000), mode=fp "
                        "uses the kernel's frame-pointer walk instead of DWARF unwinding. Count: 0.",
+};
+
+static const ProfileInfo wall_profile_info = {
+        .name = "wall",
+        .description = "Wall-clock profile: every thread of the target, running or blocked, sampled by "
+                       "snapshots. seconds=N sets the duration (default 30), hz=H the rate (default 10, "
+                       "at most 100); samples are labelled by thread and state. Count: 0.",
 };
 
 typedef struct IndexRow {
@@ -139,7 +164,7 @@ static int index_row_compare(const void *a, const void *b) {
  * are several. */
 static void serve_index(HttpServer *s, const char *prefix, const Targets *all, const TargetSummary *target,
                         Reply *r) {
-        IndexRow rows[PROFILES_MAX + 2];
+        IndexRow rows[PROFILES_MAX + 3];
         size_t n = 0;
         bool goroutine = false;
         Buf *o = &r->body;
@@ -147,6 +172,8 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
         rows[n++] = (IndexRow) { "cmdline", CMDLINE_DESCRIPTION, 0 };
         if (s->backend.cpu_profile)
                 rows[n++] = (IndexRow) { cpu_profile_info.name, cpu_profile_info.description, 0 };
+        if (s->backend.wall_profile)
+                rows[n++] = (IndexRow) { wall_profile_info.name, wall_profile_info.description, 0 };
         for (size_t i = 0; i < s->backend.n_profiles && n < ARRAY_SIZE(rows); i++) {
                 const ProfileInfo *p = &s->backend.profiles[i];
 
@@ -176,6 +203,8 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                       "<body>\n"
                       "%s/debug/pprof/<br>\n", prefix, prefix);
         put_target_name(o, target);
+        buf_puts(o, ": ");
+        put_thread_summary(o, target);
         buf_puts(o, "<br>\n"
                     "<br>\n"
                     "Types of profiles available:\n"
@@ -211,7 +240,7 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                 buf_puts(o, "<p>\n"
                             "Targets:\n"
                             "<table>\n"
-                            "<thead><td>Threads</td><td>Target</td></thead>\n");
+                            "<thead><td>Threads</td><td>Target</td><td>Over the history</td></thead>\n");
                 for (size_t i = 0; i < all->n; i++) {
                         const TargetSummary *t = &all->list[i];
 
@@ -219,8 +248,10 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                         put_count(o, t->exited ? -1 : t->threads);
                         buf_printf(o, "</td><td><a href='/pid/%d/debug/pprof/'>", (int) t->pid);
                         put_target_name(o, t);
-                        buf_printf(o, "</a>%s%s</td></tr>\n",
-                                   i == 0 ? " (default)" : "", t->exited ? " (exited)" : "");
+                        buf_printf(o, "</a>%s%s</td><td>", i == 0 ? " (default)" : "",
+                                   t->exited ? " (exited)" : "");
+                        put_thread_summary(o, t);
+                        buf_puts(o, "</td></tr>\n");
                 }
                 buf_puts(o, "</table>\n"
                             "</p>\n");
@@ -305,12 +336,13 @@ static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *na
 }
 
 /* Go's pprof Profile handler: seconds is lenient (unparsable or ≤ 0 means 30) but bounded
- * by the write timeout; cprofd adds hz= and mode=, both strict. True when R is the reply
- * now. */
-static bool serve_cpu_profile(HttpServer *s, Request *req, pid_t pid, const char *raw_query, Reply *r) {
+ * by the write timeout; cprofd adds hz= and mode=, both strict. Serves the CPU profile
+ * and, with WALL, the wall-clock profile. True when R is the reply now. */
+static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const char *raw_query, bool wall,
+                                  Reply *r) {
         _cleanup_(params_done) Params params = {};
         char err[128];
-        unsigned hz;
+        unsigned hz, hz_max = wall ? HTTP_WALL_HZ_MAX : HTTP_CPU_HZ_MAX;
         CpuProfileMode mode = CPU_PROFILE_DWARF;
 
         if (params_parse(raw_query, &params, err, sizeof err) < 0) {
@@ -322,12 +354,12 @@ static bool serve_cpu_profile(HttpServer *s, Request *req, pid_t pid, const char
                 reply_error(r, 400, "profile duration exceeds server's WriteTimeout");
                 return true;
         }
-        if (parse_hz(params_get(&params, "hz"), HTTP_CPU_HZ_DEFAULT, HTTP_CPU_HZ_MAX, &hz) < 0) {
-                reply_error(r, 400, "invalid value for \"hz\" - must be an integer from 1 to %u", HTTP_CPU_HZ_MAX);
+        if (parse_hz(params_get(&params, "hz"), wall ? HTTP_WALL_HZ_DEFAULT : HTTP_CPU_HZ_DEFAULT, hz_max, &hz) < 0) {
+                reply_error(r, 400, "invalid value for \"hz\" - must be an integer from 1 to %u", hz_max);
                 return true;
         }
         const char *m = params_get(&params, "mode");
-        if (m && *m && !streq(m, "dwarf")) {
+        if (!wall && m && *m && !streq(m, "dwarf")) {
                 if (!streq(m, "fp")) {
                         reply_error(r, 400, "invalid value for \"mode\" - must be dwarf or fp");
                         return true;
@@ -336,14 +368,16 @@ static bool serve_cpu_profile(HttpServer *s, Request *req, pid_t pid, const char
         }
 
         req->kind = REQUEST_PROFILE;
-        req->profile = &cpu_profile_info;
+        req->profile = wall ? &wall_profile_info : &cpu_profile_info;
         req->debug = 0;
         req->seconds = 0;
         if (!begin_async(req, r))
                 return true;
-        s->backend.cpu_profile(s->backend.userdata, req,
-                               &(CpuProfileRequest) { .pid = pid, .seconds = (unsigned) seconds, .hz = hz,
-                                                      .mode = mode });
+        CpuProfileRequest p = { .pid = pid, .seconds = (unsigned) seconds, .hz = hz, .mode = mode };
+        if (wall)
+                s->backend.wall_profile(s->backend.userdata, req, &p);
+        else
+                s->backend.cpu_profile(s->backend.userdata, req, &p);
         return false;
 }
 
@@ -521,7 +555,9 @@ static bool route(HttpServer *s, Request *req, Reply *r) {
         } else if (symbol)
                 now = serve_symbol(s, req, pid, raw_query, r);
         else if (streq(name, "profile") && s->backend.cpu_profile)
-                now = serve_cpu_profile(s, req, pid, raw_query, r);
+                now = serve_sampled_profile(s, req, pid, raw_query, false, r);
+        else if (streq(name, "wall") && s->backend.wall_profile)
+                now = serve_sampled_profile(s, req, pid, raw_query, true, r);
         else
                 now = serve_profile(s, req, pid, name, raw_query, r);
 

@@ -7,6 +7,7 @@
  *   PREFIX/debug/pprof/cmdline    argv NUL-joined
  *   PREFIX/debug/pprof/symbol     GET query or POST body: addresses → names
  *   PREFIX/debug/pprof/profile    CPU profile: seconds=N (Go's rules), hz=H, mode=fp
+ *   PREFIX/debug/pprof/wall       wall-clock profile of all threads: seconds=N, hz=H
  *   PREFIX/debug/pprof/NAME       a profile of Backend.profiles: debug=0|1|2, seconds=N
  *   PREFIX/debug/pprof/OTHER      404 "Unknown profile"
  *   /metrics                      Prometheus text
@@ -43,6 +44,8 @@ typedef struct TargetSummary {
         char comm[64];
         long threads;                   /* current thread count, -1 when unknown */
         bool exited;
+        long growth;                    /* thread count change over GROWTH_WINDOW_NS */
+        uint64_t growth_window_ns;      /* 0: not known yet (fewer than two snapshots) */
 } TargetSummary;
 
 /* A request being answered, now or later. The backend answers every Request it is given
@@ -88,6 +91,11 @@ typedef struct CpuProfileRequest {
 #define HTTP_CPU_HZ_DEFAULT 100u
 #define HTTP_CPU_HZ_MAX 1000u
 
+/* A wall-clock profile request (/debug/pprof/wall): every thread, running or blocked,
+ * sampled through snapshots. seconds as for the CPU profile; mode unused. */
+#define HTTP_WALL_HZ_DEFAULT 10u
+#define HTTP_WALL_HZ_MAX 100u
+
 typedef struct ProfileInfo {
         const char *name;               /* "goroutine" */
         const char *description;        /* one line, says exactly what the count counts */
@@ -113,6 +121,8 @@ typedef struct Backend {
         /* Answers REQ with a CPU profile of P (NULL: the route is not served). The reply is
          * a pprof profile; errors as for profile. */
         void (*cpu_profile)(void *userdata, Request *req, const CpuProfileRequest *p);
+        /* Answers REQ with a wall-clock profile of P (NULL: not served). */
+        void (*wall_profile)(void *userdata, Request *req, const CpuProfileRequest *p);
         /* Resolves ADDRS of PID to function names, appending "0xADDR name\n" per resolved
          * address in order (Go's /debug/pprof/symbol); answers REQ. The body holds only
          * those lines: on a 200, request_finish() puts "num_symbols: 1\n" first. N ≥ 1

@@ -852,7 +852,7 @@ TEST(index_one_target) {
                 "</head>\n"
                 "<body>\n"
                 "/debug/pprof/<br>\n"
-                "pid 100 (fake&lt;main&gt;)<br>\n"
+                "pid 100 (fake&lt;main&gt;): 11 threads<br>\n"
                 "<br>\n"
                 "Types of profiles available:\n"
                 "<table>\n"
@@ -895,23 +895,27 @@ TEST(index_one_target) {
 
 TEST(index_several_targets) {
         start();
-        fake.targets[1] = (TargetSummary) { .pid = 200, .comm = "other", .threads = 4 };
+        fake.targets[1] = (TargetSummary) { .pid = 200, .comm = "other", .threads = 4, .growth = 3,
+                                            .growth_window_ns = 300 * UINT64_C(1000000000) };
         fake.targets[2] = (TargetSummary) { .pid = 300, .comm = "gone", .threads = 9, .exited = true };
         fake.n_targets = 3;
 
         Response *r = get("/pid/200/debug/pprof/");
         ASSERT_EQ(r->status, 200);
         ASSERT_CONTAINS(r->body, "<title>/pid/200/debug/pprof/</title>\n");
-        ASSERT_CONTAINS(r->body, "/pid/200/debug/pprof/<br>\npid 200 (other)<br>\n");
+        ASSERT_CONTAINS(r->body, "/pid/200/debug/pprof/<br>\npid 200 (other): 4 threads, +3 in 5m<br>\n");
         ASSERT_CONTAINS(r->body, "<tr><td>4</td><td><a href='goroutine?debug=1'>goroutine</a></td></tr>\n");
         ASSERT_CONTAINS(r->body,
                         "<p>\n"
                         "Targets:\n"
                         "<table>\n"
-                        "<thead><td>Threads</td><td>Target</td></thead>\n"
-                        "<tr><td>11</td><td><a href='/pid/100/debug/pprof/'>pid 100 (fake&lt;main&gt;)</a> (default)</td></tr>\n"
-                        "<tr><td>4</td><td><a href='/pid/200/debug/pprof/'>pid 200 (other)</a></td></tr>\n"
-                        "<tr><td>?</td><td><a href='/pid/300/debug/pprof/'>pid 300 (gone)</a> (exited)</td></tr>\n"
+                        "<thead><td>Threads</td><td>Target</td><td>Over the history</td></thead>\n"
+                        "<tr><td>11</td><td><a href='/pid/100/debug/pprof/'>pid 100 (fake&lt;main&gt;)</a> (default)</td>"
+                        "<td>11 threads</td></tr>\n"
+                        "<tr><td>4</td><td><a href='/pid/200/debug/pprof/'>pid 200 (other)</a></td>"
+                        "<td>4 threads, +3 in 5m</td></tr>\n"
+                        "<tr><td>?</td><td><a href='/pid/300/debug/pprof/'>pid 300 (gone)</a> (exited)</td>"
+                        "<td>exited</td></tr>\n"
                         "</table>\n"
                         "</p>\n"
                         "</body>\n");

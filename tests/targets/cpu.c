@@ -169,6 +169,34 @@ static void sleep_ms(long ms) {
                 ;
 }
 
+/* --- the duty-cycle thread: half its wall time on the CPU, half asleep */
+
+static uint64_t monotonic_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+_noinline_ static void duty_spin(long ms) {
+        for (uint64_t end = monotonic_ms() + (uint64_t) ms; monotonic_ms() < end;)
+                side_effect++;
+}
+
+_noinline_ static void duty_sleep(long ms) {
+        sleep_ms(ms);
+        side_effect++;
+}
+
+_noinline_ static void *duty_main(void *arg) {
+        (void) pthread_setname_np(pthread_self(), "duty");
+        atomic_fetch_add(&running, 1);
+        for (;;) {
+                duty_spin(10);
+                duty_sleep(10);
+        }
+        return NULL;
+}
+
 static void spawn(void *(*fn)(void *), const char *name) {
         pthread_t t;
         int r = pthread_create(&t, NULL, fn, (void *) name);
@@ -190,19 +218,20 @@ static long parse_positive(const char *s) {
 }
 
 static int usage(FILE *f, int status) {
-        fprintf(f, "Usage: cprofd-test-cpu [--busy N] [--spawn-after-ms N] [--churn N] [--exit-after-ms N]\n");
+        fprintf(f, "Usage: cprofd-test-cpu [--busy N] [--spawn-after-ms N] [--churn N] [--duty 1] [--exit-after-ms N]\n");
         return status;
 }
 
 int main(int argc, char *argv[]) {
         static char names[BUSY_MAX][16];
-        long busy = 2, spawn_after_ms = 0, exit_after_ms = 0, churn = 0;
+        long busy = 2, spawn_after_ms = 0, exit_after_ms = 0, churn = 0, duty = 0;
 
         for (int i = 1; i < argc; i++) {
                 long *dst = strcmp(argv[i], "--busy") == 0 ? &busy :
                         strcmp(argv[i], "--spawn-after-ms") == 0 ? &spawn_after_ms :
                         strcmp(argv[i], "--exit-after-ms") == 0 ? &exit_after_ms :
-                        strcmp(argv[i], "--churn") == 0 ? &churn : NULL;
+                        strcmp(argv[i], "--churn") == 0 ? &churn :
+                        strcmp(argv[i], "--duty") == 0 ? &duty : NULL;
                 if (strcmp(argv[i], "--help") == 0)
                         return usage(stdout, 0);
                 if (!dst || i + 1 >= argc || (*dst = parse_positive(argv[++i])) < 0)
@@ -221,7 +250,9 @@ int main(int argc, char *argv[]) {
                         die("sem_init");
                 spawn(churn_main, "churner");
         }
-        while (atomic_load(&running) < busy + 1 + (churn > 0))
+        if (duty > 0)
+                spawn(duty_main, "duty");
+        while (atomic_load(&running) < busy + 1 + (churn > 0) + (duty > 0))
                 sleep_ms(1);
 
         printf("ready %d\n", (int) getpid());

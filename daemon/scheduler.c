@@ -1,0 +1,194 @@
+/* daemon/scheduler.c -- see scheduler.h. One tick at a time: a tick that comes while the
+ * previous one still runs is skipped (a slow host cannot pile up work). */
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "scheduler.h"
+
+struct Scheduler {
+        struct event_base *base;
+        Worker *worker;
+        Targets *targets;
+        Schedule schedule;
+        struct event *timer;
+        bool busy;                      /* a tick job is queued or running */
+        uint64_t ticks, skipped;
+};
+
+typedef struct Tick {
+        Scheduler *scheduler;
+        Target **targets;               /* referenced for the job */
+        size_t n;
+        bool snapshot, discover;
+        DiscoveredProcess *found;       /* [worker] discovery result */
+        size_t n_found;
+        int discover_error;
+} Tick;
+
+int parse_duration(const char *s, uint64_t *ret_ns) {
+        static const struct {
+                const char *suffix;
+                uint64_t ns;
+        } units[] = {
+                { "ms", NSEC_PER_MSEC }, { "us", NSEC_PER_USEC }, { "ns", 1 },
+                { "s", NSEC_PER_SEC },   { "m", 60 * NSEC_PER_SEC }, { "h", 3600 * NSEC_PER_SEC },
+        };
+        uint64_t total = 0;
+        const char *p = s;
+
+        if (!s || !*s)
+                return -EINVAL;
+        while (*p) {
+                if (!isdigit((unsigned char) *p))
+                        return -EINVAL;
+                uint64_t v = 0;
+                int digits = 0;
+                for (; isdigit((unsigned char) *p); p++)
+                        if (++digits > 9)
+                                return -EINVAL;
+                        else
+                                v = v * 10 + (uint64_t) (*p - '0');
+                uint64_t unit = 0;
+                if (!*p && p == s + digits)
+                        unit = NSEC_PER_SEC;    /* a bare number: seconds */
+                for (size_t i = 0; !unit && i < ARRAY_SIZE(units); i++) {
+                        size_t n = strlen(units[i].suffix);
+                        if (strncmp(p, units[i].suffix, n) == 0 && !isalpha((unsigned char) p[n])) {
+                                unit = units[i].ns;
+                                p += n;
+                        }
+                }
+                if (!unit || v > UINT64_MAX / unit || total + v * unit < total)
+                        return -EINVAL;
+                total += v * unit;
+        }
+        *ret_ns = total;
+        return 0;
+}
+
+int parse_history(const char *s, unsigned *snapshots, uint64_t *bytes) {
+        char *end;
+        if (!s || !isdigit((unsigned char) *s))
+                return -EINVAL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || v == 0)
+                return -EINVAL;
+        if (!*end) {
+                if (v > HISTORY_SNAPSHOTS_MAX)
+                        return -EINVAL;
+                *snapshots = (unsigned) v;
+                return 0;
+        }
+        uint64_t mult = 0;
+        switch (toupper((unsigned char) *end)) {
+        case 'K': mult = 1024; break;
+        case 'M': mult = 1024 * 1024; break;
+        case 'G': mult = 1024 * 1024 * 1024; break;
+        }
+        const char *rest = end + 1;
+        if (*rest == 'i' || *rest == 'I')
+                rest++;
+        if (*rest == 'B' || *rest == 'b')
+                rest++;
+        if (!mult || *rest || v > (UINT64_C(16) << 30) / mult)
+                return -EINVAL;
+        *bytes = v * mult;
+        return 0;
+}
+
+/* [worker] */
+static void tick_job(void *userdata) {
+        Tick *t = userdata;
+        Targets *targets = t->scheduler->targets;
+        if (t->discover)
+                t->discover_error = discover_scan(targets->selectors, targets->n_selectors, &t->found, &t->n_found);
+        if (t->discover_error < 0)
+                t->found = NULL, t->n_found = 0;
+        for (size_t i = 0; t->snapshot && i < t->n; i++) {
+                ThreadDump dump;
+                if (target_thread_dump(targets, t->targets[i], &dump, NULL, NULL) == 0)
+                        thread_dump_done(&dump);
+        }
+}
+
+/* [loop] */
+static void tick_done(void *userdata) {
+        Tick *t = userdata;
+        Scheduler *s = t->scheduler;
+        if (t->discover_error < 0)
+                log_warning_errno(t->discover_error, "Failed to look for processes to follow: %m");
+        if (t->discover) {
+                size_t added = targets_merge(s->targets, t->found, t->n_found, now_monotonic_ns());
+                if (added > 0)
+                        log_info("Now following %zu new process(es).", added);
+        }
+        discovered_free(t->found, t->n_found);
+        for (size_t i = 0; i < t->n; i++)
+                target_unref(t->targets[i]);
+        free(t->targets);
+        free(t);
+        s->busy = false;
+}
+
+static void on_tick(evutil_socket_t fd, short events, void *userdata) {
+        Scheduler *s = userdata;
+        s->ticks++;
+        if (s->busy) {
+                s->skipped++;
+                return;
+        }
+        Tick *t = calloc(1, sizeof *t);
+        if (!t)
+                return;
+        t->scheduler = s;
+        t->snapshot = s->schedule.interval_ns > 0;
+        t->discover = s->targets->follow;
+        t->targets = calloc(MAX(s->targets->n, 1u), sizeof *t->targets);
+        if (!t->targets) {
+                free(t);
+                return;
+        }
+        for (size_t i = 0; i < s->targets->n; i++)
+                if (!target_check_exited(s->targets->items[i]))
+                        t->targets[t->n++] = target_ref(s->targets->items[i]);
+        if (worker_submit(s->worker, tick_job, tick_done, t) < 0) {
+                tick_done(t);
+                return;
+        }
+        s->busy = true;
+}
+
+int scheduler_new(struct event_base *base, Worker *worker, Targets *targets, const Schedule *schedule,
+                  Scheduler **ret) {
+        Scheduler *s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        *s = (Scheduler) { .base = base, .worker = worker, .targets = targets, .schedule = *schedule };
+        uint64_t every = schedule->interval_ns;
+        if (every == 0 && targets->follow)
+                every = DISCOVERY_INTERVAL_NS;
+        if (every > 0) {
+                s->timer = event_new(base, -1, EV_PERSIST, on_tick, s);
+                struct timeval tv = { .tv_sec = (time_t) (every / NSEC_PER_SEC),
+                                      .tv_usec = (suseconds_t) (every % NSEC_PER_SEC / NSEC_PER_USEC) };
+                if (!s->timer || event_add(s->timer, &tv) < 0) {
+                        scheduler_free(s);
+                        return -ENOMEM;
+                }
+        }
+        *ret = s;
+        return 0;
+}
+
+Scheduler *scheduler_free(Scheduler *s) {
+        if (!s)
+                return NULL;
+        if (s->timer)
+                event_free(s->timer);
+        free(s);
+        return NULL;
+}
