@@ -4,10 +4,11 @@ targets and the real daemon, talk HTTP to it, parse its thread dumps.
 Every process started here is registered and killed on every exit path (normal exit,
 exception, SIGTERM from meson's timeout): targets with SIGKILL, the daemon with SIGTERM
 and then SIGKILL. The binaries come from the environment meson sets: CPROFD,
-THREADS_TARGET, CHURN_TARGET, LEAK_DEMO. Python's standard library only.
+THREADS_TARGET, CHURN_TARGET, CPU_TARGET, LEAK_DEMO. Python's standard library only.
 """
 
 import atexit
+import gzip
 import http.client
 import os
 import re
@@ -193,6 +194,10 @@ def threads_target(args=()):
 
 def churn_target(args=()):
     return Target("CHURN_TARGET", args)
+
+
+def cpu_target(args=()):
+    return Target("CPU_TARGET", args)
 
 
 def leak_demo(args=()):
@@ -584,3 +589,369 @@ def source_line(path, lineno):
             _source_cache[path] = f.read().split("\n")
     lines = _source_cache[path]
     return lines[lineno - 1] if 0 < lineno <= len(lines) else None
+
+
+# --- go tool pprof ----------------------------------------------------------------------
+
+_go_env = None
+
+
+def go_env():
+    """The environment for `go`: HOME, caches and pprof's profile directory in a temporary
+    directory, so nothing is written to the real home."""
+    global _go_env
+    if _go_env is None:
+        home = tmp_path("go-home")
+        os.makedirs(home, exist_ok=True)
+        _go_env = dict(os.environ, HOME=home, GOCACHE=os.path.join(home, "cache"),
+                       GOPATH=os.path.join(home, "go"), PPROF_TMPDIR=home, GOFLAGS="-mod=mod",
+                       GOTOOLCHAIN="local")
+    return _go_env
+
+
+def pprof(*args, timeout=120):
+    """Runs `go tool pprof ARGS`; returns (exit status, stdout + stderr)."""
+    p = subprocess.run(["go", "tool", "pprof", *args], env=go_env(), capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=timeout)
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
+
+
+def save(reply, name):
+    path = tmp_path(name)
+    with open(path, "wb") as f:
+        f.write(reply.body)
+    return path
+
+
+def raw_samples(text):
+    """Parses pprof -raw: [(values, [location ids leaf first], {labels})]."""
+    samples = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and not lines[i].startswith("Samples:"):
+        i += 1
+    i += 2                                  # "Samples:" and the sample type line
+    current = None
+    while i < len(lines) and lines[i].strip() and not lines[i].startswith("Locations"):
+        line = lines[i]
+        m = re.match(r"^\s+(-?\d+(?:\s+-?\d+)*):\s*(.*)$", line)
+        if m:
+            current = ([int(v) for v in m.group(1).split()], m.group(2).split(), {})
+            samples.append(current)
+        elif current is not None and ":[" in line:
+            for k, v in re.findall(r"(\S+):\[([^\]]*)\]", line):
+                current[2][k] = v
+        elif current is not None:
+            current[1].extend(line.split())
+        i += 1
+    return samples
+
+
+def raw_locations(text):
+    """{location id: (address, [function names innermost first])} from pprof -raw."""
+    locs = {}
+    part = text.split("Locations", 1)[1] if "Locations" in text else ""
+    part = part.split("Mappings", 1)[0]
+    cur = None
+    for line in part.split("\n"):
+        m = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s+(.*?)\s+\S+:\d+\s+s=\d+\s*$", line)
+        m2 = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s*(.*)$", line)
+        if m or m2:
+            mm = m or m2
+            cur = mm.group(1)
+            locs[cur] = (int(mm.group(2), 16), [])
+            rest = mm.group(3).strip()
+            if rest:
+                locs[cur][1].append(rest.split()[0])
+        elif cur and line.strip():
+            locs[cur][1].append(line.split()[0])
+    return locs
+
+
+def stacks(text):
+    """The sample stacks of pprof -raw output as lists of function names (innermost first,
+    inlined frames included), with their values and labels."""
+    locs = raw_locations(text)
+    out = []
+    for values, ids, labels in raw_samples(text):
+        names = []
+        for i in ids:
+            names.extend(locs.get(i, (0, ["?"]))[1])
+        out.append((values, names, labels))
+    return out
+
+
+# --- profile.proto, decoded here ----------------------------------------------------------
+# What go tool pprof prints rounds some fields (Duration: 4 digits) and hides others
+# (numeric label units, mapping of each location): the tests that need them exactly read
+# the protobuf themselves. Field numbers from profile/profile.proto.
+
+class ProtoError(Exception):
+    pass
+
+
+def _varint(buf, i):
+    v = shift = 0
+    while True:
+        if i >= len(buf):
+            raise ProtoError("truncated varint")
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7f) << shift
+        if not b & 0x80:
+            return v, i
+        shift += 7
+        if shift > 63:
+            raise ProtoError("varint too long")
+
+
+def _fields(buf):
+    """[(field number, wire type, value)]: ints for varints, bytes for length-delimited."""
+    out = []
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+        elif wt == 2:
+            n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise ProtoError(f"field {num}: length {n} past the end")
+            v, i = buf[i:i + n], i + n
+        elif wt == 1:
+            v, i = int.from_bytes(buf[i:i + 8], "little"), i + 8
+        elif wt == 5:
+            v, i = int.from_bytes(buf[i:i + 4], "little"), i + 4
+        else:
+            raise ProtoError(f"field {num}: wire type {wt}")
+        out.append((num, wt, v))
+    if i != len(buf):
+        raise ProtoError("message runs past its end")
+    return out
+
+
+def _ints(wt, v):
+    """A repeated integer field's values, packed (bytes) or not."""
+    if wt == 0:
+        return [v]
+    out, i = [], 0
+    while i < len(v):
+        x, i = _varint(v, i)
+        out.append(x)
+    return out
+
+
+def _signed(v):
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class PLabel:
+    def __init__(self):
+        self.key = self.str = self.num_unit = 0
+        self.num = 0
+
+
+class PSample:
+    def __init__(self):
+        self.location_ids = []
+        self.values = []
+        self.labels = {}        # key → str value
+        self.num_labels = {}    # key → (num, unit)
+        self.locations = []     # PLocation, leaf first (resolved)
+
+    def frames(self):
+        """[(function name, mapping filename)] leaf first, inlined frames expanded (the
+        innermost first, as the Location's lines)."""
+        out = []
+        for loc in self.locations:
+            module = loc.mapping.filename if loc.mapping else None
+            if not loc.lines:
+                out.append((None, module))
+            for fn, _ in loc.lines:
+                out.append((fn.name if fn else None, module))
+        return out
+
+    def functions(self):
+        return [f for f, _ in self.frames()]
+
+
+class PMapping:
+    def __init__(self):
+        self.id = self.memory_start = self.memory_limit = self.file_offset = 0
+        self.filename = self.build_id = ""
+        self.flags = {}
+
+
+class PLocation:
+    def __init__(self):
+        self.id = self.mapping_id = self.address = 0
+        self.lines = []         # [(PFunction, line)] innermost first
+        self.mapping = None
+
+
+class PFunction:
+    def __init__(self):
+        self.id = self.start_line = 0
+        self.name = self.system_name = self.filename = ""
+
+
+class Profile:
+    def __init__(self):
+        self.sample_types = []  # [(type, unit)]
+        self.samples = []
+        self.mappings = []
+        self.locations = {}
+        self.functions = {}
+        self.strings = []
+        self.time_nanos = self.duration_nanos = self.period = 0
+        self.period_type = None
+        self.comments = []
+        self.default_sample_type = None
+
+
+def decode_profile(data):
+    """A Profile from the bytes of a (gzipped or not) profile.proto message; ProtoError
+    when malformed or inconsistent in the ways go tool pprof rejects."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    p = Profile()
+    raw = _fields(data)
+    for num, wt, v in raw:
+        if num == 6:
+            p.strings.append(v.decode("utf-8", errors="replace"))
+    if not p.strings or p.strings[0] != "":
+        raise ProtoError("string_table[0] is not empty")
+
+    def s(i):
+        if i >= len(p.strings):
+            raise ProtoError(f"string index {i} out of range")
+        return p.strings[i]
+
+    def value_type(buf):
+        d = {n: v for n, _, v in _fields(buf)}
+        return (s(d.get(1, 0)), s(d.get(2, 0)))
+
+    functions_raw, locations_raw = [], []
+    for num, wt, v in raw:
+        if num == 1:
+            p.sample_types.append(value_type(v))
+        elif num == 2:
+            smp = PSample()
+            for n, w, x in _fields(v):
+                if n == 1:
+                    smp.location_ids += _ints(w, x)
+                elif n == 2:
+                    smp.values += [_signed(y) for y in _ints(w, x)]
+                elif n == 3:
+                    lab = PLabel()
+                    for ln, _, lv in _fields(x):
+                        if ln == 1:
+                            lab.key = lv
+                        elif ln == 2:
+                            lab.str = lv
+                        elif ln == 3:
+                            lab.num = _signed(lv)
+                        elif ln == 4:
+                            lab.num_unit = lv
+                    if lab.str:
+                        smp.labels[s(lab.key)] = s(lab.str)
+                    else:
+                        smp.num_labels[s(lab.key)] = (lab.num, s(lab.num_unit))
+            p.samples.append(smp)
+        elif num == 3:
+            m = PMapping()
+            for n, _, x in _fields(v):
+                if n == 1:
+                    m.id = x
+                elif n == 2:
+                    m.memory_start = x
+                elif n == 3:
+                    m.memory_limit = x
+                elif n == 4:
+                    m.file_offset = x
+                elif n == 5:
+                    m.filename = s(x)
+                elif n == 6:
+                    m.build_id = s(x)
+                elif 7 <= n <= 10:
+                    m.flags[n] = x
+            p.mappings.append(m)
+        elif num == 4:
+            locations_raw.append(v)
+        elif num == 5:
+            functions_raw.append(v)
+        elif num == 9:
+            p.time_nanos = _signed(v)
+        elif num == 10:
+            p.duration_nanos = _signed(v)
+        elif num == 11:
+            p.period_type = value_type(v)
+        elif num == 12:
+            p.period = _signed(v)
+        elif num == 13:
+            p.comments += [s(i) for i in _ints(wt, v)]
+        elif num == 14:
+            p.default_sample_type = s(v)
+
+    for v in functions_raw:
+        f = PFunction()
+        for n, _, x in _fields(v):
+            if n == 1:
+                f.id = x
+            elif n == 2:
+                f.name = s(x)
+            elif n == 3:
+                f.system_name = s(x)
+            elif n == 4:
+                f.filename = s(x)
+            elif n == 5:
+                f.start_line = x
+        if f.id == 0 or f.id in p.functions:
+            raise ProtoError(f"function id {f.id} is 0 or repeated")
+        p.functions[f.id] = f
+    mappings = {}
+    for m in p.mappings:
+        if m.id == 0 or m.id in mappings:
+            raise ProtoError(f"mapping id {m.id} is 0 or repeated")
+        mappings[m.id] = m
+    for v in locations_raw:
+        loc = PLocation()
+        for n, _, x in _fields(v):
+            if n == 1:
+                loc.id = x
+            elif n == 2:
+                loc.mapping_id = x
+            elif n == 3:
+                loc.address = x
+            elif n == 4:
+                d = {ln: lv for ln, _, lv in _fields(x)}
+                fid = d.get(1, 0)
+                if fid and fid not in p.functions:
+                    raise ProtoError(f"location {loc.id}: unknown function {fid}")
+                loc.lines.append((p.functions.get(fid), _signed(d.get(2, 0))))
+        if loc.id == 0 or loc.id in p.locations:
+            raise ProtoError(f"location id {loc.id} is 0 or repeated")
+        if loc.mapping_id:
+            if loc.mapping_id not in mappings:
+                raise ProtoError(f"location {loc.id}: unknown mapping {loc.mapping_id}")
+            loc.mapping = mappings[loc.mapping_id]
+        p.locations[loc.id] = loc
+    for smp in p.samples:
+        if len(smp.values) != len(p.sample_types):
+            raise ProtoError(f"a sample has {len(smp.values)} values for "
+                             f"{len(p.sample_types)} sample types")
+        for lid in smp.location_ids:
+            if lid not in p.locations:
+                raise ProtoError(f"a sample names unknown location {lid}")
+            smp.locations.append(p.locations[lid])
+    return p
+
+
+# --- /metrics -------------------------------------------------------------------------------
+
+def metric(text, name):
+    """The value of the sample NAME (with its labels, if any, as written) in Prometheus
+    text, or None."""
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None

@@ -9,98 +9,13 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cprofd_test as ct  # noqa: E402
 from cprofd_test import check, log, require  # noqa: E402
-
-GO_ENV = None
-
-
-def go_env():
-    global GO_ENV
-    if GO_ENV is None:
-        home = tempfile.mkdtemp(prefix="cprofd-go-")
-        GO_ENV = dict(os.environ, HOME=home, GOCACHE=os.path.join(home, "cache"),
-                      GOPATH=os.path.join(home, "go"), PPROF_TMPDIR=home, GOFLAGS="-mod=mod",
-                      GOTOOLCHAIN="local")
-    return GO_ENV
-
-
-def pprof(*args, timeout=120):
-    """Runs `go tool pprof ARGS`; returns (exit status, stdout + stderr)."""
-    p = subprocess.run(["go", "tool", "pprof", *args], env=go_env(), capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=timeout)
-    return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
-
-
-def save(reply, name):
-    path = ct.tmp_path(name)
-    with open(path, "wb") as f:
-        f.write(reply.body)
-    return path
-
-
-def raw_samples(text):
-    """Parses pprof -raw: [(values, [function names leaf first], {labels})]."""
-    samples = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines) and not lines[i].startswith("Samples:"):
-        i += 1
-    i += 2                                  # "Samples:" and the sample type line
-    current = None
-    while i < len(lines) and lines[i].strip() and not lines[i].startswith("Locations"):
-        line = lines[i]
-        m = re.match(r"^\s+(-?\d+(?:\s+-?\d+)*):\s*(.*)$", line)
-        if m:
-            current = ([int(v) for v in m.group(1).split()], m.group(2).split(), {})
-            samples.append(current)
-        elif current is not None and ":[" in line:
-            for k, v in re.findall(r"(\S+):\[([^\]]*)\]", line):
-                current[2][k] = v
-        elif current is not None:
-            current[1].extend(line.split())
-        i += 1
-    return samples
-
-
-def raw_locations(text):
-    """{location id: (address, [function names innermost first])} from pprof -raw."""
-    locs = {}
-    part = text.split("Locations", 1)[1] if "Locations" in text else ""
-    part = part.split("Mappings", 1)[0]
-    cur = None
-    for line in part.split("\n"):
-        m = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s+(.*?)\s+\S+:\d+\s+s=\d+\s*$", line)
-        m2 = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s*(.*)$", line)
-        if m or m2:
-            mm = m or m2
-            cur = mm.group(1)
-            locs[cur] = (int(mm.group(2), 16), [])
-            rest = mm.group(3).strip()
-            if rest:
-                locs[cur][1].append(rest.split()[0])
-        elif cur and line.strip():
-            locs[cur][1].append(line.split()[0])
-    return locs
-
-
-def stacks(text):
-    """The sample stacks of pprof -raw output as lists of function names (innermost first,
-    inlined frames included), with their values and labels."""
-    locs = raw_locations(text)
-    out = []
-    for values, ids, labels in raw_samples(text):
-        names = []
-        for i in ids:
-            names.extend(locs.get(i, (0, ["?"]))[1])
-        out.append((values, names, labels))
-    return out
+from cprofd_test import pprof, raw_locations, save, stacks  # noqa: E402
 
 
 def check_goroutine_profile(daemon, target):
