@@ -124,6 +124,14 @@ int main(int argc, char **argv) {
         int c, r, level;
         unsigned long long v;
 
+        /* Usage errors and --help leave before the selectors are handed over. */
+#define EXIT_EARLY(status)                                       \
+        do {                                                     \
+                for (size_t _i = 0; _i < n_selectors; _i++)      \
+                        selector_done(&selectors[_i]);           \
+                return (status);                                 \
+        } while (0)
+
         while ((c = getopt_long(argc, argv, "p:l:hV", options, NULL)) >= 0)
                 switch (c) {
                 case 'p':
@@ -143,7 +151,7 @@ int main(int argc, char **argv) {
                 selector:
                         if (n_selectors == TARGETS_MAX) {
                                 fprintf(stderr, "cprofd: too many targets given (at most %d)\n", TARGETS_MAX);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         r = selector_parse(kind, optarg, &selectors[n_selectors]);
                         if (r < 0) {
@@ -153,7 +161,7 @@ int main(int argc, char **argv) {
                                 else
                                         fprintf(stderr, "cprofd: invalid --%s \"%s\": %s\n", selector_kind_to_string(kind),
                                                 optarg, strerror(-r));
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         n_selectors++;
                         break;
@@ -162,20 +170,20 @@ int main(int argc, char **argv) {
                             (schedule.interval_ns > 0 && schedule.interval_ns < INTERVAL_MIN_NS)) {
                                 fprintf(stderr, "cprofd: invalid --interval \"%s\": expected 0 (off) or a duration "
                                         "from 100ms, like 10s or 1m\n", optarg);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         break;
                 case OPT_HISTORY:
                         if (parse_history(optarg, &schedule.history_snapshots, &schedule.history_bytes) < 0) {
                                 fprintf(stderr, "cprofd: invalid --history \"%s\": expected a number of snapshots "
                                         "(1..%u) or a memory budget like 64M\n", optarg, HISTORY_SNAPSHOTS_MAX);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         break;
                 case OPT_MAX_TARGETS:
                         if (parse_number(optarg, 1, 4096, &v) < 0) {
                                 fprintf(stderr, "cprofd: invalid --max-targets \"%s\": expected 1..4096\n", optarg);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         max_targets = (size_t) v;
                         break;
@@ -186,36 +194,38 @@ int main(int argc, char **argv) {
                         if (parse_number(optarg, 4096, SNAPSHOT_STACK_MAX_LIMIT, &v) < 0) {
                                 fprintf(stderr, "cprofd: invalid --stack-max \"%s\": expected %u..%u bytes\n",
                                         optarg, 4096u, SNAPSHOT_STACK_MAX_LIMIT);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         snapshot_options.stack_max = (size_t) v;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_from_string(optarg, &level) < 0) {
                                 fprintf(stderr, "cprofd: invalid --log-level \"%s\"\n", optarg);
-                                return 2;
+                                EXIT_EARLY(2);
                         }
                         log_set_max_level(level);
                         break;
                 case 'h':
                         usage(stdout);
-                        return 0;
+                        EXIT_EARLY(0);
                 case 'V':
                         printf("cprofd %s\n", CPROFD_VERSION);
-                        return 0;
+                        EXIT_EARLY(0);
                 default:
                         fprintf(stderr, "Try 'cprofd --help'.\n");
-                        return 2;
+                        EXIT_EARLY(2);
                 }
         if (optind < argc) {
                 fprintf(stderr, "cprofd: unexpected argument \"%s\"\nTry 'cprofd --help'.\n", argv[optind]);
-                return 2;
+                EXIT_EARLY(2);
         }
         if (n_selectors == 0) {
                 fprintf(stderr, "cprofd: no target: give --pid PID (or --exe, --comm, --cgroup, --unit)\n"
                                 "Try 'cprofd --help'.\n");
-                return 2;
+                EXIT_EARLY(2);
         }
+
+#undef EXIT_EARLY
 
         /* Snapshots sleep on SIGCHLD; writes to closed sockets must not kill us. */
         sigset_t chld;
