@@ -373,23 +373,34 @@ static void backend_wall_profile(void *userdata, Request *req, const CpuProfileR
         wall_profile_start(userdata, req, p);
 }
 
+/* Live targets first, in the order they were found, then the exited ones: the default
+ * target (the first) is always a live one while there is any, so unprefixed URLs keep
+ * working when a followed service restarts. */
 static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t max) {
         Service *s = userdata;
-        for (size_t i = 0; i < s->targets->n && i < max; i++) {
-                Target *t = s->targets->items[i];
-                TargetSummary *sum = &ret[i];
-                *sum = (TargetSummary) { .pid = t->pid, .exited = target_check_exited(t), .threads = -1,
-                                         .growth = atomic_load(&t->growth_delta),
-                                         .growth_window_ns = atomic_load(&t->growth_window_ns) };
-                snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
-                pid_t *tids;
-                size_t n;
-                if (!sum->exited && procfs_list_threads(t->pid, &tids, &n) == 0) {
-                        sum->threads = (long) n;
-                        free(tids);
+        size_t k = 0;
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < s->targets->n; i++) {
+                        Target *t = s->targets->items[i];
+                        bool exited = target_check_exited(t);
+                        if (exited != (pass == 1))
+                                continue;
+                        if (k < max) {
+                                TargetSummary *sum = &ret[k];
+                                *sum = (TargetSummary) { .pid = t->pid, .exited = exited, .threads = -1,
+                                                         .growth = atomic_load(&t->growth_delta),
+                                                         .growth_window_ns = atomic_load(&t->growth_window_ns) };
+                                snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
+                                pid_t *tids;
+                                size_t n;
+                                if (!exited && procfs_list_threads(t->pid, &tids, &n) == 0) {
+                                        sum->threads = (long) n;
+                                        free(tids);
+                                }
+                        }
+                        k++;
                 }
-        }
-        return s->targets->n;
+        return k;
 }
 
 static long backend_profile_count(void *userdata, pid_t pid, const char *name) {

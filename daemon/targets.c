@@ -188,9 +188,10 @@ static void record_history(Targets *t, Target *target, ThreadDump *d, const Snap
         }
         if (!target->history && history_new(&t->history_limits, &target->history) < 0)
                 goto finish;
+        /* A running thread is not waiting, whatever its pc did between snapshots. */
         if (history_add(target->history, d, info, now_monotonic_ns(), wait) == 0)
                 for (size_t i = 0; i < d->n_threads; i++)
-                        d->threads[i].wait_ns = wait[i];
+                        d->threads[i].wait_ns = info[i].state == 'R' ? 0 : wait[i];
 
         int64_t delta = 0;
         uint64_t covered = 0;

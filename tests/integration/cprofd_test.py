@@ -93,6 +93,17 @@ def _register(proc, kill_signal):
     return proc
 
 
+_cleanup_hooks = []     # callables run by cleanup() after the processes are gone
+
+
+def at_cleanup(fn):
+    """Registers FN (no arguments) to run in cleanup(), after every process is killed and
+    reaped, on every exit path: for what a test creates besides processes (a cgroup to
+    remove). Last registered first; each runs once; an exception is logged, not raised."""
+    _cleanup_hooks.append(fn)
+    return fn
+
+
 def cleanup():
     for proc, sig in reversed(_processes):
         if proc.poll() is not None:
@@ -109,6 +120,12 @@ def cleanup():
         except subprocess.TimeoutExpired:
             pass
     _processes.clear()
+    while _cleanup_hooks:
+        fn = _cleanup_hooks.pop()
+        try:
+            fn()
+        except Exception as e:
+            log(f"cleanup: {getattr(fn, '__name__', fn)}: {type(e).__name__}: {e}")
 
 
 def _on_signal(signum, frame):
