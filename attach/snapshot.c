@@ -111,24 +111,31 @@ size_t snapshot_reap_stragglers(void) {
         return kept;
 }
 
-/* Stops TID, copies registers and stack into T (using SCRATCH, SCRATCH_SIZE bytes, so no
- * allocation happens while the thread is held), and lets it go. */
-static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t scratch_size, ThreadCapture *t) {
-        pid_t tid = t->tid;
-        int r;
-
+/* Seizes and interrupts TID: from here the thread is on its way to a stop. Sets *ret_t0
+ * to when the pause began. 0, or negative errno (nothing to undo). */
+static int stop_thread(pid_t tid, uint64_t *ret_t0) {
         if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
                 return -errno;          /* ESRCH: gone; EPERM: traced by someone else */
 
-        uint64_t t0 = now_monotonic_ns();
+        *ret_t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
-                r = -errno;
+                int r = -errno;
                 /* Detach needs a stopped tracee; if it fails the thread is dying while
                  * traced by us, and only our waitpid() lets it be reaped. */
                 if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
                         straggler_add(tid);
                 return r;
         }
+        return 0;
+}
+
+/* Waits for the stop stop_thread() asked for, copies registers and stack into T (using
+ * SCRATCH, SCRATCH_SIZE bytes, so no allocation happens while the thread is held), and
+ * lets it go. T0: when the pause began. */
+static int capture_stopped(pid_t pid, const Maps *maps, uint8_t *scratch, size_t scratch_size, ThreadCapture *t,
+                           uint64_t t0) {
+        pid_t tid = t->tid;
+        int r;
 
         int status = 0;
         r = wait_for_stop(tid, &status);
@@ -246,7 +253,7 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
         sigaddset(&chld, SIGCHLD);
         pthread_sigmask(SIG_BLOCK, &chld, &saved);
 
-        size_t n_eperm = 0, n_missing_stack_map = 0;
+        /* The /proc state of every thread first: stopping a thread changes it. */
         for (size_t i = 0; i < n_tids; i++) {
                 ThreadCapture *t = &s->threads[s->n_threads];
                 *t = (ThreadCapture) { .tid = tids[i] };
@@ -257,10 +264,36 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
                         t->error = r;
                 else if (t->info.state == 'Z' || t->info.state == 'X')
                         t->error = -ESRCH;      /* a zombie never stops; nothing to show */
-                else
-                        t->error = capture_thread(pid, &s->maps, scratch, stack_max, t);
-                if (t->error == -ESRCH && t->info.state != 'Z' && t->info.state != 'X')
-                        continue;               /* vanished while we looked at it */
+                s->n_threads++;
+        }
+
+        /* Then stop them one after the other, one step ahead: the next thread is asked to
+         * stop before the current one is copied and released, so its way to the stop
+         * overlaps our work instead of being waited for. At most two threads are held at
+         * once, each for no longer than before. */
+        ThreadCapture *held = NULL;
+        uint64_t held_t0 = 0;
+        for (size_t i = 0; i <= s->n_threads; i++) {
+                ThreadCapture *t = i < s->n_threads && s->threads[i].error == 0 ? &s->threads[i] : NULL;
+                uint64_t t0 = 0;
+                if (t) {
+                        t->error = stop_thread(t->tid, &t0);
+                        if (t->error < 0)
+                                t = NULL;
+                }
+                if (held)
+                        held->error = capture_stopped(pid, &s->maps, scratch, stack_max, held, held_t0);
+                held = t;
+                held_t0 = t0;
+        }
+
+        size_t n_eperm = 0, n_missing_stack_map = 0, kept = 0;
+        for (size_t i = 0; i < s->n_threads; i++) {
+                ThreadCapture *t = &s->threads[i];
+                if (t->error == -ESRCH && t->info.state != 'Z' && t->info.state != 'X') {
+                        free(t->stack);         /* vanished while we looked at it */
+                        continue;
+                }
                 if (t->error == -EPERM)
                         n_eperm++;
                 if (t->error == 0) {
@@ -268,8 +301,9 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
                         if (!maps_find(&s->maps, t->regs.rsp))
                                 n_missing_stack_map++;
                 }
-                s->n_threads++;
+                s->threads[kept++] = *t;
         }
+        s->n_threads = kept;
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
         /* Threads created after we read maps run on stacks (and maybe code) we have not

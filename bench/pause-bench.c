@@ -5,6 +5,7 @@
  * lines for bench/snapshot to read. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "snapshot.h"
 
@@ -27,6 +28,8 @@ int main(int argc, char **argv) {
         int rounds = argc > 2 ? atoi(argv[2]) : 20;
         uint64_t *pauses = NULL, *durations = calloc((size_t) rounds, sizeof *durations);
         size_t n = 0, cap = 0, threads = 0;
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         for (int i = 0; i < rounds; i++) {
                 Snapshot *s;
                 int r = snapshot_take(pid, NULL, &s);
@@ -49,8 +52,10 @@ int main(int argc, char **argv) {
                 }
                 snapshot_free(s);
         }
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         if (n == 0)
                 return 1;
+        double cpu_ns = (double) (c1.tv_sec - c0.tv_sec) * 1e9 + (double) (c1.tv_nsec - c0.tv_nsec);
         qsort(pauses, n, sizeof *pauses, cmp_u64);
         qsort(durations, (size_t) rounds, sizeof *durations, cmp_u64);
         printf("threads=%zu\nsamples=%zu\n", threads, n);
@@ -58,6 +63,7 @@ int main(int argc, char **argv) {
                percentile(pauses, n, 0.50) / 1e3, percentile(pauses, n, 0.90) / 1e3,
                percentile(pauses, n, 0.99) / 1e3, pauses[n - 1] / 1e3);
         printf("snapshot_p50_ms=%.2f\n", percentile(durations, (size_t) rounds, 0.5) / 1e6);
+        printf("cpu_per_thread_us=%.1f\n", cpu_ns / (double) n / 1e3);
         free(pauses);
         free(durations);
         return 0;
