@@ -260,7 +260,7 @@ static void attach_job(void *userdata) {
         }
         if (!sp->perf) {
                 warm_up(sp, &maps);
-                PerfSamplerOptions opts = { .frequency_hz = sp->hz };
+                PerfSamplerOptions opts = { .frequency_hz = sp->hz, .stack_bytes = sp->service->cpu.stack_bytes };
                 k = perf_sampler_new(sp->target->pid, &opts, &sp->perf);
                 if (k == -ESRCH) {
                         snprintf(r->error, sizeof r->error, "target pid %d has exited", (int) sp->target->pid);

@@ -5,6 +5,8 @@
  * falls in. */
 #pragma once
 
+#include <stdint.h>
+
 #include "server.h"
 
 struct Service;
@@ -13,6 +15,7 @@ typedef struct CpuProfiles {
         CpuSampler *samplers;           /* [loop] the samplers with requests */
         struct Kallsyms *kallsyms;      /* [worker] loaded on first use */
         bool kallsyms_failed;           /* [worker] */
+        uint32_t stack_bytes;           /* user stack copied per sample; 0: the default */
 } CpuProfiles;
 
 /* [loop] Starts answering REQ with a CPU profile of P. */

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "macro.h"
 #include "metrics.h"
+#include "perf.h"
 #include "scheduler.h"
 #include "server.h"
 #include "service.h"
@@ -39,21 +40,34 @@ typedef struct Daemon {
 
 static void usage(FILE *f) {
         fprintf(f,
-                "Usage: cprofd --pid PID [--pid PID ...] [OPTIONS]\n"
+                "Usage: cprofd TARGET... [OPTIONS]\n"
                 "\n"
-                "Attach to running native processes and serve their thread dumps in the formats\n"
-                "of Go's net/http/pprof: curl localhost:6060/debug/pprof/goroutine?debug=2\n"
+                "Attach to running native processes and serve their thread dumps and profiles in\n"
+                "the formats of Go's net/http/pprof: curl localhost:6060/debug/pprof/goroutine?debug=2,\n"
+                "go tool pprof http://localhost:6060/debug/pprof/profile\n"
+                "\n"
+                "Targets (repeatable; the first live one is the default, every one is also under\n"
+                "/pid/PID/debug/pprof/):\n"
+                "  -p, --pid PID             a process\n"
+                "      --exe PATH            every process running this executable\n"
+                "      --comm NAME           every process with this name\n"
+                "      --cgroup PATH         the processes of a cgroup (v2) and those below it\n"
+                "      --unit NAME.service   the processes of a systemd unit\n"
                 "\n"
                 "Options:\n"
-                "  -p, --pid PID          process to serve (repeatable; the first is the default,\n"
-                "                         the others are under /pid/PID/debug/pprof/)\n"
-                "  -l, --listen ADDR      HOST:PORT to listen on (default 127.0.0.1:6060;\n"
-                "                         port 0 picks a free port)\n"
-                "      --stack-max BYTES  stack bytes copied per thread (default %u, max %u)\n"
-                "      --log-level LEVEL  err, warning, notice, info (default) or debug\n"
-                "  -h, --help             show this help\n"
-                "  -V, --version          show the version\n",
-                SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT);
+                "  -l, --listen ADDR         HOST:PORT to listen on (default 127.0.0.1:6060;\n"
+                "                            port 0 picks a free port)\n"
+                "      --interval DURATION   periodic snapshots (default 10s; 0 turns them off)\n"
+                "      --history N|SIZE      snapshots kept per target: a count (default %u)\n"
+                "                            or a memory budget such as 64M\n"
+                "      --max-targets N       live targets followed at most (default %u)\n"
+                "      --stack-max BYTES     stack bytes copied per thread (default %u, max %u)\n"
+                "      --cpu-stack-size BYTES  user stack copied per CPU sample (default %u)\n"
+                "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
+                "  -h, --help                show this help\n"
+                "  -V, --version             show the version\n",
+                HISTORY_SNAPSHOTS_DEFAULT, TARGETS_MAX_DEFAULT, SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT,
+                PERF_STACK_BYTES_DEFAULT);
 }
 
 /* A strictly decimal number in [min, max]: no sign, no junk, no overflow. */
@@ -95,7 +109,7 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
 
 int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
-               OPT_HISTORY, OPT_MAX_TARGETS };
+               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -105,6 +119,7 @@ int main(int argc, char **argv) {
                 { "interval", required_argument, NULL, OPT_INTERVAL },
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
+                { "cpu-stack-size", required_argument, NULL, OPT_CPU_STACK },
                 { "listen", required_argument, NULL, 'l' },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -118,6 +133,7 @@ int main(int argc, char **argv) {
         Schedule schedule = { .interval_ns = INTERVAL_DEFAULT_NS, .history_snapshots = HISTORY_SNAPSHOTS_DEFAULT,
                               .history_bytes = HISTORY_BYTES_DEFAULT };
         size_t max_targets = TARGETS_MAX_DEFAULT;
+        uint32_t cpu_stack_bytes = 0;
         const char *listen = "127.0.0.1:6060";
         SnapshotOptions snapshot_options = {};
         HttpLimits http_limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT };
@@ -179,6 +195,14 @@ int main(int argc, char **argv) {
                                         "(1..%u) or a memory budget like 64M\n", optarg, HISTORY_SNAPSHOTS_MAX);
                                 EXIT_EARLY(2);
                         }
+                        break;
+                case OPT_CPU_STACK:
+                        if (parse_number(optarg, 1024, PERF_STACK_BYTES_MAX, &v) < 0 || v % 8 != 0) {
+                                fprintf(stderr, "cprofd: invalid --cpu-stack-size \"%s\": expected a multiple of 8 "
+                                        "from 1024 to %u bytes\n", optarg, PERF_STACK_BYTES_MAX);
+                                EXIT_EARLY(2);
+                        }
+                        cpu_stack_bytes = (uint32_t) v;
                         break;
                 case OPT_MAX_TARGETS:
                         if (parse_number(optarg, 1, 4096, &v) < 0) {
@@ -303,6 +327,7 @@ int main(int argc, char **argv) {
                 goto finish;
         }
         d.service = (Service) { .base = d.base, .worker = d.worker, .targets = &d.targets, .metrics = &d.metrics };
+        d.service.cpu.stack_bytes = cpu_stack_bytes;
         Backend backend;
         service_backend(&d.service, &backend);
         r = http_server_new(d.base, listen, &backend, &http_limits, &d.server);

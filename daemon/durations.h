@@ -1,0 +1,19 @@
+/* daemon/durations.h -- the parsers of --interval and --history (and of their cprofd.conf
+ * keys): Go-style durations and "count or memory budget" history sizes. Pure functions:
+ * no allocation, no logging, no event loop, so the config parser and its test use them
+ * without the scheduler. */
+#pragma once
+
+#include <stdint.h>
+
+#include "clock.h"
+
+#define INTERVAL_MIN_NS (100 * NSEC_PER_MSEC)
+#define HISTORY_SNAPSHOTS_MAX 100000u
+
+/* Parses a Go-style duration: "10s", "500ms", "2m", "1h", "1m30s"; a bare number means
+ * seconds; "0" is zero. 0, or -EINVAL. */
+int parse_duration(const char *s, uint64_t *ret_ns);
+/* --history: a number of snapshots ("360") or a memory budget ("64M", "512K", "1G"); the
+ * other bound keeps its value. 0, or -EINVAL. */
+int parse_history(const char *s, unsigned *snapshots, uint64_t *bytes);
