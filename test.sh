@@ -12,7 +12,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
           libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev elfutils gdb
-          libc6-dbg python3 golang-go curl)
+          libc6-dbg python3 golang-go curl strace systemd)
 
 as_root() {
         if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

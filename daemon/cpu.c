@@ -359,12 +359,10 @@ static void finished(void *userdata) {
 }
 
 static void end_request(CpuRequest *r) {
-        pending_unlink(r);
-        if (worker_submit(r->sampler->service->worker, finish_job, finished, r) < 0) {
-                /* Without the worker we cannot unsubscribe: answer, and leave it to the end. */
-                atomic_store(&r->cancelled, true);
-                reply_error(&r->reply, 503, "out of memory");
-        }
+        /* Without the worker (shutting down) the request stays pending, and
+         * cpu_profiles_shutdown() answers it. */
+        if (worker_submit(r->sampler->service->worker, finish_job, finished, r) == 0)
+                pending_unlink(r);
 }
 
 static void on_end_timer(evutil_socket_t fd, short events, void *userdata) {
@@ -404,6 +402,11 @@ static void attached(void *userdata) {
                 request_done(r);
                 return;
         }
+        /* Pending from here until finish_job is queued: shutdown finds it on this list. */
+        r->next_pending = pending_cpu;
+        if (pending_cpu)
+                pending_cpu->prev_pending = r;
+        pending_cpu = r;
         if (atomic_load(&r->cancelled)) {
                 end_request(r);
                 return;
@@ -418,12 +421,7 @@ static void attached(void *userdata) {
                 atomic_store(&r->cancelled, true);
                 reply_error(&r->reply, 503, "out of memory");
                 end_request(r);
-                return;
         }
-        r->next_pending = pending_cpu;
-        if (pending_cpu)
-                pending_cpu->prev_pending = r;
-        pending_cpu = r;
 }
 
 void cpu_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
@@ -472,7 +470,8 @@ void cpu_profiles_shutdown(Service *s) {
         while (pending_cpu) {
                 CpuRequest *r = pending_cpu;
                 pending_unlink(r);
-                evtimer_del(r->end_timer);
+                if (r->end_timer)
+                        evtimer_del(r->end_timer);
                 for (CpuRequest **p = &r->sampler->subscribers; *p; p = &(*p)->next)
                         if (*p == r) {
                                 *p = r->next;

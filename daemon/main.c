@@ -16,7 +16,10 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "config-file.h"
+#include "durations.h"
 #include "metrics.h"
+#include "notify.h"
 #include "perf.h"
 #include "scheduler.h"
 #include "server.h"
@@ -86,7 +89,15 @@ static int parse_number(const char *s, unsigned long long min, unsigned long lon
 static void on_terminate(evutil_socket_t sig, short events, void *userdata) {
         Daemon *d = userdata;
         log_info("Received %s, exiting.", strsignal((int) sig));
+        (void) notify_send("STOPPING=1");
         event_base_loopbreak(d->base);
+}
+
+/* Reloading the configuration in place is not supported yet: say so instead of dying
+ * (SIGHUP's default action) or pretending. */
+static void on_hangup(evutil_socket_t sig, short events, void *userdata) {
+        log_warning("Received SIGHUP: reloading the configuration is not supported yet; restart cprofd to apply "
+                    "changes. Still serving.");
 }
 
 /* [worker] Only the thread that seized a tracee may detach it. */
@@ -109,7 +120,7 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
 
 int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
-               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK };
+               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -120,6 +131,7 @@ int main(int argc, char **argv) {
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
                 { "cpu-stack-size", required_argument, NULL, OPT_CPU_STACK },
+                { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -136,6 +148,10 @@ int main(int argc, char **argv) {
         uint32_t cpu_stack_bytes = 0;
         const char *listen = "127.0.0.1:6060";
         SnapshotOptions snapshot_options = {};
+        const char *config_path = NULL;
+        bool listen_set = false, interval_set = false, history_set = false, max_targets_set = false,
+             stack_max_set = false, log_level_set = false;
+        _cleanup_(config_free) Config config = {};
         HttpLimits http_limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT };
         int c, r, level;
         unsigned long long v;
@@ -182,6 +198,7 @@ int main(int argc, char **argv) {
                         n_selectors++;
                         break;
                 case OPT_INTERVAL:
+                        interval_set = true;
                         if (parse_duration(optarg, &schedule.interval_ns) < 0 ||
                             (schedule.interval_ns > 0 && schedule.interval_ns < INTERVAL_MIN_NS)) {
                                 fprintf(stderr, "cprofd: invalid --interval \"%s\": expected 0 (off) or a duration "
@@ -190,6 +207,7 @@ int main(int argc, char **argv) {
                         }
                         break;
                 case OPT_HISTORY:
+                        history_set = true;
                         if (parse_history(optarg, &schedule.history_snapshots, &schedule.history_bytes) < 0) {
                                 fprintf(stderr, "cprofd: invalid --history \"%s\": expected a number of snapshots "
                                         "(1..%u) or a memory budget like 64M\n", optarg, HISTORY_SNAPSHOTS_MAX);
@@ -210,9 +228,14 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         max_targets = (size_t) v;
+                        max_targets_set = true;
                         break;
                 case 'l':
                         listen = optarg;
+                        listen_set = true;
+                        break;
+                case OPT_CONFIG:
+                        config_path = optarg;
                         break;
                 case OPT_STACK_MAX:
                         if (parse_number(optarg, 4096, SNAPSHOT_STACK_MAX_LIMIT, &v) < 0) {
@@ -221,6 +244,7 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         snapshot_options.stack_max = (size_t) v;
+                        stack_max_set = true;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_from_string(optarg, &level) < 0) {
@@ -228,6 +252,7 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         log_set_max_level(level);
+                        log_level_set = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -242,6 +267,46 @@ int main(int argc, char **argv) {
         if (optind < argc) {
                 fprintf(stderr, "cprofd: unexpected argument \"%s\"\nTry 'cprofd --help'.\n", argv[optind]);
                 EXIT_EARLY(2);
+        }
+        if (config_path) {
+                char err[512];
+                r = config_load(config_path, &config, err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "cprofd: %s\n", err);
+                        EXIT_EARLY(2);
+                }
+                /* The command line wins over the file, setting by setting; targets given
+                 * on the command line replace the file's. */
+                if (config.token_file_line || config.listen_mode_line || config.allow_remote_line) {
+                        fprintf(stderr, "cprofd: %s:%u: token-file, listen-mode and allow-remote are not "
+                                "supported by this version\n", config_path,
+                                config.token_file_line ?: config.listen_mode_line ?: config.allow_remote_line);
+                        EXIT_EARLY(2);
+                }
+                if (!listen_set && config.listen_line)
+                        listen = config.listen;
+                if (!interval_set && config.interval_line)
+                        schedule.interval_ns = config.interval_ns;
+                if (!history_set && config.history_snapshots_line)
+                        schedule.history_snapshots = config.history_snapshots;
+                if (!history_set && config.history_bytes_line)
+                        schedule.history_bytes = config.history_bytes;
+                if (!max_targets_set && config.max_targets_line)
+                        max_targets = config.max_targets;
+                if (!stack_max_set && config.stack_max_line)
+                        snapshot_options.stack_max = config.stack_max;
+                if (!log_level_set && config.log_level_line)
+                        log_set_max_level(config.log_level);
+                if (config.max_seconds_line)
+                        http_limits.max_seconds = config.max_seconds;
+                if (config.max_requests_line)
+                        http_limits.max_pending = config.max_requests;
+                if (n_selectors == 0) {
+                        for (size_t i = 0; i < config.n_selectors && n_selectors < TARGETS_MAX; i++) {
+                                selectors[n_selectors++] = config.selectors[i];
+                                config.selectors[i] = (TargetSelector) {};      /* moved */
+                        }
+                }
         }
         if (n_selectors == 0) {
                 fprintf(stderr, "cprofd: no target: give --pid PID (or --exe, --comm, --cgroup, --unit)\n"
@@ -337,6 +402,7 @@ int main(int argc, char **argv) {
         }
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_terminate, &d);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_terminate, &d);
+        struct event *sighup = evsignal_new(d.base, SIGHUP, on_hangup, &d);
         d.service.server = d.server;
         r = scheduler_new(d.base, d.worker, &d.targets, &schedule, &d.scheduler);
         if (r < 0) {
@@ -345,7 +411,8 @@ int main(int argc, char **argv) {
         }
         struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);
         struct timeval reap_every = { 0, STRAGGLER_REAP_INTERVAL_MS * 1000 };
-        if (!sigterm || !sigint || !reaper || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0 ||
+        if (!sigterm || !sigint || !sighup || !reaper || evsignal_add(sigterm, NULL) < 0 ||
+            evsignal_add(sigint, NULL) < 0 || evsignal_add(sighup, NULL) < 0 ||
             event_add(reaper, &reap_every) < 0) {
                 log_error("Failed to set up signal handling.");
                 goto finish;
@@ -354,6 +421,10 @@ int main(int argc, char **argv) {
         printf("listening on %s\n", http_server_address(d.server));
         fflush(stdout);
         log_info("Serving %zu target(s) on http://%s/debug/pprof/", d.targets.n, http_server_address(d.server));
+        r = notify_sendf("READY=1\nSTATUS=Serving %zu target(s) on http://%s/debug/pprof/", d.targets.n,
+                         http_server_address(d.server));
+        if (r < 0)
+                log_warning_errno(r, "Failed to tell the service manager that we are ready: %m");
 
         if (event_base_dispatch(d.base) < 0)
                 log_error("The event loop failed.");
@@ -362,16 +433,19 @@ int main(int argc, char **argv) {
 
         event_free(sigterm);
         event_free(sigint);
+        event_free(sighup);
         event_free(reaper);
 finish:
-        /* Let the worker finish what it holds, deliver its results, answer whatever still
-         * waits for a delta timer, and only then close the connections. */
-        d.worker = worker_free(d.worker);
+        /* No new work; let the worker finish what it holds and deliver its results, answer
+         * whatever still waits on a timer, and only then close the connections. */
+        scheduler_stop(d.scheduler);
+        worker_stop(d.worker);
         if (d.base)
                 (void) event_base_loop(d.base, EVLOOP_NONBLOCK);
         service_shutdown(&d.service);
-        d.scheduler = scheduler_free(d.scheduler);
         d.server = http_server_free(d.server);
+        d.scheduler = scheduler_free(d.scheduler);
+        d.worker = worker_free(d.worker);
         if (d.base)
                 event_base_free(d.base);
         targets_done(&d.targets);

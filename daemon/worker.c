@@ -78,16 +78,21 @@ int worker_new(struct event_base *base, Worker **ret) {
         return 0;
 }
 
+void worker_stop(Worker *w) {
+        if (!w || !w->started)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        w->started = false;
+}
+
 Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
-        if (w->started) {
-                pthread_mutex_lock(&w->lock);
-                w->stopping = true;
-                pthread_cond_signal(&w->wake);
-                pthread_mutex_unlock(&w->lock);
-                pthread_join(w->thread, NULL);
-        }
+        worker_stop(w);
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->wake);
         free(w);
@@ -105,6 +110,12 @@ int worker_submit(Worker *w, void (*run)(void *userdata), void (*done)(void *use
                 return -ENOMEM;
         }
         pthread_mutex_lock(&w->lock);
+        if (w->stopping) {
+                pthread_mutex_unlock(&w->lock);
+                event_free(job->done_event);
+                free(job);
+                return -ESHUTDOWN;
+        }
         if (w->tail)
                 w->tail->next = job;
         else

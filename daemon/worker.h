@@ -14,13 +14,15 @@ typedef struct Worker Worker;
 
 /* 0, or negative errno. Needs evthread_use_pthreads() before BASE was created. */
 int worker_new(struct event_base *base, Worker **ret);
-/* Runs the queued jobs to completion and stops the thread. Their DONE callbacks are
- * pending on the loop: run it once more (EVLOOP_NONBLOCK) to deliver them. Accepts NULL,
- * returns NULL. */
+/* Runs the queued jobs to completion and stops the thread; from then on worker_submit()
+ * fails with -ESHUTDOWN. The DONE callbacks are pending on the loop: run it once more
+ * (EVLOOP_NONBLOCK) to deliver them. Accepts NULL. */
+void worker_stop(Worker *w);
+/* Stops (if not yet) and frees. Accepts NULL, returns NULL. */
 Worker *worker_free(Worker *w);
 
 /* Queues RUN(USERDATA) for the worker thread; afterwards DONE(USERDATA) runs on the loop
- * thread (DONE may be NULL). 0, or -ENOMEM. */
+ * thread (DONE may be NULL). 0, -ENOMEM, or -ESHUTDOWN after worker_stop(). */
 int worker_submit(Worker *w, void (*run)(void *userdata), void (*done)(void *userdata), void *userdata);
 
 /* Jobs queued or running. */
