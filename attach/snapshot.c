@@ -253,33 +253,33 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
         sigaddset(&chld, SIGCHLD);
         pthread_sigmask(SIG_BLOCK, &chld, &saved);
 
-        /* The /proc state of every thread first: stopping a thread changes it. */
-        for (size_t i = 0; i < n_tids; i++) {
-                ThreadCapture *t = &s->threads[s->n_threads];
-                *t = (ThreadCapture) { .tid = tids[i] };
-                r = procfs_read_thread(pid, t->tid, &t->info);
-                if (r == -ESRCH)
-                        continue;               /* exited since we listed it */
-                if (r < 0)
-                        t->error = r;
-                else if (t->info.state == 'Z' || t->info.state == 'X')
-                        t->error = -ESRCH;      /* a zombie never stops; nothing to show */
-                s->n_threads++;
-        }
-
-        /* Then stop them one after the other, one step ahead: the next thread is asked to
-         * stop before the current one is copied and released, so its way to the stop
-         * overlaps our work instead of being waited for. At most two threads are held at
-         * once, each for no longer than before. */
+        /* Stop the threads one after the other, one step ahead: the next thread is asked
+         * to stop before the current one is copied and released, so its way to the stop
+         * overlaps our work instead of being polled for. At most two threads are held at
+         * once. Each thread's /proc state is read just before it is asked to stop (the
+         * stop itself would change it), so state and stack describe the same moment. */
         ThreadCapture *held = NULL;
         uint64_t held_t0 = 0;
-        for (size_t i = 0; i <= s->n_threads; i++) {
-                ThreadCapture *t = i < s->n_threads && s->threads[i].error == 0 ? &s->threads[i] : NULL;
+        for (size_t i = 0; i <= n_tids; i++) {
+                ThreadCapture *t = NULL;
                 uint64_t t0 = 0;
-                if (t) {
-                        t->error = stop_thread(t->tid, &t0);
-                        if (t->error < 0)
-                                t = NULL;
+                if (i < n_tids) {
+                        t = &s->threads[s->n_threads];
+                        *t = (ThreadCapture) { .tid = tids[i] };
+                        r = procfs_read_thread(pid, t->tid, &t->info);
+                        if (r == -ESRCH)
+                                t = NULL;               /* exited since we listed it */
+                        else {
+                                s->n_threads++;
+                                if (r < 0)
+                                        t->error = r;
+                                else if (t->info.state == 'Z' || t->info.state == 'X')
+                                        t->error = -ESRCH;      /* a zombie never stops */
+                                else
+                                        t->error = stop_thread(t->tid, &t0);
+                                if (t->error < 0)
+                                        t = NULL;
+                        }
                 }
                 if (held)
                         held->error = capture_stopped(pid, &s->maps, scratch, stack_max, held, held_t0);
