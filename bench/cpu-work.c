@@ -5,9 +5,10 @@
  * Starts its two worker threads, prints `ready PID` and waits for SIGUSR1, so a profiler
  * can attach to every thread first; then both threads do ITERATIONS calls of a 10- to
  * 13-deep call chain ending in a dependent arithmetic loop (stacks worth unwinding), and
- * main prints `elapsed SECONDS cpu SECONDS` (from SIGUSR1 to the last thread done: wall
- * time, CLOCK_MONOTONIC, and the process's user + system time, which includes what the
- * kernel spends taking samples in its threads) and waits to be killed, so a profile running over it ends normally. Built like the test
+ * main prints `elapsed SECONDS cpu SECONDS`: from SIGUSR1 to both threads done, the wall
+ * time (CLOCK_MONOTONIC) and the process's user + system time, which includes what the
+ * kernel spends taking samples in its threads. Then it waits to be killed, its threads
+ * idle but alive, so a profile running over it ends normally. Built like the test
  * targets: -O2 -fomit-frame-pointer -g, stacks unwind from DWARF CFI only. */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +28,7 @@
 static volatile uint64_t sink;
 static volatile int side_effect;
 static long iterations = 48000;
-static pthread_barrier_t start;
+static pthread_barrier_t start, done;
 
 _noinline_ static uint64_t leaf(uint64_t x) {
         for (int i = 0; i < LEAF_ITERATIONS; i++) {
@@ -50,6 +51,10 @@ _noinline_ static void *worker(void *arg) {
         for (long i = 0; i < iterations; i++)
                 x = level(8 + (int) (i & 3), x);
         sink = x;
+        /* Done, but not gone: perf record -p spins on the events of threads that exited. */
+        pthread_barrier_wait(&done);
+        for (;;)
+                pause();
         return NULL;
 }
 
@@ -80,7 +85,8 @@ int main(int argc, char *argv[]) {
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
         if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
-            pthread_barrier_init(&start, NULL, THREADS + 1) != 0)
+            pthread_barrier_init(&start, NULL, THREADS + 1) != 0 ||
+            pthread_barrier_init(&done, NULL, THREADS + 1) != 0)
                 return 1;
         for (int i = 0; i < THREADS; i++) {
                 int r = pthread_create(&threads[i], NULL, worker, (void *) (uintptr_t) (i + 1));
@@ -97,8 +103,7 @@ int main(int argc, char *argv[]) {
 
         double t0 = now(), c0 = cpu_seconds();
         pthread_barrier_wait(&start);
-        for (int i = 0; i < THREADS; i++)
-                pthread_join(threads[i], NULL);
+        pthread_barrier_wait(&done);
         printf("elapsed %.6f cpu %.6f\n", now() - t0, cpu_seconds() - c0);
         fflush(stdout);
         for (;;)

@@ -4,9 +4,10 @@ program (tests/targets/cpu.c), read by `go tool pprof` and by a protobuf decoder
 - the reply: gzipped pprof, attachment "profile", sample types samples/count and
   cpu/nanoseconds, period 1e9/hz, duration_nanos, thread_id and thread_name labels that
   match /proc, and about as many samples as the target's CPU time × hz;
-- what it shows: hot_leaf has ≥ 80 % of the busy threads' samples flat, reached through
-  path_a and path_b 2:1; ≥ 99 % of stacks end at start_thread/clone3 or _start, the rest
-  in a [truncated] frame; the syscall thread's samples carry kernel frames
+- what it shows (at 500 Hz, for enough samples): hot_leaf has ≥ 80 % of the busy threads'
+  samples flat, reached through path_a and path_b 2:1; ≥ 99 % of stacks end at
+  start_thread/clone3 or _start, the rest in a [truncated] frame; the syscall thread's
+  samples carry kernel frames
   ([kernel.kallsyms], entry_SYSCALL_64 or do_syscall_64), first in the stack, above
   syscall_loop, in about the share of its time /proc says it spends in the kernel;
 - a thread created mid-profile is sampled; mode=fp gives a valid profile; concurrent
@@ -46,17 +47,20 @@ KERNEL_START = 0xffff800000000000   # x86-64: the kernel's half of the address s
 # --- helpers ------------------------------------------------------------------------------
 
 def perf_events_allowed(pid):
-    """Whether we may open a cpu-clock sampling event on PID ourselves (the daemon runs as
-    us): perf_event_open(2) through ctypes, PERF_ATTR_SIZE_VER0."""
+    """Whether we may open a cpu-clock sampling event of PID's user time ourselves (the
+    daemon runs as us): perf_event_open(2) through ctypes, PERF_ATTR_SIZE_VER0."""
+    nr = {"x86_64": 298, "aarch64": 241}.get(os.uname().machine)
+    if nr is None:
+        return True
     libc = ctypes.CDLL(None, use_errno=True)
     attr = bytearray(64)
     attr[0:4] = (1).to_bytes(4, "little")           # PERF_TYPE_SOFTWARE
     attr[4:8] = (64).to_bytes(4, "little")          # size
     attr[8:16] = (0).to_bytes(8, "little")          # PERF_COUNT_SW_CPU_CLOCK
     attr[16:24] = (10_000_000).to_bytes(8, "little")  # sample_period
-    attr[40:48] = (1).to_bytes(8, "little")         # flags: disabled
+    attr[40:48] = (1 | 1 << 5 | 1 << 6).to_bytes(8, "little")  # disabled, exclude_kernel, _hv
     buf = (ctypes.c_char * 64).from_buffer(attr)
-    fd = libc.syscall(298, buf, pid, -1, -1, 0)     # __NR_perf_event_open on x86_64
+    fd = libc.syscall(nr, buf, pid, -1, -1, 0)
     if fd < 0:
         log(f"perf_event_open refused to us: {os.strerror(ctypes.get_errno())}")
         return False
@@ -123,7 +127,8 @@ def metrics(daemon):
 
 
 def wait_in_progress(daemon, want, timeout=5.0):
-    """Polls /metrics until cprofd_requests_in_progress is WANT; returns (ok, seconds)."""
+    """Polls /metrics until cprofd_requests_in_progress is WANT; returns (ok, seconds, the
+    last value seen)."""
     t0 = time.monotonic()
     v = None
     while time.monotonic() - t0 < timeout:
@@ -255,13 +260,18 @@ def check_reply_shape(f, hz, seconds, what):
     check(p.mappings and os.path.realpath(ct.env_binary("CPU_TARGET")) == p.mappings[0].filename,
           f"{what}: mapping 1 is the target's executable",
           [m.filename for m in p.mappings][:5])
-    # Every location resolves to a function (symbolized by cprofd), and the mappings it
-    # symbolized say so.
-    unnamed = [hex(l.address) for l in p.locations.values()
-               if not l.lines or any(fn is None or not fn.name for fn, _ in l.lines)]
-    check(len(unnamed) <= len(p.locations) // 50,
-          f"{what}: locations carry function names ({len(unnamed)} of {len(p.locations)} not)",
-          unnamed[:20])
+    # Locations are symbolized by cprofd. (PLT stubs, read@plt and the like, have no
+    # symbol of their own: a sample that lands in one keeps a bare address.)
+    unnamed = {l.id for l in p.locations.values()
+               if not l.lines or any(fn is None or not fn.name for fn, _ in l.lines)}
+    hit = count(s for s in p.samples if unnamed & {l.id for l in s.locations})
+    check(hit <= 0.01 * sum(s.values[0] for s in p.samples),
+          f"{what}: ≤ 1 % of samples have a location without a function name ({hit})",
+          [f"{p.locations[i].address:#x} {p.locations[i].mapping.filename if p.locations[i].mapping else ''}"
+           for i in sorted(unnamed)][:20])
+    if unnamed:
+        log(f"{what}: unnamed locations: " + ", ".join(
+            f"{p.locations[i].address:#x}" for i in sorted(unnamed)[:10]))
 
 
 def check_labels(f, what):
@@ -305,7 +315,55 @@ def check_counts_match_cpu_time(f, hz, what, tolerance=0.2):
               f"{what}: thread {name} ({tid}): {n} samples ≈ its CPU time × hz ({want:.0f})")
 
 
-def check_main_profile(daemon, target, hz=200, seconds=3):
+def check_kernel_frames(f, busy, sysc, what):
+    """Kernel frames come first in a stack, from [kernel.kallsyms]; the syscall thread's
+    samples have them, above syscall_loop, in about the share of its time in the kernel."""
+    p = f.profile
+    nbusy = count(busy)
+    misplaced = []
+    for s in p.samples:
+        kinds = kernel_frames(s)
+        if kinds != sorted(kinds, reverse=True):
+            misplaced.append(s)
+    check(not misplaced, f"{what}: kernel frames only come first in a stack",
+          describe_samples(misplaced))
+    nsys = count(sysc)
+    with_kernel = [s for s in sysc if has_kernel(s)]
+    entry = [s for s in with_kernel
+             if {"entry_SYSCALL_64", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"}
+             & set(s.functions())]
+    under_loop = count(s for s in with_kernel if "syscall_loop" in s.functions())
+    check(nsys > 0 and entry and under_loop == count(with_kernel),
+          f"{what}: the syscaller's kernel stacks run through entry_SYSCALL_64/do_syscall_64 "
+          f"under syscall_loop ({count(entry)} with the entry, {under_loop} of "
+          f"{count(with_kernel)} under syscall_loop, {nsys} samples)", describe_samples(sysc))
+    sys_tid = next((tid for tid, v in f.after.items() if v[0] == "syscaller"), None)
+    cpu, kcpu = f.thread_cpu(sys_tid) if sys_tid else (None, None)
+    if cpu:
+        share = count(with_kernel) / max(nsys, 1)
+        want = kcpu / cpu
+        check(abs(share - want) <= 0.2,
+              f"{what}: {100 * share:.0f} % of the syscaller's samples have kernel frames, "
+              f"/proc says it spent {100 * want:.0f} % of its time in the kernel (± 20)")
+    klocs = [loc for loc in p.locations.values() if loc.address >= KERNEL_START]
+    knames = {fn.name if fn else None for loc in klocs for fn, _ in loc.lines}
+    check(klocs and all(len(loc.lines) == 1 for loc in klocs) and None not in knames,
+          f"{what}: kernel locations are named, one function each ({len(knames)} functions)",
+          sorted(str(k) for k in knames)[:30])
+    kmaps = [m for m in p.mappings if m.filename == KERNEL]
+    outside = [hex(loc.address) for loc in klocs
+               if not (loc.mapping and loc.mapping.filename == KERNEL and
+                       loc.mapping.memory_start <= loc.address < loc.mapping.memory_limit)]
+    check(len(kmaps) == 1 and not outside,
+          f"{what}: kernel locations are in the [kernel.kallsyms] mapping "
+          f"({len(outside)} of {len(klocs)} not; mappings: "
+          f"{[m.filename for m in p.mappings]})", outside[:10])
+    busy_kernel = count(s for s in busy if has_kernel(s))
+    check(busy_kernel <= 0.1 * nbusy,
+          f"{what}: the busy threads are hardly ever in the kernel ({busy_kernel}/{nbusy})")
+
+
+def check_main_profile(daemon, target, hz=500, seconds=3):
     what = f"profile?seconds={seconds}&hz={hz}"
     m0 = metrics(daemon)
     f = fetch(daemon, f"/debug/pprof/profile?seconds={seconds}&hz={hz}", target.pid, what)
@@ -338,7 +396,9 @@ def check_main_profile(daemon, target, hz=200, seconds=3):
     busy = [s for name, v in threads.items() if name and name.startswith("busy-") for s in v]
     sysc = threads.get("syscaller", [])
     nbusy = count(busy)
-    require(nbusy >= 0.25 * seconds * hz, f"{what}: the busy threads have samples ({nbusy})",
+    # How many depends on the CPU time the machine leaves them (checked against /proc
+    # above); the shares below need a few hundred.
+    require(nbusy >= 200, f"{what}: the busy threads have samples ({nbusy})",
             describe_samples(p.samples))
 
     # hot_leaf flat, from our decoding and from pprof with the syscall thread left out.
@@ -389,55 +449,24 @@ def check_main_profile(daemon, target, hz=200, seconds=3):
     check(not silent, f"{what}: no stack ends anywhere else without a [truncated] frame",
           describe_samples(silent))
 
-    # Kernel frames: first in the stack, from [kernel.kallsyms]; the syscall thread's
-    # samples have them, above syscall_loop, in about the share of its time in the kernel.
-    misplaced = []
-    for s in p.samples:
-        kinds = kernel_frames(s)
-        if kinds != sorted(kinds, reverse=True):
-            misplaced.append(s)
-    check(not misplaced, f"{what}: kernel frames only come first in a stack",
-          describe_samples(misplaced))
-    nsys = count(sysc)
-    with_kernel = [s for s in sysc if has_kernel(s)]
-    entry = [s for s in with_kernel
-             if {"entry_SYSCALL_64", "do_syscall_64", "entry_SYSCALL_64_after_hwframe"}
-             & set(s.functions())]
-    under_loop = count(s for s in with_kernel if "syscall_loop" in s.functions())
-    check(nsys > 0 and entry and under_loop == count(with_kernel),
-          f"{what}: the syscaller's kernel stacks run through entry_SYSCALL_64/do_syscall_64 "
-          f"under syscall_loop ({count(entry)} with the entry, {under_loop} of "
-          f"{count(with_kernel)} under syscall_loop, {nsys} samples)", describe_samples(sysc))
-    sys_tid = next((tid for tid, v in f.after.items() if v[0] == "syscaller"), None)
-    cpu, kcpu = f.thread_cpu(sys_tid) if sys_tid else (None, None)
-    if cpu:
-        share = count(with_kernel) / max(nsys, 1)
-        want = kcpu / cpu
-        check(abs(share - want) <= 0.2,
-              f"{what}: {100 * share:.0f} % of the syscaller's samples have kernel frames, "
-              f"/proc says it spent {100 * want:.0f} % of its time in the kernel (± 20)")
-    klocs = [loc for loc in p.locations.values() if loc.address >= KERNEL_START]
-    knames = {fn.name if fn else None for loc in klocs for fn, _ in loc.lines}
-    check(klocs and all(len(loc.lines) == 1 for loc in klocs) and None not in knames,
-          f"{what}: kernel locations are named, one function each ({len(knames)} functions)",
-          sorted(str(k) for k in knames)[:30])
-    kmaps = [m for m in p.mappings if m.filename == KERNEL]
-    outside = [hex(loc.address) for loc in klocs
-               if not (loc.mapping and loc.mapping.filename == KERNEL and
-                       loc.mapping.memory_start <= loc.address < loc.mapping.memory_limit)]
-    check(len(kmaps) == 1 and not outside,
-          f"{what}: kernel locations are in the [kernel.kallsyms] mapping "
-          f"({len(outside)} of {len(klocs)} not; mappings: "
-          f"{[m.filename for m in p.mappings]})", outside[:10])
-    busy_kernel = count(s for s in busy if has_kernel(s))
-    check(busy_kernel <= 0.1 * nbusy,
-          f"{what}: the busy threads are hardly ever in the kernel ({busy_kernel}/{nbusy})")
+    if any("kernel samples and frames not permitted" in c for c in p.comments):
+        log(f"{what}: kernel frames are not permitted here (perf_event_paranoid): their checks "
+            "are skipped")
+    else:
+        check_kernel_frames(f, busy, sysc, what)
 
     # What pprof prints.
     rc, raw = pprof("-raw", path)
     require(rc == 0, "go tool pprof -raw reads it", raw)
-    raw_total = sum(v[0] for v, _, _ in ct.stacks(raw))
+    raw_stacks = ct.stacks(raw)
+    raw_total = sum(v[0] for v, _, _ in raw_stacks)
     check(raw_total == f.total(), f"pprof -raw: {raw_total} samples, as decoded")
+    leaf = [(v[0], names) for v, names, labels in raw_stacks
+            if labels.get("thread_name", "").startswith("busy-") and "hot_leaf" in names]
+    ra = sum(n for n, names in leaf if "path_a" in names)
+    rb = sum(n for n, names in leaf if "path_b" in names)
+    check((ra, rb) == (a, b), f"pprof -raw: hot_leaf's stacks split path_a:path_b = {ra}:{rb}, "
+          "as decoded")
     check("thread_name:[syscaller]" in raw.replace(" ", "") and re.search(r"thread_id:\[\d+", raw),
           "pprof -raw shows the thread_name and thread_id labels", raw[:3000])
     check(re.search(r"^PeriodType: cpu nanoseconds$", raw, re.M) and
@@ -455,7 +484,8 @@ def check_fp_mode(daemon, target):
     log(f"{what}: {len(f.profile.samples)} samples, total {f.total()}")
     check_reply_shape(f, 200, 2, what)
     check_labels(f, what)
-    check(f.total() >= 0.5 * 2 * 200, f"{what}: has samples ({f.total()})")
+    check(f.total() > 0, f"{what}: has samples ({f.total()})")
+    check_counts_match_cpu_time(f, 200, what, tolerance=0.25)
     path = save(f.reply, "cpu-fp.pb.gz")
     rc, raw = pprof("-raw", path)
     check(rc == 0 and sum(v[0] for v, _, _ in ct.stacks(raw)) == f.total(),
@@ -466,33 +496,64 @@ def check_fp_mode(daemon, target):
 
 
 def check_spawned_thread():
-    target = ct.cpu_target(["--spawn-after-ms", "1000"])
-    daemon = ct.Daemon([target.pid])
-    before = {v[0] for v in thread_times(target.pid).values()}
-    check("busy-late" not in before, "busy-late does not exist yet when the profile starts",
-          before)
-    what = "profile?seconds=3&hz=200 of a target that starts busy-late after 1 s"
-    f = fetch(daemon, "/debug/pprof/profile?seconds=3&hz=200", target.pid, what)
-    late = by_thread(f.profile).get("busy-late", [])
-    late_tid = next((tid for tid, v in f.after.items() if v[0] == "busy-late"), None)
-    cpu, _ = f.thread_cpu(late_tid) if late_tid else (0, 0)
-    check(count(late) >= 0.5 * cpu * 200 and count(late) > 0,
-          f"{what}: busy-late is sampled ({count(late)} samples, CPU time × hz "
-          f"{cpu * 200:.0f})", sorted(by_thread(f.profile)))
-    started = thread_start_ns(target.pid, late_tid) if late_tid else None
-    check(started is not None and started > f.profile.time_nanos + 20_000_000,
-          f"{what}: busy-late started inside the profile's window "
-          f"({(started - f.profile.time_nanos) / 1e6 if started else 0:+.0f} ms after its start), "
-          "so it was sampled through the events it inherited")
-    check(late and all(s.num_labels.get("thread_id", (0,))[0] == late_tid for s in late),
-          f"{what}: busy-late's samples carry its thread_id {late_tid}")
-    hot = count(s for s in late if "hot_leaf" in s.functions() and "busy_main" in s.functions())
-    check(hot >= 0.8 * count(late), f"{what}: busy-late's stacks are hot_leaf … busy_main "
-          f"({hot}/{count(late)})", describe_samples(late))
-    check_labels(f, what)
-    ct.check_not_stopped(target.pid, "after the busy-late profile")
-    daemon.stop()
-    target.kill()
+    """A thread created while a profile runs is sampled: through the events it inherits
+    from main, since it did not exist when cprofd opened its events. The target starts it
+    1 s after `ready`. On a machine so slow that cprofd's events only open after that,
+    the case is tried again with cprofd warmed up first (debug info and kernel symbols
+    loaded by a 1 s profile) and the thread started 8 s after `ready`."""
+    for spawn_ms in (1000, 8000):
+        target = ct.cpu_target(["--spawn-after-ms", str(spawn_ms)])
+        ready = time.monotonic()
+        daemon = ct.Daemon([target.pid])
+        if spawn_ms > 1000:
+            r = daemon.get("/debug/pprof/profile?seconds=1&hz=200")
+            require(r.status == 200, "warm-up profile: 200", r.describe())
+        seconds = 3 if spawn_ms == 1000 else int(spawn_ms / 1000 - (time.monotonic() - ready)) + 3
+        what = (f"profile?seconds={seconds}&hz=200 of a target that starts busy-late after "
+                f"{spawn_ms} ms")
+        before = {v[0] for v in thread_times(target.pid).values()}
+        check("busy-late" not in before, f"{what}: busy-late does not exist yet when the "
+              "profile is asked for", before)
+        result = []
+        req = threading.Thread(target=lambda: result.append(Fetched(
+            daemon, f"/debug/pprof/profile?seconds={seconds}&hz=200", target.pid)))
+        req.start()
+        opened = None
+        while req.is_alive() and opened is None:
+            if perf_fds(daemon.proc.pid):
+                opened = time.time_ns()
+            time.sleep(0.005)
+        req.join()
+        f = result[0]
+        late_tid = next((tid for tid, v in f.after.items() if v[0] == "busy-late"), None)
+        started = thread_start_ns(target.pid, late_tid) if late_tid else None
+        if opened and started and started < opened and spawn_ms == 1000:
+            log(f"busy-late started {(opened - started) / 1e6:.0f} ms before cprofd opened its "
+                "events: this machine is slow; again with cprofd warmed up")
+            daemon.stop()
+            target.kill()
+            continue
+        require(f.reply.status == 200 and f.profile is not None, f"{what}: 200 and a profile",
+                f.error or f.reply.describe())
+        check(opened and started and started > opened,
+              f"{what}: busy-late started after cprofd opened its events "
+              f"({(started - opened) / 1e6 if opened and started else 0:+.0f} ms), so it is "
+              "sampled through the events it inherited")
+        late = by_thread(f.profile).get("busy-late", [])
+        cpu, _ = f.thread_cpu(late_tid) if late_tid else (0, 0)
+        check(count(late) > 0 and count(late) >= 0.75 * cpu * 200,
+              f"{what}: busy-late is sampled ({count(late)} samples, its CPU time × hz "
+              f"{cpu * 200:.0f})", sorted(by_thread(f.profile), key=str))
+        check(late and all(s.num_labels.get("thread_id", (0,))[0] == late_tid for s in late),
+              f"{what}: busy-late's samples carry its thread_id {late_tid}")
+        hot = count(s for s in late if "hot_leaf" in s.functions() and "busy_main" in s.functions())
+        check(hot >= 0.8 * count(late), f"{what}: busy-late's stacks are hot_leaf … busy_main "
+              f"({hot}/{count(late)})", describe_samples(late))
+        check_labels(f, what)
+        ct.check_not_stopped(target.pid, f"{what}: after the profile")
+        daemon.stop()
+        target.kill()
+        return
 
 
 def check_concurrent(daemon, target, other):
@@ -559,7 +620,7 @@ def check_bad_params(daemon, target):
             t0 = time.monotonic()
             r = daemon.get(f"{prefix}/debug/pprof/profile?{q}")
             took = time.monotonic() - t0
-            check(r.status == 400 and took < 1, f"{what}: 400 at once ({took * 1000:.0f} ms)",
+            check(r.status == 400 and took < 3, f"{what}: 400 at once ({took * 1000:.0f} ms)",
                   r.describe())
             check(r.header("X-Go-Pprof") == "1" and r.header("Content-Type") == TEXT and
                   r.header("Content-Disposition") is None,
@@ -570,8 +631,7 @@ def check_bad_params(daemon, target):
                 check(r.text == body + "\n", f"{what}: {body!r}", r.describe())
             else:
                 key = q.split("=")[0]
-                check(f'"{key}"' in r.text or key in r.text, f"{what}: the reason names {key}",
-                      r.text)
+                check(key in r.text, f"{what}: the reason names {key}", r.text)
 
 
 def check_lenient_seconds_and_disconnect(daemon, target):
@@ -663,10 +723,22 @@ class NoPerfDaemon(ct.Daemon):
         self.port = int(m.group(1))
 
 
+def run_time_ns(pid):
+    """{tid: (comm, run time in ns from schedstat)} of every thread of PID."""
+    out = {}
+    for tid, (comm, _, _) in thread_times(pid).items():
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = (comm, int(f.read().split()[0]))
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def check_keeps_running(target, what):
-    a = thread_times(target.pid)
-    time.sleep(0.5)
-    b = thread_times(target.pid)
+    a = run_time_ns(target.pid)
+    time.sleep(1)
+    b = run_time_ns(target.pid)
     stuck = [v[0] for tid, v in a.items() if v[0].startswith(("busy-", "syscaller")) and
              tid in b and b[tid][1] <= v[1]]
     check(target.alive() and not stuck, f"{what}: the target runs on, every busy thread "

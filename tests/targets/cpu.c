@@ -48,7 +48,10 @@ static void die(const char *what) {
 /* --- the busy threads */
 
 _noinline_ static uint64_t hot_leaf(uint64_t x) {
-        for (int i = 0; i < HOT_ITERATIONS; i++) {
+        /* 0.5 to 1.5 × HOT_ITERATIONS, so that no sampling period stays in phase with the
+         * a, a, b pattern of calls. */
+        int n = HOT_ITERATIONS / 2 + (int) ((x >> 40) % HOT_ITERATIONS);
+        for (int i = 0; i < n; i++) {
                 x = x * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
                 x ^= x >> 29;
         }
