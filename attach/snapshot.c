@@ -111,31 +111,24 @@ size_t snapshot_reap_stragglers(void) {
         return kept;
 }
 
-/* Seizes and interrupts TID: from here the thread is on its way to a stop. Sets *ret_t0
- * to when the pause began. 0, or negative errno (nothing to undo). */
-static int stop_thread(pid_t tid, uint64_t *ret_t0) {
+/* Stops TID, copies registers and stack into T (using SCRATCH, SCRATCH_SIZE bytes, so no
+ * allocation happens while the thread is held), and lets it go. */
+static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t scratch_size, ThreadCapture *t) {
+        pid_t tid = t->tid;
+        int r;
+
         if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
                 return -errno;          /* ESRCH: gone; EPERM: traced by someone else */
 
-        *ret_t0 = now_monotonic_ns();
+        uint64_t t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
-                int r = -errno;
+                r = -errno;
                 /* Detach needs a stopped tracee; if it fails the thread is dying while
                  * traced by us, and only our waitpid() lets it be reaped. */
                 if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
                         straggler_add(tid);
                 return r;
         }
-        return 0;
-}
-
-/* Waits for the stop stop_thread() asked for, copies registers and stack into T (using
- * SCRATCH, SCRATCH_SIZE bytes, so no allocation happens while the thread is held), and
- * lets it go. T0: when the pause began. */
-static int capture_stopped(pid_t pid, const Maps *maps, uint8_t *scratch, size_t scratch_size, ThreadCapture *t,
-                           uint64_t t0) {
-        pid_t tid = t->tid;
-        int r;
 
         int status = 0;
         r = wait_for_stop(tid, &status);
@@ -253,47 +246,21 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
         sigaddset(&chld, SIGCHLD);
         pthread_sigmask(SIG_BLOCK, &chld, &saved);
 
-        /* Stop the threads one after the other, one step ahead: the next thread is asked
-         * to stop before the current one is copied and released, so its way to the stop
-         * overlaps our work instead of being polled for. At most two threads are held at
-         * once. Each thread's /proc state is read just before it is asked to stop (the
-         * stop itself would change it), so state and stack describe the same moment. */
-        ThreadCapture *held = NULL;
-        uint64_t held_t0 = 0;
-        for (size_t i = 0; i <= n_tids; i++) {
-                ThreadCapture *t = NULL;
-                uint64_t t0 = 0;
-                if (i < n_tids) {
-                        t = &s->threads[s->n_threads];
-                        *t = (ThreadCapture) { .tid = tids[i] };
-                        r = procfs_read_thread(pid, t->tid, &t->info);
-                        if (r == -ESRCH)
-                                t = NULL;               /* exited since we listed it */
-                        else {
-                                s->n_threads++;
-                                if (r < 0)
-                                        t->error = r;
-                                else if (t->info.state == 'Z' || t->info.state == 'X')
-                                        t->error = -ESRCH;      /* a zombie never stops */
-                                else
-                                        t->error = stop_thread(t->tid, &t0);
-                                if (t->error < 0)
-                                        t = NULL;
-                        }
-                }
-                if (held)
-                        held->error = capture_stopped(pid, &s->maps, scratch, stack_max, held, held_t0);
-                held = t;
-                held_t0 = t0;
-        }
-
-        size_t n_eperm = 0, n_missing_stack_map = 0, kept = 0;
-        for (size_t i = 0; i < s->n_threads; i++) {
-                ThreadCapture *t = &s->threads[i];
-                if (t->error == -ESRCH && t->info.state != 'Z' && t->info.state != 'X') {
-                        free(t->stack);         /* vanished while we looked at it */
-                        continue;
-                }
+        size_t n_eperm = 0, n_missing_stack_map = 0;
+        for (size_t i = 0; i < n_tids; i++) {
+                ThreadCapture *t = &s->threads[s->n_threads];
+                *t = (ThreadCapture) { .tid = tids[i] };
+                r = procfs_read_thread(pid, t->tid, &t->info);
+                if (r == -ESRCH)
+                        continue;               /* exited since we listed it */
+                if (r < 0)
+                        t->error = r;
+                else if (t->info.state == 'Z' || t->info.state == 'X')
+                        t->error = -ESRCH;      /* a zombie never stops; nothing to show */
+                else
+                        t->error = capture_thread(pid, &s->maps, scratch, stack_max, t);
+                if (t->error == -ESRCH && t->info.state != 'Z' && t->info.state != 'X')
+                        continue;               /* vanished while we looked at it */
                 if (t->error == -EPERM)
                         n_eperm++;
                 if (t->error == 0) {
@@ -301,9 +268,8 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
                         if (!maps_find(&s->maps, t->regs.rsp))
                                 n_missing_stack_map++;
                 }
-                s->threads[kept++] = *t;
+                s->n_threads++;
         }
-        s->n_threads = kept;
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
         /* Threads created after we read maps run on stacks (and maybe code) we have not
