@@ -2,7 +2,8 @@
  *
  * Nothing here stops or signals the target. Every file is read with one bounded read loop
  * and parsed defensively: the content is written by the kernel, but names inside it (comm,
- * paths) are chosen by the target. */
+ * paths) are chosen by the target. The parsers are separate from the reads and declared in
+ * procfs-internal.h, so that fuzz/fuzz-procfs.c can feed them any text. */
 #include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -13,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "macro.h"
-#include "procfs.h"
+#include "procfs-internal.h"
 
 #define MAPS_READ_MAX (64u * 1024u * 1024u)
 #define CMDLINE_MAX (128u * 1024u)
@@ -169,17 +170,11 @@ void maps_done(Maps *m) {
         *m = (Maps) {};
 }
 
-int procfs_read_maps(pid_t pid, Maps *ret) {
-        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
-        if (dirfd < 0)
-                return dirfd;
-        _cleanup_free_ char *text = NULL;
-        int r = read_file_at(dirfd, "maps", MAPS_READ_MAX, &text, NULL);
-        if (r < 0)
-                return r;
-
+int procfs_parse_maps(char *text, Maps *ret) {
         Maps m = {};
         size_t cap = 0;
+        int r;
+
         for (char *line = text, *next; line && *line; line = next) {
                 next = strchr(line, '\n');
                 if (next)
@@ -220,6 +215,17 @@ int procfs_read_maps(pid_t pid, Maps *ret) {
         }
         *ret = m;
         return 0;
+}
+
+int procfs_read_maps(pid_t pid, Maps *ret) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(dirfd, "maps", MAPS_READ_MAX, &text, NULL);
+        if (r < 0)
+                return r;
+        return procfs_parse_maps(text, ret);
 }
 
 int maps_copy(const Maps *src, Maps *ret) {
@@ -303,7 +309,7 @@ int procfs_list_threads(pid_t pid, pid_t **ret_tids, size_t *ret_n) {
 
 /* Parses /proc/…/stat: "tid (comm) S f4 f5 …". comm may hold spaces and parentheses, so
  * the name ends at the *last* ')'. */
-static int parse_stat(const char *text, ThreadInfo *info) {
+int procfs_parse_stat(const char *text, ThreadInfo *info) {
         const char *open = strchr(text, '(');
         const char *close = strrchr(text, ')');
         if (!open || !close || close < open)
@@ -338,6 +344,22 @@ static int parse_stat(const char *text, ThreadInfo *info) {
         return 0;
 }
 
+int procfs_parse_syscall(const char *text) {
+        const char *p = text;
+        uint64_t nr;
+        if (parse_dec(&p, &nr) && nr < 4096)
+                return (int) nr;
+        return -1;
+}
+
+void procfs_parse_wchan(const char *text, char ret[static 64]) {
+        size_t i = 0;
+        if (strcmp(text, "0") != 0)
+                for (; text[i] && i < 64 - 1; i++)
+                        ret[i] = isgraph((unsigned char) text[i]) ? text[i] : '?';
+        ret[i] = 0;
+}
+
 int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
         char path[96], buf[1024];
         ThreadInfo info = { .syscall = -1 };
@@ -352,27 +374,18 @@ int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
         ssize_t k = read_small_at(AT_FDCWD, path, buf, sizeof buf);
         if (k < 0)
                 return (int) k;
-        if (parse_stat(buf, &info) < 0)
+        if (procfs_parse_stat(buf, &info) < 0)
                 return -EIO;
 
         /* "running", "-1 SP PC" (blocked outside a syscall) or "NR ARG… SP PC". Needs
          * ptrace read access; without it the syscall stays unknown. */
         snprintf(leaf, leaf_size, "syscall");
-        if (info.state != 'R' && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0) {
-                const char *p = buf;
-                uint64_t nr;
-                if (parse_dec(&p, &nr) && nr < 4096)
-                        info.syscall = (int) nr;
-        }
+        if (info.state != 'R' && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0)
+                info.syscall = procfs_parse_syscall(buf);
         /* The wait channel only matters when no syscall explains the wait. */
         snprintf(leaf, leaf_size, "wchan");
-        if (info.state != 'R' && info.syscall < 0 && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0 &&
-            strcmp(buf, "0") != 0) {
-                size_t i = 0;
-                for (; buf[i] && i < sizeof info.wchan - 1; i++)
-                        info.wchan[i] = isgraph((unsigned char) buf[i]) ? buf[i] : '?';
-                info.wchan[i] = 0;
-        }
+        if (info.state != 'R' && info.syscall < 0 && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0)
+                procfs_parse_wchan(buf, info.wchan);
         *ret = info;
         return 0;
 }
@@ -411,6 +424,16 @@ int procfs_read_exe(pid_t pid, char **ret) {
         return 0;
 }
 
+void procfs_parse_comm(const char *text, size_t len, char ret[static THREAD_NAME_MAX]) {
+        if (len > 0 && text[len - 1] == '\n')
+                len--;
+        /* Found by fuzz/fuzz-procfs: THREAD_NAME_MAX bytes without a newline (the most
+         * procfs_read_comm reads) wrote the NUL one byte past RET. Truncate instead. */
+        len = MIN(len, (size_t) THREAD_NAME_MAX - 1);
+        memcpy(ret, text, len);
+        ret[len] = 0;
+}
+
 int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
         _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
         if (dirfd < 0)
@@ -419,9 +442,7 @@ int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
         ssize_t n = read_small_at(dirfd, "comm", buf, sizeof buf);
         if (n < 0)
                 return (int) n;
-        if (n > 0 && buf[n - 1] == '\n')
-                buf[--n] = 0;
-        memcpy(ret, buf, (size_t) n + 1);
+        procfs_parse_comm(buf, (size_t) n, ret);
         return 0;
 }
 
@@ -433,6 +454,10 @@ int procfs_read_tracer(pid_t pid, pid_t *ret) {
         int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
         if (r < 0)
                 return r;
+        return procfs_parse_tracer(text, ret);
+}
+
+int procfs_parse_tracer(const char *text, pid_t *ret) {
         const char *p = strstr(text, "\nTracerPid:");
         if (!p)
                 return -EIO;

@@ -18,7 +18,7 @@ void buf_append(Buf *b, const void *data, size_t len);
 void buf_puts(Buf *b, const char *s);
 void buf_putc(Buf *b, char c);
 void buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
-void buf_vprintf(Buf *b, const char *fmt, va_list ap);
+void buf_vprintf(Buf *b, const char *fmt, va_list ap) _printf_(2, 0);
 void buf_reset(Buf *b);
 /* Releases the memory; the Buf is empty again. */
 void buf_done(Buf *b);

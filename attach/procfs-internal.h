@@ -1,0 +1,36 @@
+/* attach/procfs-internal.h -- the text parsers behind procfs.c, without the reading: text
+ * of a /proc file in, values out. Private to attach/; exposed so that the fuzzers
+ * (fuzz/fuzz-procfs.c) can feed them arbitrary text, since the names inside that text
+ * (comm, mapped paths) are chosen by the target. procfs.c reads each file with a bounded
+ * read and hands the bytes to these functions unchanged. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "procfs.h"
+
+/* The text of /proc/PID/maps, NUL-terminated; the lines are cut in place (TEXT is
+ * modified). Malformed lines and lines out of address order are skipped; at most
+ * MAPS_MAX_ENTRIES entries. 0 with *ret filled, -ESRCH when no line parses (a zombie or
+ * a kernel thread has no maps), or -ENOMEM. */
+int procfs_parse_maps(char *text, Maps *ret);
+
+/* /proc/…/stat, "tid (comm) S f4 f5 …": fills name, state, utime_ticks, stime_ticks and
+ * start_time_ticks of *INFO (nothing else). 0, or -EINVAL (INFO then partly written). */
+int procfs_parse_stat(const char *text, ThreadInfo *info);
+
+/* /proc/…/syscall ("running", "-1 SP PC" or "NR ARG… SP PC"): the syscall number, or -1
+ * when the text names none (or one ≥ 4096). */
+int procfs_parse_syscall(const char *text);
+
+/* /proc/…/wchan: RET gets the symbol with non-graphic bytes replaced by '?', truncated to
+ * fit, or "" for "0" (no wait channel). */
+void procfs_parse_wchan(const char *text, char ret[static 64]);
+
+/* /proc/PID/comm as read: LEN bytes (at most THREAD_NAME_MAX; TEXT[LEN] is NUL), one
+ * trailing newline removed. RET gets a NUL-terminated name. */
+void procfs_parse_comm(const char *text, size_t len, char ret[static THREAD_NAME_MAX]);
+
+/* TracerPid from the text of /proc/PID/status. 0, or -EIO when absent or malformed. */
+int procfs_parse_tracer(const char *text, pid_t *ret);
