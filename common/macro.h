@@ -50,3 +50,14 @@ static inline void closep(int *fd) {
                 if (*p)                                 \
                         (void) func(*p);                \
         }
+
+/* The value of a hexadecimal digit, or -1. */
+static inline int hex_digit_value(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}

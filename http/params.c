@@ -22,16 +22,6 @@ static bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
 
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* %XX-decodes S[0..LEN) (and '+' to a space when PLUS_IS_SPACE, as Go's QueryUnescape).
  * NULL on a malformed escape or a decoded NUL: nothing downstream expects one. */
 static char *percent_decode(const char *s, size_t len, bool plus_is_space) {
@@ -44,8 +34,8 @@ static char *percent_decode(const char *s, size_t len, bool plus_is_space) {
                 char c = s[i];
 
                 if (c == '%') {
-                        int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
-                        int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+                        int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
+                        int lo = i + 2 < len ? hex_digit_value(s[i + 2]) : -1;
 
                         if (hi < 0 || lo < 0) {
                                 free(out);
@@ -319,7 +309,7 @@ int http_parse_debug(const char *value, int *ret) {
 /* ---- /symbol ---- */
 
 static int digit_value(char c) {
-        int v = hex_value(c);
+        int v = hex_digit_value(c);
         return v < 0 ? 99 : v;
 }
 

@@ -101,16 +101,6 @@ static int names_add(Kallsyms *k, const char *name, size_t len, uint32_t *ret) {
         return 0;
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* "ADDR TYPE NAME[\t[MODULE]]". 1 for a text symbol (filled in), 0 for another symbol,
  * negative errno for a line that does not parse (-EBADMSG) or allocation failure. */
 static int parse_line(Kallsyms *k, char *line, KSym *ret, bool *ret_zero) {
@@ -118,7 +108,7 @@ static int parse_line(Kallsyms *k, char *line, KSym *ret, bool *ret_zero) {
         uint64_t addr = 0;
         int digits = 0, v;
 
-        while ((v = hexval(*p)) >= 0) {
+        while ((v = hex_digit_value(*p)) >= 0) {
                 if (++digits > 16)
                         return -EBADMSG;
                 addr = addr << 4 | (uint64_t) v;

@@ -296,13 +296,27 @@ def http_get(port, path, timeout=30):
 
 # --- /proc --------------------------------------------------------------------------------
 
-def task_states(pid):
-    """{tid: state letter} of every thread of PID, from /proc/PID/task/TID/stat."""
-    states = {}
+def thread_stats(pid):
+    """{tid: the fields of /proc/PID/task/TID/stat after "(comm)", and comm} of every
+    thread of PID; threads that exit meanwhile are left out."""
+    out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
-        return states
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split())
+    return out
+
+
+def task_states(pid):
+    """{tid: state letter} of every thread of PID, from /proc/PID/task/TID/stat."""
+    return {tid: fields[0] for tid, (_, fields) in thread_stats(pid).items()}
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
