@@ -222,15 +222,7 @@ static void warm_up(CpuSampler *sp, const Maps *maps) {
 
 static int new_profile(CpuRequest *r, const Maps *maps) {
         CpuSampler *sp = r->sampler;
-        int k = profile_new(NULL, &r->profile);
-        if (k == 0)
-                k = profile_add_sample_type(r->profile, "samples", "count");
-        if (k == 0)
-                k = profile_add_sample_type(r->profile, "cpu", "nanoseconds");
-        if (k == 0)
-                k = profile_set_period(r->profile, "cpu", "nanoseconds", (int64_t) (NSEC_PER_SEC / sp->hz));
-        if (k == 0)
-                k = profile_add_target_mappings(r->profile, maps, sp->target->as, sp->target->exe);
+        int k = sampled_profile_new("cpu", sp->hz, maps, sp->target->as, sp->target->exe, &r->profile);
         /* One mapping for the kernel half of the address space, as perf's [kernel.kallsyms]:
          * pprof then groups kernel frames apart and keeps our names for them. Loadable
          * modules fall in it too; their frames name the module ("[ext4]"). */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "profiles.h"
 
 int profile_add_target_mappings(Profile *p, const Maps *maps, AddressSpace *as, const char *exe) {
@@ -30,6 +31,24 @@ int profile_add_target_mappings(Profile *p, const Maps *maps, AddressSpace *as, 
                         if (r < 0)
                                 return r;
                 }
+        return 0;
+}
+
+int sampled_profile_new(const char *type, unsigned hz, const Maps *maps, AddressSpace *as, const char *exe,
+                        Profile **ret) {
+        _cleanup_(profile_freep) Profile *p = NULL;
+        int r = profile_new(NULL, &p);
+        if (r == 0)
+                r = profile_add_sample_type(p, "samples", "count");
+        if (r == 0)
+                r = profile_add_sample_type(p, type, "nanoseconds");
+        if (r == 0)
+                r = profile_set_period(p, type, "nanoseconds", (int64_t) (NSEC_PER_SEC / hz));
+        if (r == 0)
+                r = profile_add_target_mappings(p, maps, as, exe);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(p);
         return 0;
 }
 

@@ -12,6 +12,12 @@
  * each with its build-id and has_* flags from AS. 0, or negative errno. */
 int profile_add_target_mappings(Profile *p, const Maps *maps, AddressSpace *as, const char *exe);
 
+/* A new profile for samples taken at HZ: sample types samples/count and TYPE/nanoseconds,
+ * period TYPE/nanoseconds of 1e9/HZ (what pprof expects of "cpu" and "wall"), and the
+ * target's mappings. 0, or negative errno. */
+int sampled_profile_new(const char *type, unsigned hz, const Maps *maps, AddressSpace *as, const char *exe,
+                        Profile **ret);
+
 /* The goroutine profile of D: sample type goroutine/count, one sample per thread, merged
  * where stack and thread_name label agree, as Go's goroutine profile groups goroutines.
  * 0, or negative errno. */

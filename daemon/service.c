@@ -80,8 +80,7 @@ static void finish(PendingProfile *p) {
         pending_free(p);
 }
 
-/* Maps a failed thread dump to Go-style error replies. */
-static void reply_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer) {
+void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer) {
         if (r == -ESRCH) {
                 reply_error(reply, 410, "target pid %d has exited", (int) pid);
                 return;
@@ -169,7 +168,7 @@ static void collect(void *userdata) {
         if (r < 0) {
                 if (r != -ESRCH && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);
-                reply_dump_error(&p->reply, p->target->pid, r, tracer);
+                reply_thread_dump_error(&p->reply, p->target->pid, r, tracer);
                 p->answered = true;
                 return;
         }

@@ -22,6 +22,10 @@ typedef struct Service {
         CpuProfiles cpu;
 } Service;
 
+/* Fills REPLY for a failed target_thread_dump() of PID (R, TRACER as it returned them):
+ * 410 when the target exited, 503 naming another tracer, else 503 with the error. */
+void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer);
+
 /* The Backend for http_server_new(); S must outlive the server. */
 void service_backend(Service *s, Backend *ret);
 /* Answers every request still waiting for a timer with 503 (shutting down). Call after

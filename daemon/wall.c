@@ -64,19 +64,6 @@ static void wall_done(WallRequest *w) {
         free(w);
 }
 
-static int wall_profile_new(WallRequest *w, const Maps *maps) {
-        int k = profile_new(NULL, &w->profile);
-        if (k == 0)
-                k = profile_add_sample_type(w->profile, "samples", "count");
-        if (k == 0)
-                k = profile_add_sample_type(w->profile, "wall", "nanoseconds");
-        if (k == 0)
-                k = profile_set_period(w->profile, "wall", "nanoseconds", (int64_t) (NSEC_PER_SEC / w->hz));
-        if (k == 0)
-                k = profile_add_target_mappings(w->profile, maps, w->target->as, w->target->exe);
-        return k;
-}
-
 /* [worker] One snapshot: every thread becomes a sample. */
 static void tick_job(void *userdata) {
         WallRequest *w = userdata;
@@ -92,20 +79,13 @@ static void tick_job(void *userdata) {
                 /* The first snapshot decides whether there is a profile at all; later, a
                  * target that exits simply ends the sampling with what we have. */
                 if (!w->profile) {
-                        if (r == -ESRCH)
-                                reply_error(&w->reply, 410, "target pid %d has exited", (int) w->target->pid);
-                        else if (r == -EPERM && tracer > 0)
-                                reply_error(&w->reply, 503, "pid %d is traced by process %d: cprofd can stop its "
-                                            "threads once that tracer detaches", (int) w->target->pid, (int) tracer);
-                        else
-                                reply_error(&w->reply, 503, "cannot take a snapshot of pid %d: %s",
-                                            (int) w->target->pid, strerror(-r));
+                        reply_thread_dump_error(&w->reply, w->target->pid, r, tracer);
                         w->answered = true;
                 }
                 return;
         }
         if (!w->profile) {
-                r = wall_profile_new(w, &maps);
+                r = sampled_profile_new("wall", w->hz, &maps, w->target->as, w->target->exe, &w->profile);
                 if (r < 0) {
                         reply_error(&w->reply, 500, "cannot build the profile: %s", strerror(-r));
                         w->answered = true;
