@@ -23,6 +23,11 @@ int procfs_parse_stat(const char *text, ThreadInfo *info);
 /* /proc/…/syscall ("running", "-1 SP PC" or "NR ARG… SP PC"): the syscall number, or -1
  * when the text names none (or one ≥ 4096). */
 int procfs_parse_syscall(const char *text);
+/* The same text in full: PLACE->known when it names a syscall with its arguments, sp and
+ * pc (all nine fields well-formed). */
+void procfs_parse_syscall_place(const char *text, SyscallPlace *place);
+/* /proc/…/schedstat, "RUN_NS WAIT_NS TIMESLICES": the first field. 0, or -EINVAL. */
+int procfs_parse_schedstat(const char *text, uint64_t *ret);
 
 /* /proc/…/wchan: RET gets the symbol with non-graphic bytes replaced by '?', truncated to
  * fit, or "" for "0" (no wait channel). */

@@ -352,6 +352,40 @@ int procfs_parse_syscall(const char *text) {
         return -1;
 }
 
+static bool parse_prefixed_hex(const char **p, uint64_t *ret) {
+        return skip_char(p, '0') && skip_char(p, 'x') && parse_hex(p, ret);
+}
+
+void procfs_parse_syscall_place(const char *text, SyscallPlace *place) {
+        SyscallPlace pl = {};
+        const char *p = text;
+        uint64_t nr;
+
+        *place = pl;
+        if (!parse_dec(&p, &nr) || nr >= 4096)
+                return;
+        pl.nr = (int) nr;
+        for (size_t i = 0; i < ARRAY_SIZE(pl.args); i++)
+                if (!skip_char(&p, ' ') || !parse_prefixed_hex(&p, &pl.args[i]))
+                        return;
+        if (!skip_char(&p, ' ') || !parse_prefixed_hex(&p, &pl.sp) || !skip_char(&p, ' ') ||
+            !parse_prefixed_hex(&p, &pl.pc))
+                return;
+        if (*p != 0 && *p != '\n')
+                return;
+        pl.known = true;
+        *place = pl;
+}
+
+int procfs_parse_schedstat(const char *text, uint64_t *ret) {
+        const char *p = text;
+        uint64_t v;
+        if (!parse_dec(&p, &v) || (*p != ' ' && *p != '\n' && *p != 0))
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 void procfs_parse_wchan(const char *text, char ret[static 64]) {
         size_t i = 0;
         if (strcmp(text, "0") != 0)
@@ -360,34 +394,60 @@ void procfs_parse_wchan(const char *text, char ret[static 64]) {
         ret[i] = 0;
 }
 
-int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
+/* "/proc/PID/task/TID/LEAF": full paths rather than a directory fd, as one open per file
+ * is the whole cost, and this runs for every thread of every snapshot. */
+static void thread_file_path(char path[static 96], pid_t pid, pid_t tid, const char *leaf) {
+        snprintf(path, 96, "/proc/%d/task/%d/%s", (int) pid, (int) tid, leaf);
+}
+
+int procfs_read_thread_stat(pid_t pid, pid_t tid, ThreadInfo *ret) {
         char path[96], buf[1024];
-        ThreadInfo info = { .syscall = -1 };
+        ThreadInfo info = { .syscall = -1, .run_ns = RUN_NS_UNKNOWN };
 
-        /* Full paths rather than a directory fd: one open per file is the whole cost, and
-         * this runs for every thread of every snapshot. */
-        int n = snprintf(path, sizeof path, "/proc/%d/task/%d/", (int) pid, (int) tid);
-        char *leaf = path + n;
-        size_t leaf_size = sizeof path - (size_t) n;
-
-        snprintf(leaf, leaf_size, "stat");
+        thread_file_path(path, pid, tid, "stat");
         ssize_t k = read_small_at(AT_FDCWD, path, buf, sizeof buf);
         if (k < 0)
                 return (int) k;
         if (procfs_parse_stat(buf, &info) < 0)
                 return -EIO;
-
-        /* "running", "-1 SP PC" (blocked outside a syscall) or "NR ARG… SP PC". Needs
-         * ptrace read access; without it the syscall stays unknown. */
-        snprintf(leaf, leaf_size, "syscall");
-        if (info.state != 'R' && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0)
-                info.syscall = procfs_parse_syscall(buf);
-        /* The wait channel only matters when no syscall explains the wait. */
-        snprintf(leaf, leaf_size, "wchan");
-        if (info.state != 'R' && info.syscall < 0 && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0)
-                procfs_parse_wchan(buf, info.wchan);
         *ret = info;
         return 0;
+}
+
+void procfs_read_thread_wait(pid_t pid, pid_t tid, ThreadInfo *info) {
+        char path[96], buf[1024];
+
+        if (info->state == 'R')
+                return;
+        /* "running", "-1 SP PC" (blocked outside a syscall) or "NR ARG… SP PC". Needs
+         * ptrace read access; without it the syscall stays unknown. */
+        thread_file_path(path, pid, tid, "syscall");
+        if (read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0) {
+                info->syscall = procfs_parse_syscall(buf);
+                procfs_parse_syscall_place(buf, &info->place);
+        }
+        /* The wait channel only matters when no syscall explains the wait. */
+        thread_file_path(path, pid, tid, "wchan");
+        if (info->syscall < 0 && read_small_at(AT_FDCWD, path, buf, sizeof buf) > 0)
+                procfs_parse_wchan(buf, info->wchan);
+}
+
+int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret) {
+        int r = procfs_read_thread_stat(pid, tid, ret);
+        if (r < 0)
+                return r;
+        procfs_read_thread_wait(pid, tid, ret);
+        return 0;
+}
+
+int procfs_read_thread_run_ns(pid_t pid, pid_t tid, ThreadInfo *info) {
+        char path[96], buf[128];
+
+        thread_file_path(path, pid, tid, "schedstat");
+        ssize_t k = read_small_at(AT_FDCWD, path, buf, sizeof buf);
+        if (k < 0)
+                return (int) k;
+        return procfs_parse_schedstat(buf, &info->run_ns);
 }
 
 int procfs_read_cmdline(pid_t pid, char **ret, size_t *ret_len) {

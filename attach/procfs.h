@@ -41,18 +41,39 @@ const MapEntry *maps_find(const Maps *m, uint64_t addr);
  * *ret_tids is malloc'ed; caller frees. */
 int procfs_list_threads(pid_t pid, pid_t **ret_tids, size_t *ret_n);
 
+/* Where a blocked thread sits, from /proc/…/syscall: the syscall and its six arguments,
+ * and the user sp and pc it entered the kernel with. */
+typedef struct SyscallPlace {
+        bool known;                     /* false: running, not in a syscall, or unreadable */
+        int nr;
+        uint64_t args[6];
+        uint64_t sp, pc;
+} SyscallPlace;
+
+#define RUN_NS_UNKNOWN UINT64_MAX
+
 typedef struct ThreadInfo {
         char name[THREAD_NAME_MAX];     /* comm, NUL-terminated */
         char state;                     /* stat field 3: 'R', 'S', 'D', 'T', 't', 'Z', … */
         int syscall;                    /* syscall number it is blocked in; -1 when running
                                            or unknown */
+        SyscallPlace place;             /* the same syscall with its arguments, sp and pc */
         char wchan[64];                 /* kernel wait channel, "" when none or hidden */
         uint64_t start_time_ticks;      /* stat field 22: identifies the thread across reuse */
         uint64_t utime_ticks, stime_ticks;
+        uint64_t run_ns;                /* CPU time it has ever run, to the nanosecond
+                                           (schedstat); RUN_NS_UNKNOWN unless asked for */
 } ThreadInfo;
 
 /* Reads stat, syscall and wchan of TID. 0, or negative errno (-ESRCH: thread gone). */
 int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret);
+/* The two halves of procfs_read_thread(): stat (name, state, times; everything else
+ * unknown), then syscall and wchan for a thread that stat showed not running. */
+int procfs_read_thread_stat(pid_t pid, pid_t tid, ThreadInfo *ret);
+void procfs_read_thread_wait(pid_t pid, pid_t tid, ThreadInfo *info);
+/* Fills INFO->run_ns from /proc/…/schedstat: the scheduler's exact sum of the thread's
+ * run time, which changes whenever the thread runs at all. 0, or negative errno. */
+int procfs_read_thread_run_ns(pid_t pid, pid_t tid, ThreadInfo *info);
 
 /* The raw NUL-separated command line, trailing NUL removed; at most 128 KiB.
  * *ret is malloc'ed (NUL-terminated for convenience; the length excludes that). */

@@ -193,6 +193,23 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         return 0;
 }
 
+/* Reads what /proc says of T's wait and asks the caller whether a stop would show anything
+ * new: first on the run time alone (which, when it says yes, saves reading the wait), then
+ * with the syscall place. Only a blocked thread or one in job-control stop can be
+ * unchanged: a running one moves under us, and one in another tracer's stop may have had
+ * its registers rewritten without running. The wait of an unchanged thread is left unread
+ * (syscall -1): the caller knows it. */
+static bool ask_unchanged(pid_t pid, const SnapshotOptions *opts, ThreadCapture *t) {
+        char state = t->info.state;
+        bool may_skip = opts && opts->unchanged && (state == 'S' || state == 'D' || state == 'T') &&
+                        procfs_read_thread_run_ns(pid, t->tid, &t->info) == 0;
+
+        if (may_skip && opts->unchanged(opts->userdata, t->tid, &t->info))
+                return true;
+        procfs_read_thread_wait(pid, t->tid, &t->info);
+        return may_skip && t->info.place.known && opts->unchanged(opts->userdata, t->tid, &t->info);
+}
+
 static bool process_gone(pid_t pid) {
         ThreadInfo info;
         int r = procfs_read_thread(pid, pid, &info);
@@ -250,11 +267,15 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
         for (size_t i = 0; i < n_tids; i++) {
                 ThreadCapture *t = &s->threads[s->n_threads];
                 *t = (ThreadCapture) { .tid = tids[i] };
-                r = procfs_read_thread(pid, t->tid, &t->info);
+                r = procfs_read_thread_stat(pid, t->tid, &t->info);
                 if (r == -ESRCH)
                         continue;               /* exited since we listed it */
+                if (r == 0)
+                        t->unchanged = ask_unchanged(pid, opts, t);
                 if (r < 0)
                         t->error = r;
+                else if (t->unchanged)
+                        s->n_unchanged++;
                 else if (t->info.state == 'Z' || t->info.state == 'X')
                         t->error = -ESRCH;      /* a zombie never stops; nothing to show */
                 else
@@ -265,7 +286,7 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
                         n_eperm++;
                 if (t->error == 0) {
                         s->n_captured++;
-                        if (!maps_find(&s->maps, t->regs.rsp))
+                        if (!t->unchanged && !maps_find(&s->maps, t->regs.rsp))
                                 n_missing_stack_map++;
                 }
                 s->n_threads++;

@@ -33,6 +33,9 @@ typedef struct ThreadCapture {
         bool stack_truncated;           /* the copy ends before the end of the stack mapping */
         uint64_t pause_ns;              /* interrupt → detach */
         int reinjected_signal;          /* signal that arrived while held and was passed on */
+        bool unchanged;                 /* not stopped: SnapshotOptions.unchanged said the
+                                           caller holds what a stop would show (error is 0;
+                                           regs and stack are empty) */
 } ThreadCapture;
 
 typedef struct Snapshot {
@@ -42,7 +45,8 @@ typedef struct Snapshot {
         Maps maps;                      /* read before any thread was stopped */
         ThreadCapture *threads;         /* sorted by tid */
         size_t n_threads;
-        size_t n_captured;              /* threads with error == 0 */
+        size_t n_captured;              /* threads with error == 0, unchanged ones included */
+        size_t n_unchanged;
         bool partial;                   /* some threads could not be captured */
         bool exited;                    /* the process exited during the snapshot */
         pid_t tracer;                   /* when nothing could be captured because another
@@ -51,6 +55,12 @@ typedef struct Snapshot {
 
 typedef struct SnapshotOptions {
         size_t stack_max;               /* bytes copied per thread at most; 0 = default */
+        /* Optional. Asked for each thread that /proc shows blocked, before it is stopped:
+         * first with INFO->run_ns filled, then (if that said false) with the syscall place
+         * read as well. True: the thread has not run since the caller last saw it, so a
+         * stop would show the same registers and stack; it is not stopped. */
+        bool (*unchanged)(void *userdata, pid_t tid, const ThreadInfo *info);
+        void *userdata;
 } SnapshotOptions;
 
 /* Captures every thread of PID. Returns 0 with *ret set even when only some threads could

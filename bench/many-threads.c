@@ -1,7 +1,12 @@
 /* bench/many-threads.c -- a process with many blocked threads for snapshot benchmarks.
  *
  * N threads (default 1000) park behind a few distinct call chains (read, cond wait,
- * nanosleep, a busy loop for a handful), like a thread-pool server. Prints "ready PID". */
+ * nanosleep, a busy loop for a handful), like a thread-pool server. Prints "ready PID".
+ *
+ *   many-threads [N [SPINNERS [WAKE_MS]]]
+ *
+ * WAKE_MS > 0 makes every parked thread wake that often instead (a nanosleep loop), like a
+ * busy server whose threads all run between two snapshots. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +33,12 @@ _noinline_ static void block_cond(void) {
                 pthread_cond_wait(&never_signalled, &lock);
 }
 
+static long wake_ms;
+
 _noinline_ static void block_sleep(void) {
         struct timespec ts = { 3600, 0 };
+        if (wake_ms > 0)
+                ts = (struct timespec) { wake_ms / 1000, (wake_ms % 1000) * 1000000 };
         for (;;)
                 nanosleep(&ts, NULL);
 }
@@ -59,7 +68,7 @@ static void *worker(void *arg) {
         pthread_barrier_wait(&started);
         if (i < n_spinners)
                 spin();
-        handle_request((int) (i % 3), (int) (i % 5) + 3);
+        handle_request(wake_ms > 0 ? 2 : (int) (i % 3), (int) (i % 5) + 3);
         return NULL;
 }
 
@@ -67,8 +76,10 @@ int main(int argc, char **argv) {
         long n = argc > 1 ? atol(argv[1]) : 1000;
         if (argc > 2)
                 n_spinners = atol(argv[2]);
+        if (argc > 3)
+                wake_ms = atol(argv[3]);
         if (n < 1 || n > 30000) {
-                fprintf(stderr, "usage: many-threads [N ≤ 30000]\n");
+                fprintf(stderr, "usage: many-threads [N ≤ 30000 [SPINNERS [WAKE_MS]]]\n");
                 return 2;
         }
         if (pipe(never_written) < 0)

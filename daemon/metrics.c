@@ -66,6 +66,9 @@ void metrics_write(Metrics *m, Buf *out) {
                    "# HELP cprofd_threads_captured_total Threads stopped and copied.\n"
                    "# TYPE cprofd_threads_captured_total counter\n"
                    "cprofd_threads_captured_total %llu\n"
+                   "# HELP cprofd_threads_unchanged_total Threads not stopped: they had not run since their last stop.\n"
+                   "# TYPE cprofd_threads_unchanged_total counter\n"
+                   "cprofd_threads_unchanged_total %llu\n"
                    "# HELP cprofd_threads_not_captured_total Threads listed but not captured.\n"
                    "# TYPE cprofd_threads_not_captured_total counter\n"
                    "cprofd_threads_not_captured_total %llu\n"
@@ -83,6 +86,7 @@ void metrics_write(Metrics *m, Buf *out) {
                    "cprofd_symbolizer_locations %llu\n",
                    (unsigned long long) m->snapshots_total, (unsigned long long) m->snapshot_errors_total,
                    (unsigned long long) m->threads_captured_total,
+                   (unsigned long long) m->threads_unchanged_total,
                    (unsigned long long) m->threads_not_captured_total,
                    (unsigned long long) m->cpu_samples_total, (unsigned long long) m->cpu_samples_lost_total,
                    (unsigned long long) m->symbolizer_modules, (unsigned long long) m->symbolizer_locations);

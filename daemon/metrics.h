@@ -22,6 +22,7 @@ typedef struct Metrics {
         uint64_t snapshots_total;
         uint64_t snapshot_errors_total;
         uint64_t threads_captured_total;
+        uint64_t threads_unchanged_total;
         uint64_t threads_not_captured_total;
         Histogram snapshot_duration;
         Histogram thread_pause;

@@ -164,7 +164,8 @@ static void collect(void *userdata) {
                 collect_growth(p);
                 return;
         }
-        int r = target_thread_dump(s->targets, p->target, &dump, p->debug == 0 ? &maps : NULL, &tracer);
+        int r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, &dump, p->debug == 0 ? &maps : NULL,
+                                   &tracer);
         if (r < 0) {
                 if (r != -ESRCH && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);

@@ -21,6 +21,7 @@ Target *target_unref(Target *t) {
         address_space_free(t->as);
         history_free(t->history);
         u64map_done(&t->last_syscall, NULL);
+        thread_cache_done(&t->thread_cache);
         free(t->exe);
         process_handle_close(&t->handle);
         free(t);
@@ -225,12 +226,51 @@ static char *thread_wait_description(const ThreadInfo *info) {
         return NULL;
 }
 
-int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer) {
+/* Unchanged threads were not stopped, so /proc was not asked what they wait in: the
+ * cache knows. */
+static void fill_unchanged_syscalls(const ThreadCache *cache, ThreadCapture *threads, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (threads[i].unchanged && threads[i].info.syscall < 0) {
+                        const ThreadCacheEntry *e = thread_cache_find(cache, threads[i].tid);
+                        if (e)
+                                threads[i].info.syscall = e->syscall;
+                }
+}
+
+/* The stack of thread I of S: unwound from its capture, or the cached one if unchanged. */
+static int thread_stack(Target *target, const ThreadCapture *c, Stack *ret) {
+        if (c->unchanged) {
+                const ThreadCacheEntry *e = thread_cache_find(&target->thread_cache, c->tid);
+                return e ? stack_copy(&e->stack, ret) : -ESTALE;
+        }
+        return address_space_unwind(target->as, c, ret);
+}
+
+static void update_thread_cache(Target *target, const Snapshot *s, const ThreadDump *d) {
+        const Stack **stacks = calloc(MAX(s->n_threads, 1u), sizeof *stacks);
+        if (!stacks) {
+                thread_cache_done(&target->thread_cache);
+                return;
+        }
+        for (size_t i = 0; i < s->n_threads && i < d->n_threads; i++)
+                stacks[i] = d->threads[i].error == 0 ? &d->threads[i].stack : NULL;
+        (void) thread_cache_update(&target->thread_cache, s, stacks);
+        free(stacks);
+}
+
+int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump *ret, Maps *ret_maps,
+                       pid_t *ret_tracer) {
         if (target_check_exited(target))
                 return -ESRCH;
 
+        SnapshotOptions options = t->snapshot_options;
+        target->thread_cache.now_ns = now_monotonic_ns();
+        if (mode == SNAPSHOT_REUSE_UNCHANGED) {
+                options.unchanged = thread_cache_unchanged;
+                options.userdata = &target->thread_cache;
+        }
         Snapshot *s = NULL;
-        int r = snapshot_take(target->pid, &t->snapshot_options, &s);
+        int r = snapshot_take(target->pid, &options, &s);
         if (r < 0) {
                 metrics_lock(t->metrics);
                 t->metrics->snapshot_errors_total++;
@@ -242,7 +282,7 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
         atomic_fetch_add(&target->snapshots, 1);
         atomic_fetch_add(&target->snapshot_ns_total, s->duration_ns);
         for (size_t i = 0; i < s->n_threads; i++)
-                if (s->threads[i].error == 0) {
+                if (s->threads[i].error == 0 && !s->threads[i].unchanged) {
                         atomic_fetch_add(&target->pause_ns_total, s->threads[i].pause_ns);
                         atomic_fetch_add(&target->pauses, 1);
                 }
@@ -250,13 +290,16 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
         t->metrics->snapshots_total++;
         histogram_observe(&t->metrics->snapshot_duration, s->duration_ns);
         for (size_t i = 0; i < s->n_threads; i++)
-                if (s->threads[i].error == 0) {
+                if (s->threads[i].unchanged)
+                        t->metrics->threads_unchanged_total++;
+                else if (s->threads[i].error == 0) {
                         histogram_observe(&t->metrics->thread_pause, s->threads[i].pause_ns);
                         t->metrics->threads_captured_total++;
                 } else
                         t->metrics->threads_not_captured_total++;
         metrics_unlock(t->metrics);
         target->last_threads = (long) s->n_threads;
+        fill_unchanged_syscalls(&target->thread_cache, s->threads, s->n_threads);
         remember_syscalls(target, s->threads, s->n_threads);
 
         if (s->n_captured == 0) {
@@ -295,11 +338,12 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
                 rec->wait = thread_wait_description(&c->info);
                 rec->error = c->error;
                 if (c->error == 0) {
-                        int q = address_space_unwind(target->as, c, &rec->stack);
+                        int q = thread_stack(target, c, &rec->stack);
                         if (q < 0)
                                 rec->error = q;
                 }
         }
+        update_thread_cache(target, s, &d);
         SymbolizerStats st;
         symbolizer_get_stats(t->symbolizer, &st);
         metrics_lock(t->metrics);

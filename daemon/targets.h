@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "snapshot.h"
 #include "symbolizer.h"
+#include "thread-cache.h"
 #include "threads.h"
 
 /* The states /metrics counts threads in: R S D T Z and everything else. */
@@ -38,6 +39,7 @@ typedef struct Target {
         uint64_t exited_ns;             /* [loop] monotonic time we noticed, 0 alive */
         atomic_long last_threads;       /* thread count of the last snapshot, -1 unknown */
         U64Map last_syscall;            /* [worker] tid → syscall nr + 1 at the last snapshot */
+        ThreadCache thread_cache;       /* [worker] stacks of threads that have not run since */
         History *history;               /* [worker] periodic and on-demand snapshots */
         /* What the loop shows of the history (index, metrics), published after each
          * snapshot by the worker. */
@@ -82,9 +84,18 @@ void targets_done(Targets *t);
 /* True when the process has exited (or its pid now names another process). */
 bool target_check_exited(Target *target);
 
+/* How a snapshot treats threads that have not run since they were last stopped. */
+typedef enum SnapshotMode {
+        SNAPSHOT_STOP_ALL,              /* stop every thread: what a user asked to see now */
+        SNAPSHOT_REUSE_UNCHANGED,       /* reuse their stacks (thread-cache.h): periodic and
+                                           wall-clock sampling, which must cost the target
+                                           and the host little */
+} SnapshotMode;
+
 /* [worker] Takes a snapshot of TARGET, unwinds and symbolizes every thread into RET (free
  * with thread_dump_done). When RET_MAPS is given it receives the snapshot's maps (free
  * with maps_done). 0; -ESRCH when the target is gone; -EPERM with *ret_tracer set when
  * another tracer holds it; other negative errno. */
-int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer);
+int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump *ret, Maps *ret_maps,
+                       pid_t *ret_tracer);
 void thread_dump_done(ThreadDump *d);

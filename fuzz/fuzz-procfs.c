@@ -72,6 +72,12 @@ static void fuzz_thread_files(const uint8_t *data, size_t size) {
         const char *name = syscall_name(nr);
         if (name)
                 (void) strlen(name);
+        SyscallPlace place;
+        procfs_parse_syscall_place(text, &place);
+        if (place.known && place.nr != nr)
+                abort();
+        uint64_t run_ns;
+        (void) procfs_parse_schedstat(text, &run_ns);
 
         char *wchan = malloc(64);
         if (!wchan)

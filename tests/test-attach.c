@@ -2,16 +2,23 @@
  * every thread is captured with registers and a stack copy, job-control stops survive,
  * another tracer is reported, and saved captures round-trip (and reject corruption). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
+#include "procfs-internal.h"
 #include "procfs.h"
 #include "snapshot.h"
+#include "thread-cache.h"
+#include "threads-target.h"
 #include "tiny-test.h"
 
 /* Starts the threads test program and waits for its "ready" line. */
@@ -32,6 +39,7 @@ static pid_t start_target(void) {
         if (!fgets(line, sizeof line, f) || strncmp(line, "ready", 5) != 0)
                 TINY_FAIL("target did not get ready: '%s'", line);
         fclose(f);
+        threads_target_wait_parked(pid);
         return pid;
 }
 
@@ -175,9 +183,16 @@ TEST(small_stack_cap_is_recorded_as_truncation) {
 TEST(job_control_stop_is_kept) {
         pid_t pid = start_target();
         kill(pid, SIGSTOP);
-        for (int i = 0; i < 200 && thread_state(pid, pid) != 'T'; i++)
-                usleep(5000);
-        ASSERT_EQ(thread_state(pid, pid), 'T');
+        /* Each thread enters the group stop when it next runs: wait for all of them. */
+        pid_t *tids = NULL;
+        size_t n = 0;
+        ASSERT_EQ(procfs_list_threads(pid, &tids, &n), 0);
+        for (size_t k = 0; k < n; k++) {
+                for (int i = 0; i < 1000 && thread_state(pid, tids[k]) != 'T'; i++)
+                        usleep(5000);
+                ASSERT_EQ(thread_state(pid, tids[k]), 'T');
+        }
+        free(tids);
         Snapshot *s;
         ASSERT_EQ(snapshot_take(pid, NULL, &s), 0);
         ASSERT_EQ(s->n_captured, 11);
@@ -275,6 +290,174 @@ TEST(capture_file_round_trip_and_corruption) {
         }
         free(data);
         snapshot_free(s);
+}
+
+/* One snapshot through the cache, as the daemon's periodic ones go: every thread stopped
+ * gets a one-frame stack at its pc, so the cache has something to hand back. */
+static Snapshot *cached_snapshot(pid_t pid, ThreadCache *cache, uint64_t now_ns) {
+        SnapshotOptions opts = { .unchanged = thread_cache_unchanged, .userdata = cache };
+        Snapshot *s;
+        cache->now_ns = now_ns;
+        if (snapshot_take(pid, &opts, &s) < 0)
+                TINY_FAIL("snapshot_take failed");
+        StackFrame *frames = calloc(s->n_threads, sizeof *frames);
+        Stack *stacks = calloc(s->n_threads, sizeof *stacks);
+        const Stack **ptrs = calloc(s->n_threads, sizeof *ptrs);
+        for (size_t i = 0; i < s->n_threads; i++) {
+                frames[i] = (StackFrame) { .pc = s->threads[i].regs.rip, .exact = true };
+                stacks[i] = (Stack) { .frames = &frames[i], .n = 1 };
+                ptrs[i] = &stacks[i];
+        }
+        ASSERT_EQ(thread_cache_update(cache, s, ptrs), 0);
+        free(ptrs);
+        free(stacks);
+        free(frames);
+        /* A thread we stopped restarts its syscall once it runs again, which on a busy
+         * machine takes a while: until then the next snapshot would see it running. */
+        for (size_t i = 0; i < cache->n; i++)
+                for (int k = 0; k < 2000 && thread_state(pid, cache->entries[i].tid) == 'R'; k++)
+                        usleep(1000);
+        return s;
+}
+
+static size_t count_unchanged(const Snapshot *s) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_threads; i++)
+                n += s->threads[i].unchanged;
+        return n;
+}
+
+TEST(unchanged_threads_are_not_stopped_again) {
+        pid_t pid = start_target();
+        ThreadCache cache = {};
+        uint64_t now = now_monotonic_ns();
+
+        /* First: everything is stopped; the blocked threads enter the cache. */
+        Snapshot *s = cached_snapshot(pid, &cache, now);
+        ASSERT_EQ(s->n_threads, 11);
+        ASSERT_EQ(count_unchanged(s), 0);
+        ASSERT_EQ(cache.n, 10);         /* all but t-spin, which is not in a syscall */
+        const ThreadCapture *sleeper = find_thread(s, "t-sleep");
+        ASSERT_TRUE(sleeper != NULL);
+        ASSERT_EQ(thread_cache_find(&cache, sleeper->tid)->place.nr, SYS_restart_syscall);
+        snapshot_free(s);
+
+        /* Second: /proc shows each blocked thread back at the place its stop found it
+         * (restarted, nanosleep through restart_syscall): reused, and the baseline taken. */
+        s = cached_snapshot(pid, &cache, now + 1);
+        ASSERT_EQ(s->n_unchanged, 10);
+        ASSERT_EQ(s->n_captured, 11);
+        ASSERT_FALSE(s->partial);
+        const ThreadCapture *spinner = find_thread(s, "t-spin");
+        ASSERT_FALSE(spinner->unchanged);
+        ASSERT_GT(spinner->pause_ns, 0);
+        for (size_t i = 0; i < s->n_threads; i++)
+                if (s->threads[i].unchanged) {
+                        ASSERT_EQ(s->threads[i].pause_ns, 0);
+                        ASSERT_EQ(s->threads[i].stack_len, 0);
+                        ASSERT_TRUE(thread_cache_find(&cache, s->threads[i].tid)->run_ns != RUN_NS_UNKNOWN);
+                }
+        snapshot_free(s);
+
+        /* Third: the run time alone says nothing ran. */
+        s = cached_snapshot(pid, &cache, now + 2);
+        ASSERT_EQ(s->n_unchanged, 10);
+        snapshot_free(s);
+
+        /* Entries expire: every thread is stopped again at least that often. */
+        s = cached_snapshot(pid, &cache, now + THREAD_CACHE_REFRESH_NS);
+        ASSERT_EQ(s->n_unchanged, 0);
+        ASSERT_EQ(cache.n, 10);
+        snapshot_free(s);
+
+        thread_cache_done(&cache);
+        stop_target(pid);
+}
+
+static int wake_pipe[2];
+
+static void *read_forever(void *arg) {
+        (void) arg;
+        char c;
+        for (;;)
+                if (read(wake_pipe[0], &c, 1) == 0)
+                        return NULL;
+}
+
+TEST(a_thread_that_ran_is_stopped_again) {
+        ASSERT_EQ(pipe(wake_pipe), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                pthread_t t;
+                close(wake_pipe[1]);
+                if (pthread_create(&t, NULL, read_forever, NULL) != 0)
+                        _exit(1);
+                pthread_join(t, NULL);
+                _exit(0);
+        }
+        close(wake_pipe[0]);
+        /* Wait until both threads of the child block. */
+        pid_t *tids = NULL;
+        size_t n = 0;
+        for (int i = 0; i < 2000; i++) {
+                free(tids);
+                tids = NULL;
+                ASSERT_EQ(procfs_list_threads(pid, &tids, &n), 0);
+                if (n == 2 && thread_state(pid, tids[0]) == 'S' && thread_state(pid, tids[1]) == 'S')
+                        break;
+                usleep(1000);
+        }
+        ASSERT_EQ(n, 2);
+        pid_t reader = tids[1];
+        free(tids);
+
+        ThreadCache cache = {};
+        uint64_t now = now_monotonic_ns();
+        snapshot_free(cached_snapshot(pid, &cache, now));
+        Snapshot *s = cached_snapshot(pid, &cache, now + 1);
+        ASSERT_EQ(s->n_unchanged, 2);
+        snapshot_free(s);
+
+        /* The reader wakes, reads and blocks again at the very same place: its run time
+         * moved, so it is stopped again; the main thread is still reused. */
+        ASSERT_EQ(write(wake_pipe[1], "x", 1), 1);
+        for (int i = 0; i < 2000 && thread_state(pid, reader) != 'S'; i++)
+                usleep(1000);
+        usleep(20 * 1000);
+        s = cached_snapshot(pid, &cache, now + 2);
+        ASSERT_EQ(s->n_threads, 2);
+        ASSERT_EQ(s->n_unchanged, 1);
+        ASSERT_EQ(s->threads[1].tid, reader);
+        ASSERT_FALSE(s->threads[1].unchanged);
+        ASSERT_EQ(s->threads[1].error, 0);
+        snapshot_free(s);
+
+        thread_cache_done(&cache);
+        close(wake_pipe[1]);
+        waitpid(pid, NULL, 0);
+}
+
+TEST(syscall_place_parsing) {
+        SyscallPlace p;
+        procfs_parse_syscall_place("0 0x3 0x7ffd1234 0x1 0x0 0x0 0x0 0x7ffd1000 0x7f0011223344\n", &p);
+        ASSERT_TRUE(p.known);
+        ASSERT_EQ(p.nr, 0);
+        ASSERT_EQ(p.args[0], 3);
+        ASSERT_EQ(p.args[1], 0x7ffd1234);
+        ASSERT_EQ(p.sp, 0x7ffd1000);
+        ASSERT_EQ(p.pc, 0x7f0011223344);
+        procfs_parse_syscall_place("-1 0x7ffd1000 0x7f0011223344\n", &p);
+        ASSERT_FALSE(p.known);
+        procfs_parse_syscall_place("running\n", &p);
+        ASSERT_FALSE(p.known);
+        procfs_parse_syscall_place("0 0x3 0x1 0x1 0x0 0x0 0x0 0x7ffd1000\n", &p);
+        ASSERT_FALSE(p.known);
+        procfs_parse_syscall_place("202 0x1 0x2 0x3 0x4 0x5 0x6 0x7 0x8 junk", &p);
+        ASSERT_FALSE(p.known);
+        uint64_t ns;
+        ASSERT_EQ(procfs_parse_schedstat("123456789 42 7\n", &ns), 0);
+        ASSERT_EQ(ns, 123456789);
+        ASSERT_EQ(procfs_parse_schedstat("x 1 2\n", &ns), -EINVAL);
 }
 
 int main(int argc, char **argv) {

@@ -19,6 +19,7 @@
 #include "procfs.h"
 #include "snapshot.h"
 #include "symbolizer.h"
+#include "threads-target.h"
 #include "tiny-test.h"
 
 #define _test_fn_ __attribute__((noinline, noipa, optimize("omit-frame-pointer")))
@@ -581,6 +582,7 @@ static pid_t spawn_threads_target(void) {
                 TINY_FAIL("threads target did not get ready: %s", line);
         }
         fclose(f);
+        threads_target_wait_parked(pid);
         return pid;
 }
 

@@ -236,6 +236,20 @@ def check_wait_times():
     check(w <= longest, f"t-spin: its wait ({w} s) is no longer than the blocked threads' "
           f"({longest} s)", spin.lines[0])
     log(f"        t-spin: {spin.lines[0]}")
+
+    # Periodic snapshots stop a blocked thread once, then reuse its stack for as long as it
+    # does not run; the growth over those snapshots and our full dumps is nil for them.
+    m = daemon.get("/metrics").text
+    unchanged = ct.metric(m, "cprofd_threads_unchanged_total") or 0
+    stopped = ct.metric(m, "cprofd_threads_captured_total") or 0
+    log(f"        threads stopped {stopped:.0f}, not stopped (unchanged) {unchanged:.0f}")
+    check(unchanged >= len(BLOCKED), f"periodic snapshots did not stop the blocked threads again "
+          f"(cprofd_threads_unchanged_total {unchanged:.0f} ≥ {len(BLOCKED)})", m[:3000])
+    r = daemon.get("/debug/pprof/threadgrowth?debug=1")
+    total, window, d1 = parse_growth_text(r.text) if r.status == 200 else (None, None, None)
+    grown = [g for g in (d1.groups if d1 else []) if "spin_leaf" not in g.functions()]
+    check(d1 and not grown, "reused stacks are the stacks a full stop shows: no blocked thread's "
+          "stack grew across periodic snapshots and dumps", r.text)
     check(daemon.stop() == 0, "cprofd exits 0 on SIGTERM")
 
     # Without periodic snapshots the history holds only our dumps, so which one came
