@@ -23,6 +23,7 @@
 #include "perf.h"
 #include "scheduler.h"
 #include "server.h"
+#include "heap-tracker.h"
 #include "service.h"
 #include "targets.h"
 #include "worker.h"
@@ -66,11 +67,15 @@ static void usage(FILE *f) {
                 "      --max-targets N       live targets followed at most (default %u)\n"
                 "      --stack-max BYTES     stack bytes copied per thread (default %u, max %u)\n"
                 "      --cpu-stack-size BYTES  user stack copied per CPU sample (default %u)\n"
+                "      --heap                track the heap of every target from the start (else\n"
+                "                            from the first heap or allocs request)\n"
+                "      --heap-rate BYTES     mean bytes between heap samples (default %u)\n"
+                "      --heap-agent PATH     the agent library cprofd loads into targets\n"
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
                 "  -h, --help                show this help\n"
                 "  -V, --version             show the version\n",
                 HISTORY_SNAPSHOTS_DEFAULT, TARGETS_MAX_DEFAULT, SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT,
-                PERF_STACK_BYTES_DEFAULT);
+                PERF_STACK_BYTES_DEFAULT, HEAP_RATE_DEFAULT);
 }
 
 /* A strictly decimal number in [min, max]: no sign, no junk, no overflow. */
@@ -120,7 +125,7 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
 
 int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
-               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG };
+               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -131,6 +136,9 @@ int main(int argc, char **argv) {
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
                 { "cpu-stack-size", required_argument, NULL, OPT_CPU_STACK },
+                { "heap", no_argument, NULL, OPT_HEAP },
+                { "heap-rate", required_argument, NULL, OPT_HEAP_RATE },
+                { "heap-agent", required_argument, NULL, OPT_HEAP_AGENT },
                 { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
@@ -146,6 +154,7 @@ int main(int argc, char **argv) {
                               .history_bytes = HISTORY_BYTES_DEFAULT };
         size_t max_targets = TARGETS_MAX_DEFAULT;
         uint32_t cpu_stack_bytes = 0;
+        HeapOptions heap = { .rate = HEAP_RATE_DEFAULT };
         const char *listen = "127.0.0.1:6060";
         SnapshotOptions snapshot_options = {};
         const char *config_path = NULL;
@@ -221,6 +230,25 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         cpu_stack_bytes = (uint32_t) v;
+                        break;
+                case OPT_HEAP:
+                        heap.at_attach = true;
+                        break;
+                case OPT_HEAP_RATE:
+                        if (parse_number(optarg, 1, 1ull << 40, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --heap-rate \"%s\": expected bytes from 1 to "
+                                        "2^40\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        heap.rate = v;
+                        break;
+                case OPT_HEAP_AGENT:
+                        if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
+                                fprintf(stderr, "cprofd: invalid --heap-agent \"%s\": expected the absolute path "
+                                        "of a readable file\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        heap.agent_path = optarg;
                         break;
                 case OPT_MAX_TARGETS:
                         if (parse_number(optarg, 1, 4096, &v) < 0) {
@@ -393,6 +421,9 @@ int main(int argc, char **argv) {
         }
         d.service = (Service) { .base = d.base, .worker = d.worker, .targets = &d.targets, .metrics = &d.metrics };
         d.service.cpu.stack_bytes = cpu_stack_bytes;
+        d.service.heap = heap;
+        if (!d.service.heap.agent_path)
+                d.service.heap.agent_path = heap_agent_default_path();
         Backend backend;
         service_backend(&d.service, &backend);
         r = http_server_new(d.base, listen, &backend, &http_limits, &d.server);
@@ -407,6 +438,11 @@ int main(int argc, char **argv) {
         r = scheduler_new(d.base, d.worker, &d.targets, &schedule, &d.scheduler);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the periodic snapshots: %m");
+                goto finish;
+        }
+        r = heap_service_start(&d.service);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start heap tracking: %m");
                 goto finish;
         }
         struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);
