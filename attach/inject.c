@@ -423,6 +423,6 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0)
                 return r;
-        *ret = (InjectResult) { .start_result = (int64_t) start_result, .tid = b->tid, .pause_ns = pause };
+        *ret = (InjectResult) { .start_result = (int32_t) (uint32_t) start_result, .tid = b->tid, .pause_ns = pause };
         return 0;
 }

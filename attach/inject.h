@@ -19,7 +19,7 @@
 
 typedef struct InjectRequest {
         const char *agent_path;         /* absolute, as the target sees it */
-        const char *start_symbol;       /* exported by the agent */
+        const char *start_symbol;       /* exported by the agent; returns an int */
         uint64_t args[3];               /* passed to it */
 } InjectRequest;
 
