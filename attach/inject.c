@@ -96,6 +96,33 @@ out:
         return r;
 }
 
+int elf_function_file_offset(const char *path, const char *name, uint64_t *ret) {
+        uint64_t value, first_load;
+        int r = elf_dynamic_symbol(path, name, &value, &first_load);
+        if (r < 0)
+                return r;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -EIO;
+        Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        size_t n_phdr;
+        r = -EIO;
+        if (elf && elf_getphdrnum(elf, &n_phdr) == 0)
+                for (size_t i = 0; i < n_phdr; i++) {
+                        GElf_Phdr ph;
+                        if (gelf_getphdr(elf, (int) i, &ph) && ph.p_type == PT_LOAD && value >= ph.p_vaddr &&
+                            value < ph.p_vaddr + ph.p_filesz) {
+                                *ret = value - ph.p_vaddr + ph.p_offset;
+                                r = 0;
+                                break;
+                        }
+                }
+        if (elf)
+                elf_end(elf);
+        close(fd);
+        return r;
+}
+
 /* The mapping of offset 0 of the module whose path satisfies MATCH. */
 static const MapEntry *find_module(const Maps *maps, bool (*match)(const char *path, const void *arg),
                                    const void *arg) {

@@ -29,6 +29,10 @@ typedef struct InjectResult {
         uint64_t pause_ns;              /* how long it was held */
 } InjectResult;
 
+/* The file offset of function NAME (a dynamic symbol) in the ELF file at PATH: where a
+ * uprobe goes. 0, -ENOENT (no such function), -EIO (unreadable, not ELF). */
+int elf_function_file_offset(const char *path, const char *name, uint64_t *ret);
+
 /* 0 with RET filled, or a negative errno with a one-line reason in ERR: -EAGAIN (no
  * thread is blocked where it can be borrowed: retry later), -EPERM (another tracer),
  * -ESRCH (gone), -ENOENT (no dlopen in the target, or the agent is not where it can load

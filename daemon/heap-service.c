@@ -23,7 +23,9 @@ static HeapTracker *tracker(Service *s, Target *target, char *err, size_t errlen
         if (target->heap && !target->heap->gone)
                 return target->heap;
         target->heap = heap_tracker_stop(target->heap);
-        int r = heap_tracker_start(target->pid, s->heap.agent_path, s->heap.rate, &target->heap, err, errlen);
+        int r = s->heap.uprobes ? heap_tracker_start_uprobes(target->pid, s->heap.rate, &target->heap, err, errlen)
+                                : heap_tracker_start(target->pid, s->heap.agent_path, s->heap.rate, &target->heap,
+                                                     err, errlen);
         if (r < 0) {
                 log_warning("Heap tracking of pid %d: %s", (int) target->pid, err);
                 target->heap = NULL;

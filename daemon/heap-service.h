@@ -18,6 +18,7 @@ typedef struct HeapOptions {
         const char *agent_path;
         uint64_t rate;                  /* mean bytes between samples */
         bool at_attach;                 /* --heap: start tracking every target at once */
+        bool uprobes;                   /* --heap-uprobes: no agent, uprobes on every call */
 } HeapOptions;
 
 /* [loop] Starts the periodic drain (and, with at_attach, tracking). 0 or -ENOMEM. */

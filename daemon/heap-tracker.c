@@ -149,6 +149,23 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
         return 0;
 }
 
+int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen) {
+        HeapTracker *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        int r = heap_uprobes_start(pid, rate, &t->uprobes, err, errlen);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        t->pid = pid;
+        t->started_ns = now_realtime_ns();
+        heap_init(&t->heap, rate);
+        log_info("Heap tracking of pid %d started with uprobes", (int) pid);
+        *ret = t;
+        return 0;
+}
+
 /* Leading frames in the agent (the hook, its sampling function) are cprofd's, not the
  * program's. */
 static void drop_agent_frames(Stack *s) {
@@ -215,6 +232,12 @@ void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
         static uint8_t rec[RECORD_MAX];
         if (t->gone)
                 return;
+        if (t->uprobes) {
+                t->samples += heap_uprobes_drain(t->uprobes, as, &t->heap);
+                if (kill(t->pid, 0) < 0)
+                        t->gone = true;
+                return;
+        }
         uint64_t ring_size = t->shm_size - 4096;
         const uint8_t *ring = (const uint8_t *) t->shm + 4096;
         uint64_t head = __atomic_load_n(&t->shm->head, __ATOMIC_ACQUIRE);
@@ -262,6 +285,12 @@ void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
 HeapTracker *heap_tracker_stop(HeapTracker *t) {
         if (!t)
                 return NULL;
+        if (t->uprobes) {
+                heap_uprobes_free(t->uprobes);
+                heap_done(&t->heap);
+                free(t);
+                return NULL;
+        }
         if (!t->gone) {
                 __atomic_store_n(&t->shm->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
                 uint64_t deadline = now_monotonic_ns() + STOP_WAIT_NS;

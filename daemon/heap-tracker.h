@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "agent-protocol.h"
+#include "heap-uprobes.h"
 #include "heap.h"
 #include "symbolizer.h"
 
@@ -16,6 +17,7 @@
 
 typedef struct HeapTracker {
         pid_t pid;
+        HeapUprobes *uprobes;           /* the fallback, when chosen: then no agent */
         AgentHeader *shm;               /* the agent's memfd, mapped; the target can write it */
         size_t shm_size;
         uint64_t tail;                  /* our copy: the shared one is only written */
@@ -32,6 +34,8 @@ typedef struct HeapTracker {
  * (-EAGAIN: no thread can be borrowed right now; retry). */
 int heap_tracker_start(pid_t pid, const char *agent_path, uint64_t rate, HeapTracker **ret, char *err,
                        size_t errlen);
+/* The same through uprobes instead of the agent (heap-uprobes.h). */
+int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen);
 /* Reads every sample the agent has handed over into the heap, unwinding with AS. */
 void heap_tracker_drain(HeapTracker *t, AddressSpace *as);
 /* Tells the agent to put everything back, waits for it (a second at most) and lets go.

@@ -71,6 +71,8 @@ static void usage(FILE *f) {
                 "                            from the first heap or allocs request)\n"
                 "      --heap-rate BYTES     mean bytes between heap samples (default %u)\n"
                 "      --heap-agent PATH     the agent library cprofd loads into targets\n"
+                "      --heap-uprobes        track the heap with uprobes instead of the agent\n"
+                "                            (every call traps: for programs that allocate little)\n"
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
                 "  -h, --help                show this help\n"
                 "  -V, --version             show the version\n",
@@ -125,7 +127,8 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
 
 int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
-               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT };
+               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT,
+               OPT_HEAP_UPROBES };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -139,6 +142,7 @@ int main(int argc, char **argv) {
                 { "heap", no_argument, NULL, OPT_HEAP },
                 { "heap-rate", required_argument, NULL, OPT_HEAP_RATE },
                 { "heap-agent", required_argument, NULL, OPT_HEAP_AGENT },
+                { "heap-uprobes", no_argument, NULL, OPT_HEAP_UPROBES },
                 { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
@@ -241,6 +245,9 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         heap.rate = v;
+                        break;
+                case OPT_HEAP_UPROBES:
+                        heap.uprobes = true;
                         break;
                 case OPT_HEAP_AGENT:
                         if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
