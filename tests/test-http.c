@@ -208,7 +208,7 @@ static void start_with(const Backend *b, unsigned max_pending) {
         fake.n_targets = 1;
         fake.base = event_base_new();
         ASSERT_TRUE(fake.base);
-        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", b, &limits, &fake.server), 0);
+        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, b, &limits, &fake.server), 0);
 }
 
 static void start(void) {
