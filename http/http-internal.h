@@ -57,6 +57,8 @@ struct Conn {
         struct evhttp_connection *evcon;        /* NULL until attached */
         struct event *timer;            /* attaches, then the request deadline */
         Request *req;                   /* the request pending on it, if any */
+        bool over;                      /* over max_connections: closed once attached, not
+                                           counted in n_connections */
         Conn *prev, *next;              /* in server->connections */
 };
 

@@ -659,7 +659,8 @@ static void conn_free(Conn *c) {
                 s->connections = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        s->n_connections--;
+        if (!c->over)
+                s->n_connections--;
         if (c->timer)
                 event_free(c->timer);
         if (!c->evcon && c->bev)
@@ -717,7 +718,6 @@ static void on_conn_deadline(evutil_socket_t fd, short what, void *userdata) {
  * argument is the evhttp_connection. */
 static void on_conn_attach(evutil_socket_t fd, short what, void *userdata) {
         Conn *c = userdata;
-        HttpServer *s = c->server;
         struct bufferevent *bev = c->bev;
         void *evcon = NULL;
 
@@ -732,7 +732,7 @@ static void on_conn_attach(evutil_socket_t fd, short what, void *userdata) {
         evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
         event_free(c->timer);
         c->timer = evtimer_new(bufferevent_get_base(bev), on_conn_deadline, c);
-        if (!c->timer || s->n_connections > s->limits.max_connections) {
+        if (!c->timer || c->over) {
                 conn_close(c);
                 return;
         }
@@ -764,7 +764,10 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *user
         if (s->connections)
                 s->connections->prev = c;
         s->connections = c;
-        s->n_connections++;
+        /* Decided now, in accept order: a burst of connections attaches after it. */
+        c->over = s->n_connections >= s->limits.max_connections;
+        if (!c->over)
+                s->n_connections++;
         event_active(c->timer, EV_TIMEOUT, 0);
         return bev;
 }
