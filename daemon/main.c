@@ -359,7 +359,8 @@ static void reload(Daemon *d) {
                 goto ready;
         }
         rl->d = d;
-        rl->targets = calloc(MAX(d->targets.n, 1u), sizeof *rl->targets);
+        /* Room for the targets now and the pids the file may add. */
+        rl->targets = calloc(d->targets.n + config.n_selectors + 1, sizeof *rl->targets);
         if (!rl->targets) {
                 free(rl);
                 log_error("Failed to reload the configuration, keeping the running one: out of memory");

@@ -188,7 +188,8 @@ void request_cancel_all(HttpServer *s) {
                 request_unlink(req);
                 req->server = NULL;
                 request_unwatch(req);
-                req->evreq = NULL;      /* evhttp_free() frees it */
+                req->conn = NULL;       /* evhttp_free() frees it, and the evhttp_request */
+                req->evreq = NULL;
                 request_cancel(req);
         }
 }
