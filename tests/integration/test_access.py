@@ -330,6 +330,15 @@ def test_slowloris(target):
     d.stop()
 
 
+def wait_until(cond, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def closed_by_server(sock, timeout):
     sock.settimeout(timeout)
     try:
@@ -363,6 +372,16 @@ def test_connection_cap(target):
         time.sleep(0.2)
     check(r is not None and r.status == 200, "served again once they closed",
           r.describe() if r else "no reply")
+
+    def counted():
+        m = ct.metric(request(d.port, "/metrics").text, "cprofd_http_connections")
+        return m == 1           # the one asking
+    check(wait_until(counted), "cprofd_http_connections is back to 1: closed connections are uncounted")
+    idle = [socket.create_connection((ct.HOST, d.port), timeout=10) for _ in range(2)]
+    check(wait_until(lambda: ct.metric(request(d.port, "/metrics").text, "cprofd_http_connections") == 3),
+          "cprofd_http_connections counts open connections")
+    for s in idle:
+        s.close()
     d.stop()
 
 
