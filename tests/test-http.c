@@ -4,7 +4,8 @@
  * Backend answers profiles after a timer and records what it was asked and what was
  * cancelled. Covers every route × bad parameter (status, headers, body), the success
  * headers, the index page, /symbol, concurrency while a profile is pending, client
- * disconnects (FIN, RST, pipelined), the pending limit, and freeing the server with
+ * disconnects (FIN, RST, pipelined), the pending limit, the token, the profile and
+ * connection caps, the request deadline, unix sockets, and freeing the server with
  * requests still pending. Meant to run under ASan+UBSan too. */
 #include <arpa/inet.h>
 #include <errno.h>
