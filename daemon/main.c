@@ -568,11 +568,15 @@ int main(int argc, char **argv) {
                         set->listen = true;
                         break;
                 case OPT_LISTEN_MODE: {
-                        char *end;
-                        errno = 0;
-                        unsigned long m = strtoul(optarg, &end, 8);
-                        if (!*optarg || *end || errno || m > 0777 || strlen(optarg) > 4 || *optarg == '-' ||
-                            *optarg == '+' || *optarg == ' ') {
+                        /* As the file's listen-mode: 1 to 4 octal digits, at most 0777. */
+                        size_t len = strlen(optarg);
+                        unsigned long m = 0;
+                        bool ok = len >= 1 && len <= 4;
+                        for (size_t i = 0; ok && i < len; i++) {
+                                ok = optarg[i] >= '0' && optarg[i] <= '7';
+                                m = m * 8 + (unsigned long) (optarg[i] - '0');
+                        }
+                        if (!ok || m > 0777) {
                                 fprintf(stderr, "cprofd: invalid --listen-mode \"%s\": expected an octal mode like "
                                         "0660\n", optarg);
                                 EXIT_EARLY(2);

@@ -421,8 +421,24 @@ def test_profile_cap(target):
     d.stop()
 
 
+def test_flags(target):
+    for flag, value in (("--max-profiles", "0"), ("--max-requests", "4097"), ("--max-connections", "x"),
+                        ("--max-seconds", "0"), ("--header-timeout", "500ms"), ("--header-timeout", "2h"),
+                        ("--listen-mode", "\t660"), ("--token-file", "relative/token")):
+        rc, err = run_refused(["--pid", str(target.pid), "--listen", f"{ct.HOST}:0", flag, value])
+        check(rc == 2 and f"invalid {flag}" in err, f"{flag} {value!r}: usage error naming the flag",
+              f"{rc}: {err}")
+    p = subprocess.run([ct.env_binary("CPROFD"), "--help"], capture_output=True, timeout=30)
+    text = p.stdout.decode()
+    missing = [f for f in ("--listen-mode", "--token-file", "--allow-remote", "--max-requests", "--max-profiles",
+                           "--max-connections", "--max-seconds", "--header-timeout", "unix:/PATH", "SIGHUP")
+               if f not in text]
+    check(p.returncode == 0 and not missing, "--help names every access and limit flag", missing)
+
+
 def main():
     target = ct.threads_target()
+    test_flags(target)
     test_unix_socket(target)
     test_token(target)
     test_remote(target)
