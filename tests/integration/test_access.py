@@ -65,8 +65,11 @@ class Started:
 
 def run_refused(argv, timeout=30):
     """cprofd that must not start: (exit status, stderr)."""
-    p = subprocess.run([ct.env_binary("CPROFD"), *argv], stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=timeout)
+    try:
+        p = subprocess.run([ct.env_binary("CPROFD"), *argv], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:       # it started: run() killed it
+        return None, f"still running after {timeout} s"
     return p.returncode, p.stderr.decode(errors="replace")
 
 
