@@ -1390,7 +1390,8 @@ TEST(connection_cap_and_request_deadline) {
         }
         int64_t took = now_ms() - t0;
         ASSERT_TRUE(closed);
-        ASSERT_GE(took, 1000);                          /* not before the deadline */
+        /* Not before the deadline (libevent's coarse clock may run a few ms early). */
+        ASSERT_GE(took, 950);
         ASSERT_TRUE(closed_within(b, 3000));            /* an idle one goes too */
         ASSERT_EQ(http_server_connections(fake.server), 0);
         close(a);
