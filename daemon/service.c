@@ -542,8 +542,12 @@ static void backend_metrics(void *userdata, Buf *out) {
                    "cprofd_requests_in_progress %u\n"
                    "# HELP cprofd_worker_backlog Jobs queued or running on the worker thread.\n"
                    "# TYPE cprofd_worker_backlog gauge\n"
-                   "cprofd_worker_backlog %u\n",
-                   s->server ? http_server_pending(s->server) : 0, worker_backlog(s->worker));
+                   "cprofd_worker_backlog %u\n"
+                   "# HELP cprofd_http_connections Client connections open.\n"
+                   "# TYPE cprofd_http_connections gauge\n"
+                   "cprofd_http_connections %u\n",
+                   s->server ? http_server_pending(s->server) : 0, worker_backlog(s->worker),
+                   s->server ? http_server_connections(s->server) : 0);
 }
 
 void service_backend(Service *s, Backend *ret) {

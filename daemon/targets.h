@@ -67,6 +67,7 @@ typedef struct Targets {
         TargetSelector *selectors;      /* what to follow: --pid, --exe, --comm, … */
         size_t n_selectors;
         bool follow;                    /* some selector is not a plain --pid */
+        unsigned generation;            /* [loop] bumped when a reload replaces the selectors */
         HistoryLimits history_limits;
 } Targets;
 
