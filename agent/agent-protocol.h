@@ -20,7 +20,7 @@
 #define AGENT_THREAD_NAME "cprofd-agent"
 
 #define AGENT_RING_SIZE_DEFAULT (8u << 20)
-#define AGENT_STACK_COPY_MAX (32u * 1024u)          /* bytes of stack copied per sample */
+#define AGENT_STACK_COPY_MAX (16u * 1024u)          /* bytes of stack copied per sample */
 
 /* AgentHeader.state, written by the agent. */
 enum {

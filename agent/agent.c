@@ -385,17 +385,14 @@ static void *hook_realloc(void *p, size_t n) {
         return s ? sample_alloc(q, n) : q;
 }
 
+/* reallocarray is realloc once the product is checked; glibc's own reallocarray calls
+ * realloc through its PLT, which is hooked too, so going through real_reallocarray would
+ * count the call twice. */
 static void *hook_reallocarray(void *p, size_t n, size_t size) {
         size_t total;
         if (__builtin_mul_overflow(n, size, &total))
                 return real_reallocarray(p, n, size);   /* fails with ENOMEM, p untouched */
-        if (p && maybe_sampled(p))
-                forget(p);
-        if (total == 0 || likely(!count_down(total)))
-                return real_reallocarray(p, n, size);
-        bool s = crossed(total);
-        void *q = real_reallocarray(p, n, size);
-        return s ? sample_alloc(q, total) : q;
+        return hook_realloc(p, total);
 }
 
 static int hook_posix_memalign(void **ret, size_t align, size_t n) {

@@ -183,10 +183,13 @@ static bool waits(int nr) {
         }
 }
 
+/* The stop interrupted a waiting syscall: it restarts when we let go, or (sigtimedwait,
+ * epoll_wait and the like) returns EINTR, as under any debugger's stop. */
 static bool interrupted_syscall(const struct user_regs_struct *regs) {
         long rv = (long) regs->rax;
-        return (long) regs->orig_rax >= 0 && (rv == -ERESTARTSYS || rv == -ERESTARTNOINTR ||
-                                               rv == -ERESTARTNOHAND || rv == -ERESTART_RESTARTBLOCK);
+        return (long) regs->orig_rax >= 0 && waits((int) regs->orig_rax) &&
+               (rv == -ERESTARTSYS || rv == -ERESTARTNOINTR || rv == -ERESTARTNOHAND ||
+                rv == -ERESTART_RESTARTBLOCK || rv == -EINTR);
 }
 
 typedef struct Borrowed {

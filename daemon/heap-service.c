@@ -116,8 +116,10 @@ void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *rep
         }
         _cleanup_(profile_freep) Profile *p = NULL;
         r = profile_new(NULL, &p);
-        if (r == 0)
+        if (r == 0) {
+                p->time_nanos = (int64_t) now_realtime_ns();    /* a delta's duration comes from it */
                 r = profile_add_target_mappings(p, &maps, target->as, target->exe);
+        }
         if (r == 0)
                 r = heap_add_to_profile(&t->heap, allocs, p);
         /* One comment per line: pprof shows them one by one. */
