@@ -2,7 +2,7 @@
 test programs, read by `go tool pprof` and by a protobuf decoder of our own:
 
 - tests/targets/heap-leak.c (leak_site leaks 1 KiB a millisecond, churn_site allocates and
-  frees 4 KiB 20 times a millisecond), cprofd at --heap-rate 65536:
+  frees 4 KiB 20 times a millisecond), cprofd at --heap-rate 32768:
   - parameters: debug=3 and seconds=x are refused with 400 and Go's messages;
   - debug=1 is Go's heap text: `heap profile: … @ heap/2*RATE`, totals that add up,
     records sorted by in-use bytes, leak_site's frames with file:line at its malloc call,
@@ -40,7 +40,9 @@ from cprofd_test import check, log, require  # noqa: E402
 from cprofd_test import decode_profile, pprof, save  # noqa: E402
 
 TEXT = "text/plain; charset=utf-8"
-RATE = 65536
+# A tenth of Go's default: enough samples (~150 for leak_site over 5 s) for the
+# estimates to stay well within the bounds checked, from a sampling error of ~8 %.
+RATE = 32768
 KIB = 1024
 MIB = 1024 * 1024
 AGENT_THREAD = "cprofd-agent"
@@ -385,7 +387,6 @@ def start_daemon(target, what, args=("--heap-rate", str(RATE))):
         err = open(errs[-1], errors="replace").read() if errs else ""
         require(False, f"{what}: cprofd {' '.join(args)} starts", f"{e}\nstderr:\n{err[-2000:]}")
     log(f"{what}: target {target.pid}, cprofd {daemon.proc.pid} on port {daemon.port}")
-    log(f"{what}: target {target.pid}, cprofd {daemon.proc.pid} on port {daemon.port}")
     return daemon
 
 
@@ -431,7 +432,8 @@ def check_heap_text(target, r, h, what):
               f"{what}: leak_site's blocks are 1 KiB", desc)
     churn = site_records(h, "churn_site")
     if churn and recs:
-        check(sum(x.inuse_bytes for x in churn) < 0.1 * recs[0].inuse_bytes,
+        # Unscaled, as Go's text is, one block caught live would be 4096 bytes.
+        check(sum(x.inuse_bytes for x in churn) < max(0.1 * recs[0].inuse_bytes, 2 * 4096),
               f"{what}: churn_site has next to nothing in use",
               "\n".join("\n".join(x.lines) for x in churn))
 
@@ -467,7 +469,7 @@ def check_leak():
         r, h = fetch_heap_text(daemon, what)
         check_heap_text(target, r, h, f"{what}: heap?debug=1")
 
-        # In-use space over five seconds: ~5.1 MB at leak_site (at 64 KiB, ~80 samples).
+        # In-use space over five seconds: ~5.1 MB at leak_site.
         r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=5", f"{what}: heap?seconds=5")
         check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=5", seconds=5)
         path = save(r, "heap-leak-delta.pb.gz")
@@ -488,7 +490,7 @@ def check_leak():
                      f"{what}: heap?seconds=5: leak_site allocated about what it has in use",
                      arows[:20])
 
-        # Allocated space over three seconds: ~252 MB at churn_site (20000/s × 4 KiB).
+        # Allocated space over three seconds: ~246 MB at churn_site (20000/s × 4 KiB).
         r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
         check_profile_shape(r, p, "allocs", RATE, f"{what}: allocs?seconds=3", seconds=3)
         path = save(r, "heap-leak-allocs.pb.gz")
