@@ -28,6 +28,11 @@
 
 static unsigned char *slots[WINDOW];
 static volatile unsigned sink;
+static volatile sig_atomic_t started;
+
+static void on_usr1(int sig) {
+        started = 1;
+}
 
 static inline uint64_t next_random(uint64_t *x) {
         /* xorshift64*: a few cycles, no calls. */
@@ -77,8 +82,8 @@ static double cpu_seconds(void) {
 int main(int argc, char *argv[]) {
         long n = 20000000;
         uint64_t x = UINT64_C(0x9e3779b97f4a7c15);
-        sigset_t set;
-        int sig;
+        struct sigaction sa = { .sa_handler = on_usr1 };
+        sigset_t set, waiting;
 
         if (argc > 2 || (argc == 2 && (n = strtol(argv[1], NULL, 10)) <= 0)) {
                 fprintf(stderr, "Usage: heap-work [PAIRS]\n");
@@ -86,8 +91,9 @@ int main(int argc, char *argv[]) {
         }
         sigemptyset(&set);
         sigaddset(&set, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        if (sigprocmask(SIG_BLOCK, &set, &waiting) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
                 return 1;
+        sigdelset(&waiting, SIGUSR1);
         for (int i = 0; i < WINDOW; i++)
                 if (!(slots[i] = calloc(1, 16)))
                         return 1;
@@ -95,8 +101,10 @@ int main(int argc, char *argv[]) {
 
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
-        while (sigwait(&set, &sig) != 0)
-                ;
+        /* sigsuspend, not sigwait: interrupted, it restarts, so cprofd can borrow this
+         * thread, the only one, to load its agent (sigwait would return EINTR). */
+        while (!started)
+                sigsuspend(&waiting);
 
         double t0 = now(), c0 = cpu_seconds();
         pairs(n, &x);
