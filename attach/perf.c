@@ -173,6 +173,28 @@ static int online_cpus(int **ret, size_t *ret_n) {
 
 /* ---- events ---- */
 
+/* The uprobe PMU's type, and the config bit that makes a probe a return probe. */
+static int uprobe_pmu(uint32_t *ret_type, unsigned *ret_return_bit) {
+        char buf[64] = "";
+        FILE *f = fopen("/sys/bus/event_source/devices/uprobe/type", "re");
+        unsigned type, bit = 0;
+        if (!f)
+                return -EOPNOTSUPP;
+        bool ok = fgets(buf, sizeof buf, f) && sscanf(buf, "%u", &type) == 1;
+        fclose(f);
+        f = fopen("/sys/bus/event_source/devices/uprobe/format/retprobe", "re");
+        if (f) {
+                if (!fgets(buf, sizeof buf, f) || sscanf(buf, "config:%u", &bit) != 1 || bit > 63)
+                        ok = false;
+                fclose(f);
+        }
+        if (!ok)
+                return -EOPNOTSUPP;
+        *ret_type = type;
+        *ret_return_bit = bit;
+        return 0;
+}
+
 static void attr_init(struct perf_event_attr *a, uint64_t period_ns, uint32_t stack_bytes,
                       bool kernel_callchain) {
         *a = (struct perf_event_attr) {
@@ -448,6 +470,19 @@ static int sampler_setup(pid_t pid, const PerfSamplerOptions *o, const int *cpus
         for (size_t c = 0; c < n_cpus; c++)
                 s->rings[c] = (Ring) { .cpu = cpus[c], .fd = -EBADF, .data_size = per_cpu };
         attr_init(&s->attr, s->period_ns, o->stack_bytes, !o->exclude_kernel_callchain);
+        if (o->probe_path) {
+                uint32_t type;
+                unsigned return_bit;
+                r = uprobe_pmu(&type, &return_bit);
+                if (r < 0)
+                        return r;
+                s->attr.type = type;
+                s->attr.config = o->probe_return ? UINT64_C(1) << return_bit : 0;
+                s->attr.config1 = (uint64_t) (uintptr_t) o->probe_path;  /* read at open only */
+                s->attr.config2 = o->probe_offset;
+                s->attr.sample_period = 1;
+                s->attr.exclude_callchain_kernel = 1;
+        }
 
         /* Open every thread, disabled; then enable them all at once. */
         r = open_new_threads(s, false);

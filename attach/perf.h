@@ -98,6 +98,13 @@ typedef struct PerfSamplerOptions {
         bool exclude_kernel_callchain;  /* no kernel frames (exclude_callchain_kernel = 1);
                                            kernel ticks are still sampled when permitted.
                                            false (the default): kernel frames wanted */
+        /* Set: sample every call of the function at file offset PROBE_OFFSET of
+         * PROBE_PATH (a uprobe; with PROBE_RETURN, its return: a uretprobe) instead of the
+         * CPU clock. frequency_hz is then unused; stack_bytes may be 8 (no stack wanted).
+         * PROBE_PATH must outlive the sampler: threads found later are opened with it. */
+        const char *probe_path;
+        uint64_t probe_offset;
+        bool probe_return;
 } PerfSamplerOptions;
 
 /* One sample. Every pointer points into the ring buffer (or a bounce buffer for a record

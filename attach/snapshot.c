@@ -39,11 +39,10 @@ static pthread_mutex_t stragglers_lock = PTHREAD_MUTEX_INITIALIZER;
 static pid_t stragglers[STRAGGLERS_MAX];
 static size_t n_stragglers;
 
-/* Waits for the stop of a seized thread. Returns 0 and the wait status, -ESRCH when the
- * thread is gone, or -ETIMEDOUT. SIGCHLD is blocked by the caller, so sigtimedwait sleeps
- * until some child changes state; a wake for another child just loops. */
-static int wait_for_stop(pid_t tid, int *ret_status) {
-        uint64_t deadline = now_monotonic_ns() + STOP_TIMEOUT_NS;
+/* SIGCHLD is blocked by the caller, so sigtimedwait sleeps until some child changes state;
+ * a wake for another child just loops. */
+int tracee_wait_stop(pid_t tid, uint64_t timeout_ns, int *ret_status) {
+        uint64_t deadline = now_monotonic_ns() + timeout_ns;
         sigset_t chld;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
@@ -71,7 +70,7 @@ static int wait_for_stop(pid_t tid, int *ret_status) {
                 /* Most threads stop within microseconds: poll briefly before sleeping, as
                  * going idle and being woken costs more than the stop itself (tens of µs
                  * on a VM) and that time counts against the target's pause. */
-                if (now + STOP_TIMEOUT_NS - deadline < STOP_SPIN_NS) {
+                if (now + timeout_ns - deadline < STOP_SPIN_NS) {
                         sched_yield();
                         continue;
                 }
@@ -82,7 +81,7 @@ static int wait_for_stop(pid_t tid, int *ret_status) {
         }
 }
 
-static void straggler_add(pid_t tid) {
+void tracee_add_straggler(pid_t tid) {
         pthread_mutex_lock(&stragglers_lock);
         if (n_stragglers < STRAGGLERS_MAX)
                 stragglers[n_stragglers++] = tid;
@@ -126,14 +125,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 /* Detach needs a stopped tracee; if it fails the thread is dying while
                  * traced by us, and only our waitpid() lets it be reaped. */
                 if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
-                        straggler_add(tid);
+                        tracee_add_straggler(tid);
                 return r;
         }
 
         int status = 0;
-        r = wait_for_stop(tid, &status);
+        r = tracee_wait_stop(tid, STOP_TIMEOUT_NS, &status);
         if (r == -ETIMEDOUT) {
-                straggler_add(tid);
+                tracee_add_straggler(tid);
                 return r;
         }
         if (r < 0)
@@ -174,7 +173,7 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 /* ESRCH: killed while held (exit_group). It is now a zombie we still
                  * trace: reap it, or its parent can never reap the process. */
                 if (errno == ESRCH)
-                        straggler_add(tid);
+                        tracee_add_straggler(tid);
                 else if (r == 0)
                         r = -errno;
         }
@@ -257,7 +256,7 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret) {
         if (!s->threads || !scratch)
                 return -ENOMEM;
 
-        /* wait_for_stop() sleeps on SIGCHLD; keep it pending for us rather than delivered. */
+        /* tracee_wait_stop() sleeps on SIGCHLD; keep it pending for us rather than delivered. */
         sigset_t chld, saved;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);

@@ -70,6 +70,13 @@ int snapshot_take(pid_t pid, const SnapshotOptions *opts, Snapshot **ret);
 /* Accepts NULL, returns NULL. */
 struct Snapshot *snapshot_free(struct Snapshot *s);
 
+/* Waits up to TIMEOUT_NS for a seized thread's next stop, with SIGCHLD blocked by the
+ * caller: 0 and its wait status, -ESRCH when the thread is gone, or -ETIMEDOUT. */
+int tracee_wait_stop(pid_t tid, uint64_t timeout_ns, int *ret_status);
+/* Records a thread that did not stop in time, or died while traced: it is detached or
+ * reaped by snapshot_reap_stragglers(). */
+void tracee_add_straggler(pid_t tid);
+
 /* Detaches threads that did not stop within the wait bound of an earlier snapshot, as soon
  * as they have stopped. Returns how many are still pending. Call it periodically. */
 size_t snapshot_reap_stragglers(void);

@@ -74,6 +74,32 @@ void *u64map_put(U64Map *m, uint64_t key, void *value) {
         return NULL;
 }
 
+void *u64map_remove(U64Map *m, uint64_t key) {
+        if (m->cap == 0)
+                return NULL;
+        size_t mask = m->cap - 1, i = mix64(key) & mask;
+        for (; m->values[i]; i = (i + 1) & mask)
+                if (m->keys[i] == key)
+                        break;
+        void *old = m->values[i];
+        if (!old)
+                return NULL;
+        /* Backward shift: later entries of the probe run move up into the hole unless
+         * their home slot lies cyclically in (hole, their slot]. */
+        for (size_t j = (i + 1) & mask; m->values[j]; j = (j + 1) & mask) {
+                size_t home = mix64(m->keys[j]) & mask;
+                bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+                if (stays)
+                        continue;
+                m->keys[i] = m->keys[j];
+                m->values[i] = m->values[j];
+                i = j;
+        }
+        m->values[i] = NULL;
+        m->n--;
+        return old;
+}
+
 bool u64map_next(const U64Map *m, size_t *iter, uint64_t *ret_key, void **ret_value) {
         for (; *iter < m->cap; (*iter)++)
                 if (m->values[*iter]) {

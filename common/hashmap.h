@@ -18,6 +18,8 @@ typedef struct U64Map {
 void *u64map_get(const U64Map *m, uint64_t key);
 /* Inserts or replaces. Returns the previous value or NULL. Aborts on allocation failure. */
 void *u64map_put(U64Map *m, uint64_t key, void *value);
+/* Removes KEY; returns its value, or NULL when it was not there. */
+void *u64map_remove(U64Map *m, uint64_t key);
 /* Calls FREE_VALUE (may be NULL) on every value, then releases the table. */
 void u64map_done(U64Map *m, void (*free_value)(void *));
 

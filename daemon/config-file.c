@@ -47,6 +47,9 @@ typedef enum Key {
         KEY_ALLOW_REMOTE,
         KEY_MAX_SECONDS,
         KEY_MAX_REQUESTS,
+        KEY_MAX_PROFILES,
+        KEY_MAX_CONNECTIONS,
+        KEY_HEADER_TIMEOUT,
         _KEY_MAX,
 } Key;
 
@@ -66,6 +69,9 @@ static const struct {
         [KEY_ALLOW_REMOTE] = { "allow-remote", offsetof(Config, allow_remote_line) },
         [KEY_MAX_SECONDS] = { "max-seconds", offsetof(Config, max_seconds_line) },
         [KEY_MAX_REQUESTS] = { "max-requests", offsetof(Config, max_requests_line) },
+        [KEY_MAX_PROFILES] = { "max-profiles", offsetof(Config, max_profiles_line) },
+        [KEY_MAX_CONNECTIONS] = { "max-connections", offsetof(Config, max_connections_line) },
+        [KEY_HEADER_TIMEOUT] = { "header-timeout", offsetof(Config, header_timeout_line) },
 };
 
 /* Writes "PATH:LINE: " (or "PATH: ") and the message into the caller's buffer; returns
@@ -353,6 +359,27 @@ static int set_scalar(Parser *p, Key key, const char *value) {
                                     CONFIG_MAX_REQUESTS_MAX);
                 p->cfg.max_requests = (unsigned) v;
                 break;
+        case KEY_MAX_PROFILES:
+                if (parse_number(value, 1, CONFIG_MAX_REQUESTS_MAX, &v) < 0)
+                        return fail(p, -EINVAL, "invalid max-profiles %s: expected 1..%u", quote(q, value),
+                                    CONFIG_MAX_REQUESTS_MAX);
+                p->cfg.max_profiles = (unsigned) v;
+                break;
+        case KEY_MAX_CONNECTIONS:
+                if (parse_number(value, 1, CONFIG_MAX_CONNECTIONS_MAX, &v) < 0)
+                        return fail(p, -EINVAL, "invalid max-connections %s: expected 1..%u", quote(q, value),
+                                    CONFIG_MAX_CONNECTIONS_MAX);
+                p->cfg.max_connections = (unsigned) v;
+                break;
+        case KEY_HEADER_TIMEOUT: {
+                uint64_t ns;
+                if (parse_duration(value, &ns) < 0 || ns < NSEC_PER_SEC ||
+                    ns > (uint64_t) CONFIG_HEADER_TIMEOUT_MAX_SEC * NSEC_PER_SEC || ns % NSEC_PER_SEC != 0)
+                        return fail(p, -EINVAL, "invalid header-timeout %s: expected whole seconds from 1s to 1h, "
+                                    "like 10s", quote(q, value));
+                p->cfg.header_timeout_sec = (unsigned) (ns / NSEC_PER_SEC);
+                break;
+        }
         default:
                 return fail(p, -EINVAL, "unknown key \"%s\"", name);
         }
@@ -499,6 +526,56 @@ int config_load(const char *path, Config *ret, char *err, size_t errlen) {
 fail:
         config_free(&p.cfg);
         return r;
+}
+
+int token_file_read(const char *path, char **ret, char *err, size_t errlen) {
+        Parser p = { .path = path, .err = err, .errlen = errlen };
+        _cleanup_close_ int fd = -EBADF;
+        char buf[CONFIG_TOKEN_FILE_MAX + 1];
+        struct stat st;
+        size_t n = 0;
+
+        if (!path || !ret || (!err && errlen > 0))
+                return -EINVAL;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return fail(&p, -errno, "cannot open the token file: %m");
+        if (fstat(fd, &st) < 0)
+                return fail(&p, -errno, "cannot read the token file: %m");
+        if (!S_ISREG(st.st_mode))
+                return fail(&p, -EINVAL, "the token file is not a regular file");
+        if (st.st_mode & 0077)
+                return fail(&p, -EPERM, "the token file may be read or written by group or others (mode %04o): "
+                            "chmod 600 it", (unsigned) (st.st_mode & 07777));
+        for (;;) {
+                ssize_t k = read(fd, buf + n, sizeof buf - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return fail(&p, -errno, "cannot read the token file: %m");
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+                if (n == sizeof buf)
+                        return fail(&p, -EFBIG, "the token file is too big (more than %u bytes)",
+                                    CONFIG_TOKEN_FILE_MAX);
+        }
+        size_t len = 0;
+        while (len < n && buf[len] != '\n')
+                len++;
+        while (len > 0 && strchr(BLANKS, buf[len - 1]))
+                len--;
+        if (len == 0)
+                return fail(&p, -EINVAL, "the token file holds no token (its first line is empty)");
+        for (size_t i = 0; i < len; i++)
+                if ((unsigned char) buf[i] <= 0x20 || (unsigned char) buf[i] >= 0x7f)
+                        return fail(&p, -EINVAL, "the token holds a blank, a control or a non-ASCII character");
+        char *t = strndup(buf, len);
+        explicit_bzero(buf, sizeof buf);
+        if (!t)
+                return fail(&p, -ENOMEM, "out of memory");
+        *ret = t;
+        return 0;
 }
 
 void config_free(Config *c) {

@@ -32,6 +32,9 @@
  *                          that is not loopback must be asked for
  *   max-seconds            profiles' seconds=N must stay below this, 1 … CONFIG_MAX_SECONDS_MAX
  *   max-requests           requests in progress at once, 1 … CONFIG_MAX_REQUESTS_MAX
+ *   max-profiles           CPU and wall profiles running at once, 1 … CONFIG_MAX_REQUESTS_MAX
+ *   max-connections        client connections open at once, 1 … CONFIG_MAX_CONNECTIONS_MAX
+ *   header-timeout         a request must arrive whole within this duration, 1s … 1h
  *
  * Every other key, and every key but the selectors given twice, is an error. Values are
  * validated here, with the parsers the command line uses, so that an error names its line;
@@ -53,7 +56,9 @@
 #define CONFIG_SELECTORS_MAX 64u                /* as many as the command line takes */
 #define CONFIG_MAX_TARGETS_MAX 4096u            /* as --max-targets */
 #define CONFIG_MAX_SECONDS_MAX 86400u           /* a day: max-seconds */
-#define CONFIG_MAX_REQUESTS_MAX 4096u           /* max-requests */
+#define CONFIG_MAX_REQUESTS_MAX 4096u           /* max-requests, max-profiles */
+#define CONFIG_MAX_CONNECTIONS_MAX 65536u       /* max-connections */
+#define CONFIG_HEADER_TIMEOUT_MAX_SEC 3600u     /* header-timeout */
 
 /* What the file set. Every scalar comes with the line that set it: 0 means the file did
  * not set it (its value is then 0/NULL, not a default), so merging is
@@ -94,6 +99,12 @@ typedef struct Config {
         unsigned max_seconds_line;
         unsigned max_requests;
         unsigned max_requests_line;
+        unsigned max_profiles;
+        unsigned max_profiles_line;
+        unsigned max_connections;
+        unsigned max_connections_line;
+        unsigned header_timeout_sec;    /* whole seconds, 1 … CONFIG_HEADER_TIMEOUT_MAX_SEC */
+        unsigned header_timeout_line;
 } Config;
 
 /* Reads and validates the file PATH into *RET (release with config_free()).
@@ -128,6 +139,14 @@ typedef struct Config {
  * \xNN and anything past 64 bytes cut to "…". The message for the first error found
  * is the one reported. */
 int config_load(const char *path, Config *ret, char *err, size_t errlen);
+
+/* Reads the bearer token from the file PATH: its first line, without the line end and
+ * trailing blanks. The file must be a regular file that neither group nor others may
+ * read or write (it is a password), at most CONFIG_TOKEN_FILE_MAX bytes; the token must
+ * not be empty and holds printable ASCII only, no blank. 0 and *RET (caller frees), or
+ * negative errno and one line in ERR, as config_load(): "PATH: message". */
+#define CONFIG_TOKEN_FILE_MAX 4096u
+int token_file_read(const char *path, char **ret, char *err, size_t errlen);
 
 /* Frees what *C owns and zeroes it. Accepts NULL and a zeroed Config. */
 void config_free(Config *c);

@@ -23,12 +23,34 @@
 #include "perf.h"
 #include "scheduler.h"
 #include "server.h"
+#include "heap-tracker.h"
 #include "service.h"
 #include "targets.h"
 #include "worker.h"
 
 #define TARGETS_MAX 64
 #define STRAGGLER_REAP_INTERVAL_MS 250
+
+/* What the command line and the configuration file decide together. The pointers point
+ * into argv, into Daemon.config, or at Daemon.listen. */
+typedef struct Settings {
+        const char *listen;
+        mode_t listen_mode;
+        const char *token_file;
+        bool allow_remote;
+        Schedule schedule;
+        size_t max_targets;
+        size_t stack_max;               /* 0: the snapshot default */
+        int log_level;
+        HttpLimits limits;
+} Settings;
+
+/* Which settings the command line gave: those win over the file, at start and at every
+ * reload. */
+typedef struct CommandLine {
+        bool listen, listen_mode, token_file, allow_remote, interval, history, max_targets, stack_max,
+             log_level, max_seconds, max_requests, max_profiles, max_connections, header_timeout, selectors;
+} CommandLine;
 
 typedef struct Daemon {
         struct event_base *base;
@@ -39,6 +61,15 @@ typedef struct Daemon {
         Service service;
         HttpServer *server;
         bool reaping;                   /* a straggler reap is queued on the worker */
+
+        const char *config_path;        /* NULL: started without --config */
+        Config config;                  /* the file as last loaded */
+        Settings cli;                   /* the command line, defaults where it said nothing */
+        CommandLine set;
+        Settings settings;              /* in force */
+        char *listen;                   /* the address listened on, for the whole run */
+        bool reloading;                 /* a reload waits for the worker */
+        bool reload_again;              /* SIGHUP came meanwhile */
 } Daemon;
 
 static void usage(FILE *f) {
@@ -58,19 +89,39 @@ static void usage(FILE *f) {
                 "      --unit NAME.service   the processes of a systemd unit\n"
                 "\n"
                 "Options:\n"
-                "  -l, --listen ADDR         HOST:PORT to listen on (default 127.0.0.1:6060;\n"
-                "                            port 0 picks a free port)\n"
+                "  -l, --listen ADDR         HOST:PORT or unix:/PATH to listen on (default\n"
+                "                            127.0.0.1:6060; port 0 picks a free port)\n"
+                "      --listen-mode MODE    permissions of a unix socket, octal (default 0600)\n"
+                "      --token-file FILE     require \"Authorization: Bearer TOKEN\" on every request,\n"
+                "                            TOKEN the first line of FILE (mode 0600 or stricter)\n"
+                "      --allow-remote        listen on an address that is not loopback without a\n"
+                "                            token (refused otherwise)\n"
+                "      --max-requests N      requests in progress at once (default %u)\n"
+                "      --max-profiles N      CPU and wall profiles running at once (default %u)\n"
+                "      --max-connections N   client connections open at once (default %u)\n"
+                "      --max-seconds N       profiles' seconds=N must stay below N (default %u)\n"
+                "      --header-timeout DURATION  a request must arrive whole within this long of its\n"
+                "                            connection opening or the previous reply (default %us)\n"
                 "      --interval DURATION   periodic snapshots (default 10s; 0 turns them off)\n"
                 "      --history N|SIZE      snapshots kept per target: a count (default %u)\n"
                 "                            or a memory budget such as 64M\n"
                 "      --max-targets N       live targets followed at most (default %u)\n"
                 "      --stack-max BYTES     stack bytes copied per thread (default %u, max %u)\n"
                 "      --cpu-stack-size BYTES  user stack copied per CPU sample (default %u)\n"
+                "      --heap                track the heap of every target from the start (else\n"
+                "                            from the first heap or allocs request)\n"
+                "      --heap-rate BYTES     mean bytes between heap samples (default %u)\n"
+                "      --heap-agent PATH     the agent library cprofd loads into targets\n"
+                "      --heap-uprobes        track the heap with uprobes instead of the agent\n"
+                "                            (every call traps: for programs that allocate little)\n"
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
+                "      --config FILE         settings from FILE; the command line wins; SIGHUP\n"
+                "                            reloads it\n"
                 "  -h, --help                show this help\n"
                 "  -V, --version             show the version\n",
-                HISTORY_SNAPSHOTS_DEFAULT, TARGETS_MAX_DEFAULT, SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT,
-                PERF_STACK_BYTES_DEFAULT);
+                HTTP_MAX_PENDING_DEFAULT, HTTP_MAX_PROFILES_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
+                HTTP_MAX_SECONDS_DEFAULT, HTTP_HEADER_TIMEOUT_DEFAULT, HISTORY_SNAPSHOTS_DEFAULT, TARGETS_MAX_DEFAULT,
+                SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT, PERF_STACK_BYTES_DEFAULT, HEAP_RATE_DEFAULT);
 }
 
 /* A strictly decimal number in [min, max]: no sign, no junk, no overflow. */
@@ -93,13 +144,6 @@ static void on_terminate(evutil_socket_t sig, short events, void *userdata) {
         event_base_loopbreak(d->base);
 }
 
-/* Reloading the configuration in place is not supported yet: say so instead of dying
- * (SIGHUP's default action) or pretending. */
-static void on_hangup(evutil_socket_t sig, short events, void *userdata) {
-        log_warning("Received SIGHUP: reloading the configuration is not supported yet; restart cprofd to apply "
-                    "changes. Still serving.");
-}
-
 /* [worker] Only the thread that seized a tracee may detach it. */
 static void reap_stragglers(void *userdata) {
         size_t pending = snapshot_reap_stragglers();
@@ -118,9 +162,285 @@ static void on_reap_timer(evutil_socket_t fd, short events, void *userdata) {
                 d->reaping = true;
 }
 
+/* The command line's settings, then the file's where the command line said nothing. */
+static void settings_merge(const Settings *cli, const CommandLine *set, const Config *c, Settings *ret) {
+        *ret = *cli;
+        if (!c)
+                return;
+        if (!set->listen && c->listen_line)
+                ret->listen = c->listen;
+        if (!set->listen_mode && c->listen_mode_line)
+                ret->listen_mode = c->listen_mode;
+        if (!set->token_file && c->token_file_line)
+                ret->token_file = c->token_file;
+        if (!set->allow_remote && c->allow_remote_line)
+                ret->allow_remote = c->allow_remote;
+        if (!set->interval && c->interval_line)
+                ret->schedule.interval_ns = c->interval_ns;
+        if (!set->history && c->history_snapshots_line)
+                ret->schedule.history_snapshots = c->history_snapshots;
+        if (!set->history && c->history_bytes_line)
+                ret->schedule.history_bytes = c->history_bytes;
+        if (!set->max_targets && c->max_targets_line)
+                ret->max_targets = c->max_targets;
+        if (!set->stack_max && c->stack_max_line)
+                ret->stack_max = c->stack_max;
+        if (!set->log_level && c->log_level_line)
+                ret->log_level = c->log_level;
+        if (!set->max_seconds && c->max_seconds_line)
+                ret->limits.max_seconds = c->max_seconds;
+        if (!set->max_requests && c->max_requests_line)
+                ret->limits.max_pending = c->max_requests;
+        if (!set->max_profiles && c->max_profiles_line)
+                ret->limits.max_profiles = c->max_profiles;
+        if (!set->max_connections && c->max_connections_line)
+                ret->limits.max_connections = c->max_connections;
+        if (!set->header_timeout && c->header_timeout_line)
+                ret->limits.header_timeout_sec = c->header_timeout_sec;
+}
+
+/* Listening beyond this host without a token must be asked for. 0, or -EPERM with a
+ * one-line reason in ERR. An unparsable address passes: binding it reports that. */
+static int check_remote(const Settings *s, bool have_token, char *err, size_t size) {
+        if (have_token || s->allow_remote || http_listen_is_local(s->listen) != 0)
+                return 0;
+        snprintf(err, size, "refusing to listen on %s, which is not a loopback address, without a token: give "
+                 "--token-file FILE (token-file = FILE), or --allow-remote (allow-remote = yes) to serve "
+                 "anyone who can connect", s->listen);
+        return -EPERM;
+}
+
+static bool streq(const char *a, const char *b) {
+        return strcmp(a, b) == 0;
+}
+
+static bool selector_same(const TargetSelector *a, const TargetSelector *b) {
+        return a->kind == b->kind && streq(a->value, b->value);
+}
+
+/* ---- SIGHUP: reload the configuration file ---- */
+
+/* What a reload changes that the worker reads: swapped in on the worker, between jobs. */
+typedef struct Reload {
+        Daemon *d;
+        TargetSelector *selectors;      /* new ones to swap in; NULL: unchanged */
+        size_t n_selectors;
+        HistoryLimits history_limits;
+        SnapshotOptions snapshot_options;
+        Target **targets;               /* referenced: their histories get the new bounds */
+        size_t n_targets;
+} Reload;
+
+static void reload_free(Reload *rl) {
+        for (size_t i = 0; i < rl->n_selectors; i++)
+                selector_done(&rl->selectors[i]);
+        free(rl->selectors);
+        for (size_t i = 0; i < rl->n_targets; i++)
+                target_unref(rl->targets[i]);
+        free(rl->targets);
+        free(rl);
+}
+
+/* [worker] */
+static void reload_job(void *userdata) {
+        Reload *rl = userdata;
+        Targets *t = &rl->d->targets;
+
+        if (rl->selectors) {
+                TargetSelector *old = t->selectors;
+                size_t n_old = t->n_selectors;
+                t->selectors = rl->selectors;
+                t->n_selectors = rl->n_selectors;
+                rl->selectors = old;    /* freed with RL */
+                rl->n_selectors = n_old;
+        }
+        t->history_limits = rl->history_limits;
+        t->snapshot_options = rl->snapshot_options;
+        for (size_t i = 0; i < rl->n_targets; i++)
+                if (rl->targets[i]->history)
+                        history_set_bounds(rl->targets[i]->history, rl->history_limits.max_snapshots,
+                                           rl->history_limits.max_bytes);
+}
+
+static void reload(Daemon *d);
+
+static void reload_done(void *userdata) {
+        Reload *rl = userdata;
+        Daemon *d = rl->d;
+
+        reload_free(rl);
+        d->reloading = false;
+        (void) notify_sendf("READY=1\nSTATUS=Serving %zu target(s) on %s", d->targets.n,
+                            http_server_address(d->server));
+        if (d->reload_again) {
+                d->reload_again = false;
+                reload(d);
+        }
+}
+
+/* [loop] Brings the targets in line with SELECTORS (moved into RL): targets found by a
+ * selector that stays keep their history and are not attached again; those of a
+ * selector that went are dropped; new --pid targets are attached now, other new
+ * selectors at the next discovery. */
+static void reload_targets(Daemon *d, Reload *rl, TargetSelector *selectors, size_t n) {
+        Targets *t = &d->targets;
+        size_t kept = 0;
+
+        for (size_t i = 0; i < t->n; i++) {
+                Target *x = t->items[i];
+                size_t j = 0;
+                while (j < n && !(x->selector < t->n_selectors && selector_same(&t->selectors[x->selector], &selectors[j])))
+                        j++;
+                if (j == n) {
+                        log_info("No longer serving pid %d (%s): its selector is gone from the configuration.",
+                                 (int) x->pid, x->comm);
+                        target_unref(x);
+                        continue;
+                }
+                x->selector = j;
+                t->items[kept++] = x;
+        }
+        t->n = kept;
+        t->generation++;        /* discovery results of the old selectors are dropped */
+        t->follow = false;
+        for (size_t j = 0; j < n; j++) {
+                bool known = false;
+                for (size_t i = 0; i < t->n_selectors && !known; i++)
+                        known = selector_same(&t->selectors[i], &selectors[j]);
+                if (selectors[j].kind != SELECTOR_PID) {
+                        t->follow = true;
+                        if (!known)
+                                log_info("Now following --%s %s.", selector_kind_to_string(selectors[j].kind),
+                                         selectors[j].value);
+                        continue;
+                }
+                if (known)
+                        continue;
+                int r = targets_add(t, selectors[j].pid, 0, j);
+                if (r == 0)
+                        log_info("Now serving pid %d.", (int) selectors[j].pid);
+                else if (r != -EEXIST)
+                        log_warning_errno(r, "Cannot attach to pid %d named in %s: %m", (int) selectors[j].pid,
+                                          d->config_path);
+        }
+        rl->selectors = selectors;
+        rl->n_selectors = n;
+}
+
+static void reload(Daemon *d) {
+        _cleanup_(config_free) Config config = {};
+        _cleanup_free_ char *token = NULL;
+        char err[1024];
+        Settings s;
+        int r;
+
+        (void) notify_send("RELOADING=1");
+        log_info("Reloading %s.", d->config_path);
+        r = config_load(d->config_path, &config, err, sizeof err);
+        if (r < 0) {
+                log_error("Failed to reload the configuration, keeping the running one: %s", err);
+                goto ready;
+        }
+        settings_merge(&d->cli, &d->set, &config, &s);
+        if (s.token_file) {
+                r = token_file_read(s.token_file, &token, err, sizeof err);
+                if (r < 0) {
+                        log_error("Failed to reload the configuration, keeping the running one: %s", err);
+                        goto ready;
+                }
+        }
+        if (!streq(s.listen, d->settings.listen) || s.listen_mode != d->settings.listen_mode)
+                log_warning("The listening address or socket mode changed in %s: that takes a restart of cprofd; "
+                            "still listening on %s.", d->config_path, http_server_address(d->server));
+        s.listen = d->settings.listen;
+        s.listen_mode = d->settings.listen_mode;
+        r = check_remote(&s, token, err, sizeof err);
+        if (r < 0) {
+                log_error("Failed to reload the configuration, keeping the running one: %s", err);
+                goto ready;
+        }
+
+        Reload *rl = calloc(1, sizeof *rl);
+        if (!rl) {
+                log_error("Failed to reload the configuration, keeping the running one: out of memory");
+                goto ready;
+        }
+        rl->d = d;
+        /* Room for the targets now and the pids the file may add. */
+        rl->targets = calloc(d->targets.n + config.n_selectors + 1, sizeof *rl->targets);
+        if (!rl->targets) {
+                free(rl);
+                log_error("Failed to reload the configuration, keeping the running one: out of memory");
+                goto ready;
+        }
+        r = http_server_set_token(d->server, token);
+        if (r < 0) {
+                free(rl->targets);
+                free(rl);
+                log_error_errno(r, "Failed to reload the configuration, keeping the running one: the token: %m");
+                goto ready;
+        }
+
+        /* From here on, nothing fails: the new configuration is the one in force. */
+        log_set_max_level(s.log_level);
+        http_server_set_limits(d->server, &s.limits);
+        d->targets.max = s.max_targets;
+        if (!d->set.selectors) {
+                TargetSelector *selectors = config.selectors;
+                size_t n = config.n_selectors;
+                config.selectors = NULL;
+                config.n_selectors = 0;
+                reload_targets(d, rl, selectors, n);
+        }
+        rl->history_limits = d->targets.history_limits;
+        rl->history_limits.max_snapshots = s.schedule.history_snapshots;
+        rl->history_limits.max_bytes = (size_t) s.schedule.history_bytes;
+        rl->snapshot_options = d->targets.snapshot_options;
+        rl->snapshot_options.stack_max = s.stack_max;
+        for (size_t i = 0; i < d->targets.n; i++)
+                rl->targets[rl->n_targets++] = target_ref(d->targets.items[i]);
+        r = scheduler_set_schedule(d->scheduler, &s.schedule);
+        if (r < 0)
+                log_warning_errno(r, "Failed to change the snapshot interval: %m");
+        config_free(&d->config);
+        d->config = config;
+        config = (Config) {};
+        s.token_file = NULL;            /* read already; it pointed into the old file */
+        d->settings = s;
+        log_info("Reloaded %s: %zu target(s), %s.", d->config_path, d->targets.n,
+                 token ? "a token is required" : "no token required");
+
+        if (worker_submit(d->worker, reload_job, reload_done, rl) < 0) {
+                reload_free(rl);
+                goto ready;
+        }
+        d->reloading = true;
+        return;
+
+ready:
+        (void) notify_sendf("READY=1\nSTATUS=Serving %zu target(s) on %s", d->targets.n,
+                            http_server_address(d->server));
+}
+
+static void on_hangup(evutil_socket_t sig, short events, void *userdata) {
+        Daemon *d = userdata;
+
+        if (!d->config_path) {
+                log_warning("Received SIGHUP, but cprofd was started without --config: nothing to reload.");
+                return;
+        }
+        if (d->reloading) {
+                d->reload_again = true;
+                return;
+        }
+        reload(d);
+}
+
 int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
-               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG };
+               OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_LISTEN_MODE, OPT_TOKEN_FILE,
+               OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
+               OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -131,8 +451,20 @@ int main(int argc, char **argv) {
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
                 { "cpu-stack-size", required_argument, NULL, OPT_CPU_STACK },
+                { "heap", no_argument, NULL, OPT_HEAP },
+                { "heap-rate", required_argument, NULL, OPT_HEAP_RATE },
+                { "heap-agent", required_argument, NULL, OPT_HEAP_AGENT },
+                { "heap-uprobes", no_argument, NULL, OPT_HEAP_UPROBES },
                 { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
+                { "listen-mode", required_argument, NULL, OPT_LISTEN_MODE },
+                { "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+                { "allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE },
+                { "max-requests", required_argument, NULL, OPT_MAX_REQUESTS },
+                { "max-profiles", required_argument, NULL, OPT_MAX_PROFILES },
+                { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+                { "max-seconds", required_argument, NULL, OPT_MAX_SECONDS },
+                { "header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
                 { "help", no_argument, NULL, 'h' },
@@ -142,25 +474,37 @@ int main(int argc, char **argv) {
         TargetSelector selectors[TARGETS_MAX];
         size_t n_selectors = 0;
         SelectorKind kind;
-        Schedule schedule = { .interval_ns = INTERVAL_DEFAULT_NS, .history_snapshots = HISTORY_SNAPSHOTS_DEFAULT,
-                              .history_bytes = HISTORY_BYTES_DEFAULT };
-        size_t max_targets = TARGETS_MAX_DEFAULT;
         uint32_t cpu_stack_bytes = 0;
-        const char *listen = "127.0.0.1:6060";
-        SnapshotOptions snapshot_options = {};
-        const char *config_path = NULL;
-        bool listen_set = false, interval_set = false, history_set = false, max_targets_set = false,
-             stack_max_set = false, log_level_set = false;
-        _cleanup_(config_free) Config config = {};
-        HttpLimits http_limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT };
+        HeapOptions heap = { .rate = HEAP_RATE_DEFAULT };
+        Daemon d = {
+                .cli = {
+                        .listen = "127.0.0.1:6060",
+                        .listen_mode = 0600,
+                        .schedule = { .interval_ns = INTERVAL_DEFAULT_NS,
+                                      .history_snapshots = HISTORY_SNAPSHOTS_DEFAULT,
+                                      .history_bytes = HISTORY_BYTES_DEFAULT },
+                        .max_targets = TARGETS_MAX_DEFAULT,
+                        .log_level = log_get_max_level(),
+                        .limits = { .max_seconds = HTTP_MAX_SECONDS_DEFAULT, .max_pending = HTTP_MAX_PENDING_DEFAULT,
+                                    .max_profiles = HTTP_MAX_PROFILES_DEFAULT,
+                                    .max_connections = HTTP_MAX_CONNECTIONS_DEFAULT,
+                                    .header_timeout_sec = HTTP_HEADER_TIMEOUT_DEFAULT },
+                },
+        };
+        Settings *cli = &d.cli;
+        CommandLine *set = &d.set;
+        _cleanup_free_ char *token = NULL;
+        char err[1024];
         int c, r, level;
         unsigned long long v;
+        uint64_t ns;
 
         /* Usage errors and --help leave before the selectors are handed over. */
 #define EXIT_EARLY(status)                                       \
         do {                                                     \
                 for (size_t _i = 0; _i < n_selectors; _i++)      \
                         selector_done(&selectors[_i]);           \
+                config_free(&d.config);                          \
                 return (status);                                 \
         } while (0)
 
@@ -196,19 +540,20 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         n_selectors++;
+                        set->selectors = true;
                         break;
                 case OPT_INTERVAL:
-                        interval_set = true;
-                        if (parse_duration(optarg, &schedule.interval_ns) < 0 ||
-                            (schedule.interval_ns > 0 && schedule.interval_ns < INTERVAL_MIN_NS)) {
+                        set->interval = true;
+                        if (parse_duration(optarg, &cli->schedule.interval_ns) < 0 ||
+                            (cli->schedule.interval_ns > 0 && cli->schedule.interval_ns < INTERVAL_MIN_NS)) {
                                 fprintf(stderr, "cprofd: invalid --interval \"%s\": expected 0 (off) or a duration "
                                         "from 100ms, like 10s or 1m\n", optarg);
                                 EXIT_EARLY(2);
                         }
                         break;
                 case OPT_HISTORY:
-                        history_set = true;
-                        if (parse_history(optarg, &schedule.history_snapshots, &schedule.history_bytes) < 0) {
+                        set->history = true;
+                        if (parse_history(optarg, &cli->schedule.history_snapshots, &cli->schedule.history_bytes) < 0) {
                                 fprintf(stderr, "cprofd: invalid --history \"%s\": expected a number of snapshots "
                                         "(1..%u) or a memory budget like 64M\n", optarg, HISTORY_SNAPSHOTS_MAX);
                                 EXIT_EARLY(2);
@@ -222,20 +567,117 @@ int main(int argc, char **argv) {
                         }
                         cpu_stack_bytes = (uint32_t) v;
                         break;
+                case OPT_HEAP:
+                        heap.at_attach = true;
+                        break;
+                case OPT_HEAP_RATE:
+                        if (parse_number(optarg, 1, 1ull << 40, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --heap-rate \"%s\": expected bytes from 1 to "
+                                        "2^40\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        heap.rate = v;
+                        break;
+                case OPT_HEAP_UPROBES:
+                        heap.uprobes = true;
+                        break;
+                case OPT_HEAP_AGENT:
+                        if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
+                                fprintf(stderr, "cprofd: invalid --heap-agent \"%s\": expected the absolute path "
+                                        "of a readable file\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        heap.agent_path = optarg;
+                        break;
                 case OPT_MAX_TARGETS:
                         if (parse_number(optarg, 1, 4096, &v) < 0) {
                                 fprintf(stderr, "cprofd: invalid --max-targets \"%s\": expected 1..4096\n", optarg);
                                 EXIT_EARLY(2);
                         }
-                        max_targets = (size_t) v;
-                        max_targets_set = true;
+                        cli->max_targets = (size_t) v;
+                        set->max_targets = true;
                         break;
                 case 'l':
-                        listen = optarg;
-                        listen_set = true;
+                        cli->listen = optarg;
+                        set->listen = true;
+                        break;
+                case OPT_LISTEN_MODE: {
+                        /* As the file's listen-mode: 1 to 4 octal digits, at most 0777. */
+                        size_t len = strlen(optarg);
+                        unsigned long m = 0;
+                        bool ok = len >= 1 && len <= 4;
+                        for (size_t i = 0; ok && i < len; i++) {
+                                ok = optarg[i] >= '0' && optarg[i] <= '7';
+                                m = m * 8 + (unsigned long) (optarg[i] - '0');
+                        }
+                        if (!ok || m > 0777) {
+                                fprintf(stderr, "cprofd: invalid --listen-mode \"%s\": expected an octal mode like "
+                                        "0660\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        cli->listen_mode = (mode_t) m;
+                        set->listen_mode = true;
+                        break;
+                }
+                case OPT_TOKEN_FILE:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "cprofd: invalid --token-file \"%s\": expected an absolute path\n",
+                                        optarg);
+                                EXIT_EARLY(2);
+                        }
+                        cli->token_file = optarg;
+                        set->token_file = true;
+                        break;
+                case OPT_ALLOW_REMOTE:
+                        cli->allow_remote = true;
+                        set->allow_remote = true;
+                        break;
+                case OPT_MAX_REQUESTS:
+                case OPT_MAX_PROFILES:
+                        if (parse_number(optarg, 1, CONFIG_MAX_REQUESTS_MAX, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --%s \"%s\": expected 1..%u\n",
+                                        c == OPT_MAX_REQUESTS ? "max-requests" : "max-profiles", optarg,
+                                        CONFIG_MAX_REQUESTS_MAX);
+                                EXIT_EARLY(2);
+                        }
+                        if (c == OPT_MAX_REQUESTS) {
+                                cli->limits.max_pending = (unsigned) v;
+                                set->max_requests = true;
+                        } else {
+                                cli->limits.max_profiles = (unsigned) v;
+                                set->max_profiles = true;
+                        }
+                        break;
+                case OPT_MAX_CONNECTIONS:
+                        if (parse_number(optarg, 1, CONFIG_MAX_CONNECTIONS_MAX, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --max-connections \"%s\": expected 1..%u\n", optarg,
+                                        CONFIG_MAX_CONNECTIONS_MAX);
+                                EXIT_EARLY(2);
+                        }
+                        cli->limits.max_connections = (unsigned) v;
+                        set->max_connections = true;
+                        break;
+                case OPT_MAX_SECONDS:
+                        if (parse_number(optarg, 1, CONFIG_MAX_SECONDS_MAX, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --max-seconds \"%s\": expected 1..%u\n", optarg,
+                                        CONFIG_MAX_SECONDS_MAX);
+                                EXIT_EARLY(2);
+                        }
+                        cli->limits.max_seconds = (unsigned) v;
+                        set->max_seconds = true;
+                        break;
+                case OPT_HEADER_TIMEOUT:
+                        if (parse_duration(optarg, &ns) < 0 || ns < NSEC_PER_SEC || ns % NSEC_PER_SEC != 0 ||
+                            ns > (uint64_t) CONFIG_HEADER_TIMEOUT_MAX_SEC * NSEC_PER_SEC) {
+                                fprintf(stderr, "cprofd: invalid --header-timeout \"%s\": expected whole seconds from "
+                                        "1s to 1h, like 10s\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        cli->limits.header_timeout_sec = (unsigned) (ns / NSEC_PER_SEC);
+                        set->header_timeout = true;
                         break;
                 case OPT_CONFIG:
-                        config_path = optarg;
+                        d.config_path = optarg;
                         break;
                 case OPT_STACK_MAX:
                         if (parse_number(optarg, 4096, SNAPSHOT_STACK_MAX_LIMIT, &v) < 0) {
@@ -243,16 +685,16 @@ int main(int argc, char **argv) {
                                         optarg, 4096u, SNAPSHOT_STACK_MAX_LIMIT);
                                 EXIT_EARLY(2);
                         }
-                        snapshot_options.stack_max = (size_t) v;
-                        stack_max_set = true;
+                        cli->stack_max = (size_t) v;
+                        set->stack_max = true;
                         break;
                 case OPT_LOG_LEVEL:
                         if (log_level_from_string(optarg, &level) < 0) {
                                 fprintf(stderr, "cprofd: invalid --log-level \"%s\"\n", optarg);
                                 EXIT_EARLY(2);
                         }
-                        log_set_max_level(level);
-                        log_level_set = true;
+                        cli->log_level = level;
+                        set->log_level = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -268,51 +710,45 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "cprofd: unexpected argument \"%s\"\nTry 'cprofd --help'.\n", argv[optind]);
                 EXIT_EARLY(2);
         }
-        if (config_path) {
-                char err[512];
-                r = config_load(config_path, &config, err, sizeof err);
+        if (d.config_path) {
+                r = config_load(d.config_path, &d.config, err, sizeof err);
                 if (r < 0) {
                         fprintf(stderr, "cprofd: %s\n", err);
                         EXIT_EARLY(2);
                 }
-                /* The command line wins over the file, setting by setting; targets given
-                 * on the command line replace the file's. */
-                if (config.token_file_line || config.listen_mode_line || config.allow_remote_line) {
-                        fprintf(stderr, "cprofd: %s:%u: token-file, listen-mode and allow-remote are not "
-                                "supported by this version\n", config_path,
-                                config.token_file_line ?: config.listen_mode_line ?: config.allow_remote_line);
-                        EXIT_EARLY(2);
-                }
-                if (!listen_set && config.listen_line)
-                        listen = config.listen;
-                if (!interval_set && config.interval_line)
-                        schedule.interval_ns = config.interval_ns;
-                if (!history_set && config.history_snapshots_line)
-                        schedule.history_snapshots = config.history_snapshots;
-                if (!history_set && config.history_bytes_line)
-                        schedule.history_bytes = config.history_bytes;
-                if (!max_targets_set && config.max_targets_line)
-                        max_targets = config.max_targets;
-                if (!stack_max_set && config.stack_max_line)
-                        snapshot_options.stack_max = config.stack_max;
-                if (!log_level_set && config.log_level_line)
-                        log_set_max_level(config.log_level);
-                if (config.max_seconds_line)
-                        http_limits.max_seconds = config.max_seconds;
-                if (config.max_requests_line)
-                        http_limits.max_pending = config.max_requests;
+                /* Targets given on the command line replace the file's. */
                 if (n_selectors == 0) {
-                        for (size_t i = 0; i < config.n_selectors && n_selectors < TARGETS_MAX; i++) {
-                                selectors[n_selectors++] = config.selectors[i];
-                                config.selectors[i] = (TargetSelector) {};      /* moved */
+                        for (size_t i = 0; i < d.config.n_selectors && n_selectors < TARGETS_MAX; i++) {
+                                selectors[n_selectors++] = d.config.selectors[i];
+                                d.config.selectors[i] = (TargetSelector) {};    /* moved */
                         }
                 }
         }
+        settings_merge(cli, set, d.config_path ? &d.config : NULL, &d.settings);
+        log_set_max_level(d.settings.log_level);
         if (n_selectors == 0) {
                 fprintf(stderr, "cprofd: no target: give --pid PID (or --exe, --comm, --cgroup, --unit)\n"
                                 "Try 'cprofd --help'.\n");
                 EXIT_EARLY(2);
         }
+        if (d.settings.token_file) {
+                r = token_file_read(d.settings.token_file, &token, err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "cprofd: %s\n", err);
+                        EXIT_EARLY(2);
+                }
+        }
+        if (check_remote(&d.settings, token, err, sizeof err) < 0) {
+                fprintf(stderr, "cprofd: %s\n", err);
+                EXIT_EARLY(2);
+        }
+        d.listen = strdup(d.settings.listen);
+        if (!d.listen) {
+                fprintf(stderr, "cprofd: out of memory\n");
+                EXIT_EARLY(1);
+        }
+        d.settings.listen = d.listen;
+        d.settings.token_file = NULL;   /* read; a reload reads it again */
 
 #undef EXIT_EARLY
 
@@ -323,23 +759,28 @@ int main(int argc, char **argv) {
         pthread_sigmask(SIG_BLOCK, &chld, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        Daemon d = {};
         metrics_init(&d.metrics);
         d.targets.metrics = &d.metrics;
-        d.targets.snapshot_options = snapshot_options;
+        d.targets.snapshot_options.stack_max = d.settings.stack_max;
         r = symbolizer_new(&d.targets.symbolizer);
         if (r < 0) {
                 log_error_errno(r, "Failed to set up the symbolizer: %m");
+                for (size_t i = 0; i < n_selectors; i++)
+                        selector_done(&selectors[i]);
+                config_free(&d.config);
+                free(d.listen);
                 return 1;
         }
         int ret = 1;
-        d.targets.max = max_targets;
+        d.targets.max = d.settings.max_targets;
         d.targets.history_limits = history_limits_default;
-        d.targets.history_limits.max_snapshots = schedule.history_snapshots;
-        d.targets.history_limits.max_bytes = (size_t) schedule.history_bytes;
+        d.targets.history_limits.max_snapshots = d.settings.schedule.history_snapshots;
+        d.targets.history_limits.max_bytes = (size_t) d.settings.schedule.history_bytes;
         d.targets.selectors = malloc(n_selectors * sizeof *selectors);
         if (!d.targets.selectors) {
                 log_error("Out of memory.");
+                for (size_t i = 0; i < n_selectors; i++)
+                        selector_done(&selectors[i]);
                 goto finish;
         }
         memcpy(d.targets.selectors, selectors, n_selectors * sizeof *selectors);
@@ -373,7 +814,7 @@ int main(int argc, char **argv) {
                 (void) targets_merge(&d.targets, found, n_found, now_monotonic_ns());
                 discovered_free(found, n_found);
                 log_info("Following %zu process(es) now; looking for more every %s.", d.targets.n,
-                         schedule.interval_ns ? "interval" : "request");
+                         d.settings.schedule.interval_ns ? "interval" : "request");
         }
 
         /* The worker thread wakes the loop with event_active(): libevent must lock. */
@@ -393,20 +834,44 @@ int main(int argc, char **argv) {
         }
         d.service = (Service) { .base = d.base, .worker = d.worker, .targets = &d.targets, .metrics = &d.metrics };
         d.service.cpu.stack_bytes = cpu_stack_bytes;
+        d.service.heap = heap;
+        if (!d.service.heap.agent_path)
+                d.service.heap.agent_path = heap_agent_default_path();
         Backend backend;
         service_backend(&d.service, &backend);
-        r = http_server_new(d.base, listen, &backend, &http_limits, &d.server);
-        if (r < 0) {
-                fprintf(stderr, "cprofd: cannot listen on %s: %s\n", listen, strerror(-r));
+        r = http_server_new(d.base, d.listen, d.settings.listen_mode, &backend, &d.settings.limits, &d.server);
+        if (r == -EEXIST) {
+                fprintf(stderr, "cprofd: cannot listen on %s: the path exists and is not a socket\n", d.listen);
                 goto finish;
+        }
+        if (r == -EADDRINUSE && strncmp(d.listen, "unix:", 5) == 0) {
+                fprintf(stderr, "cprofd: cannot listen on %s: another process accepts connections there\n",
+                        d.listen);
+                goto finish;
+        }
+        if (r < 0) {
+                fprintf(stderr, "cprofd: cannot listen on %s: %s\n", d.listen, strerror(-r));
+                goto finish;
+        }
+        if (token) {
+                r = http_server_set_token(d.server, token);
+                if (r < 0) {
+                        fprintf(stderr, "cprofd: cannot use the token: %s\n", strerror(-r));
+                        goto finish;
+                }
         }
         struct event *sigterm = evsignal_new(d.base, SIGTERM, on_terminate, &d);
         struct event *sigint = evsignal_new(d.base, SIGINT, on_terminate, &d);
         struct event *sighup = evsignal_new(d.base, SIGHUP, on_hangup, &d);
         d.service.server = d.server;
-        r = scheduler_new(d.base, d.worker, &d.targets, &schedule, &d.scheduler);
+        r = scheduler_new(d.base, d.worker, &d.targets, &d.settings.schedule, &d.scheduler);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the periodic snapshots: %m");
+                goto finish;
+        }
+        r = heap_service_start(&d.service);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start heap tracking: %m");
                 goto finish;
         }
         struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);
@@ -420,9 +885,9 @@ int main(int argc, char **argv) {
 
         printf("listening on %s\n", http_server_address(d.server));
         fflush(stdout);
-        log_info("Serving %zu target(s) on http://%s/debug/pprof/", d.targets.n, http_server_address(d.server));
-        r = notify_sendf("READY=1\nSTATUS=Serving %zu target(s) on http://%s/debug/pprof/", d.targets.n,
-                         http_server_address(d.server));
+        log_info("Serving %zu target(s) on %s%s.", d.targets.n, http_server_address(d.server),
+                 token ? ", a token required" : "");
+        r = notify_sendf("READY=1\nSTATUS=Serving %zu target(s) on %s", d.targets.n, http_server_address(d.server));
         if (r < 0)
                 log_warning_errno(r, "Failed to tell the service manager that we are ready: %m");
 
@@ -451,5 +916,7 @@ finish:
         targets_done(&d.targets);
         symbolizer_free(d.targets.symbolizer);
         metrics_done(&d.metrics);
+        config_free(&d.config);
+        free(d.listen);
         return ret;
 }

@@ -23,6 +23,7 @@ typedef struct Tick {
         Target **targets;               /* referenced for the job */
         size_t n;
         bool snapshot, discover;
+        unsigned generation;            /* of the selectors it scanned for */
         DiscoveredProcess *found;       /* [worker] discovery result */
         size_t n_found;
         int discover_error;
@@ -49,7 +50,8 @@ static void tick_done(void *userdata) {
         Scheduler *s = t->scheduler;
         if (t->discover_error < 0)
                 log_warning_errno(t->discover_error, "Failed to look for processes to follow: %m");
-        if (t->discover) {
+        /* Found by selectors that a reload replaced since: their indexes mean nothing now. */
+        if (t->discover && t->generation == s->targets->generation) {
                 size_t added = targets_merge(s->targets, t->found, t->n_found, now_monotonic_ns());
                 if (added > 0)
                         log_info("Now following %zu new process(es).", added);
@@ -75,6 +77,7 @@ static void on_tick(evutil_socket_t fd, short events, void *userdata) {
         t->scheduler = s;
         t->snapshot = s->schedule.interval_ns > 0;
         t->discover = s->targets->follow;
+        t->generation = s->targets->generation;
         t->targets = calloc(MAX(s->targets->n, 1u), sizeof *t->targets);
         if (!t->targets) {
                 free(t);
@@ -90,26 +93,49 @@ static void on_tick(evutil_socket_t fd, short events, void *userdata) {
         s->busy = true;
 }
 
+static int scheduler_arm(Scheduler *s) {
+        uint64_t every = s->schedule.interval_ns;
+        if (every == 0 && s->targets->follow)
+                every = DISCOVERY_INTERVAL_NS;
+        if (every == 0) {
+                if (s->timer)
+                        (void) event_del(s->timer);
+                return 0;
+        }
+        if (!s->timer) {
+                s->timer = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+                if (!s->timer)
+                        return -ENOMEM;
+        }
+        struct timeval tv = { .tv_sec = (time_t) (every / NSEC_PER_SEC),
+                              .tv_usec = (suseconds_t) (every % NSEC_PER_SEC / NSEC_PER_USEC) };
+        return event_add(s->timer, &tv) < 0 ? -ENOMEM : 0;
+}
+
 int scheduler_new(struct event_base *base, Worker *worker, Targets *targets, const Schedule *schedule,
                   Scheduler **ret) {
         Scheduler *s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         *s = (Scheduler) { .base = base, .worker = worker, .targets = targets, .schedule = *schedule };
-        uint64_t every = schedule->interval_ns;
-        if (every == 0 && targets->follow)
-                every = DISCOVERY_INTERVAL_NS;
-        if (every > 0) {
-                s->timer = event_new(base, -1, EV_PERSIST, on_tick, s);
-                struct timeval tv = { .tv_sec = (time_t) (every / NSEC_PER_SEC),
-                                      .tv_usec = (suseconds_t) (every % NSEC_PER_SEC / NSEC_PER_USEC) };
-                if (!s->timer || event_add(s->timer, &tv) < 0) {
-                        scheduler_free(s);
-                        return -ENOMEM;
-                }
+        if (scheduler_arm(s) < 0) {
+                scheduler_free(s);
+                return -ENOMEM;
         }
         *ret = s;
         return 0;
+}
+
+int scheduler_set_schedule(Scheduler *s, const Schedule *schedule) {
+        Schedule old = s->schedule;
+        s->schedule = *schedule;
+        /* An unchanged interval keeps its phase: a reload does not postpone the tick. */
+        if (old.interval_ns == schedule->interval_ns && s->timer && event_pending(s->timer, EV_TIMEOUT, NULL))
+                return 0;
+        int r = scheduler_arm(s);
+        if (r < 0)
+                s->schedule = old;
+        return r;
 }
 
 void scheduler_stop(Scheduler *s) {

@@ -27,6 +27,9 @@ typedef struct Scheduler Scheduler;
 /* Starts the timers. 0, or negative errno. */
 int scheduler_new(struct event_base *base, Worker *worker, Targets *targets, const Schedule *schedule,
                   Scheduler **ret);
+/* [loop] Replaces the schedule: the timer restarts at the new interval (or stops when
+ * there is nothing to do). 0, or -ENOMEM (the old timer then stays). */
+int scheduler_set_schedule(Scheduler *s, const Schedule *schedule);
 /* [loop] No tick after this; a tick job in flight still completes. Accepts NULL. */
 void scheduler_stop(Scheduler *s);
 /* [loop] Accepts NULL, returns NULL. Call after worker_stop() and its results delivered. */

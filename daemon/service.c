@@ -36,9 +36,24 @@ struct PendingProfile {
 
 static const ProfileInfo profiles[] = {
         {
+                .name = "allocs",
+                .description = "A sampling of every allocation since heap tracking began (at the first heap or "
+                               "allocs request, or at attach with --heap), by call stack; alloc_space by "
+                               "default. Count: allocation records (stack and size), not objects or bytes.",
+                .supports_delta = true,
+        },
+        {
                 .name = "goroutine",
                 .description = "Stack traces of all current threads of the target. "
                                "Count: the threads it has right now.",
+                .supports_delta = true,
+        },
+        {
+                .name = "heap",
+                .description = "A sampling of the memory still allocated (inuse_space by default) and of every "
+                               "allocation since heap tracking began, by call stack, through an agent cprofd "
+                               "loads into the target. Count: allocation records (stack and size), not objects "
+                               "or bytes.",
                 .supports_delta = true,
         },
         {
@@ -164,8 +179,20 @@ static void collect(void *userdata) {
                 collect_growth(p);
                 return;
         }
-        int r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, &dump, p->debug == 0 ? &maps : NULL,
-                                   &tracer);
+        Profile *profile = NULL;
+        int r;
+        bool heap = strcmp(p->name, "heap") == 0, allocs = strcmp(p->name, "allocs") == 0;
+        if (heap || allocs) {
+                heap_collect(s, p->target, allocs, p->debug, &p->reply, &profile);
+                if (!profile) {
+                        p->answered = true;
+                        return;
+                }
+                r = 0;
+                goto have_profile;
+        }
+        r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, &dump, p->debug == 0 ? &maps : NULL,
+                               &tracer);
         if (r < 0) {
                 if (r != -ESRCH && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);
@@ -184,7 +211,6 @@ static void collect(void *userdata) {
                 goto finish;
         }
 
-        Profile *profile = NULL;
         r = goroutine_profile_build(&dump, &maps, p->target->as, p->target->exe, &profile);
         if (r < 0) {
                 reply_error(&p->reply, 500, "cannot build the profile of pid %d: %s", (int) p->target->pid,
@@ -192,6 +218,7 @@ static void collect(void *userdata) {
                 p->answered = true;
                 goto finish;
         }
+have_profile:
         if (p->seconds > 0 && !p->p0) {
                 p->p0 = profile;        /* the timer comes next */
                 goto finish;
@@ -265,11 +292,18 @@ static void on_cancel(void *userdata) {
         }
 }
 
+static bool profile_served(const char *name) {
+        for (size_t i = 0; i < ARRAY_SIZE(profiles); i++)
+                if (strcmp(profiles[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
 static void backend_profile(void *userdata, Request *req, const ProfileRequest *pr) {
         Service *s = userdata;
         Reply reply = {};
         Target *target = targets_find(s->targets, pr->pid);
-        if (!target || (strcmp(pr->name, "goroutine") != 0 && strcmp(pr->name, "threadgrowth") != 0)) {
+        if (!target || !profile_served(pr->name)) {
                 reply_error(&reply, 404, target ? "Unknown profile" : "unknown target pid %d", (int) pr->pid);
                 request_finish(req, &reply);
                 return;
@@ -410,6 +444,8 @@ static long backend_profile_count(void *userdata, pid_t pid, const char *name) {
         size_t n;
         if (t && strcmp(name, "threadgrowth") == 0)
                 return atomic_load(&t->growing_groups);
+        if (t && (strcmp(name, "heap") == 0 || strcmp(name, "allocs") == 0))
+                return atomic_load(&t->heap_tracking) ? atomic_load(&t->heap_sites) : 0;
         if (!t || strcmp(name, "goroutine") != 0 || target_check_exited(t) || procfs_list_threads(pid, &tids, &n) < 0)
                 return -1;
         free(tids);
@@ -506,8 +542,12 @@ static void backend_metrics(void *userdata, Buf *out) {
                    "cprofd_requests_in_progress %u\n"
                    "# HELP cprofd_worker_backlog Jobs queued or running on the worker thread.\n"
                    "# TYPE cprofd_worker_backlog gauge\n"
-                   "cprofd_worker_backlog %u\n",
-                   s->server ? http_server_pending(s->server) : 0, worker_backlog(s->worker));
+                   "cprofd_worker_backlog %u\n"
+                   "# HELP cprofd_http_connections Client connections open.\n"
+                   "# TYPE cprofd_http_connections gauge\n"
+                   "cprofd_http_connections %u\n",
+                   s->server ? http_server_pending(s->server) : 0, worker_backlog(s->worker),
+                   s->server ? http_server_connections(s->server) : 0);
 }
 
 void service_backend(Service *s, Backend *ret) {
@@ -527,6 +567,7 @@ void service_backend(Service *s, Backend *ret) {
 }
 
 void service_shutdown(Service *s) {
+        heap_service_stop(s);
         cpu_profiles_shutdown(s);
         wall_profiles_shutdown(s);
         while (s->pending) {

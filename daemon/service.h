@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cpu.h"
+#include "heap-service.h"
 #include "metrics.h"
 #include "server.h"
 #include "targets.h"
@@ -20,6 +21,13 @@ typedef struct Service {
         HttpServer *server;             /* set once listening; for metrics */
         PendingProfile *pending;        /* requests between their two collections */
         CpuProfiles cpu;
+        HeapOptions heap;
+        struct event *heap_timer;       /* [loop] the periodic drain */
+        bool heap_draining;             /* [loop] a drain job is queued */
+        struct {
+                struct Target **items;  /* referenced while the drain job runs */
+                size_t n, cap;
+        } heap_targets;
 } Service;
 
 /* Fills REPLY for a failed target_thread_dump() of PID (R, TRACER as it returned them):

@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "macro.h"
+#include "heap-tracker.h"
 #include "targets.h"
 
 const char thread_state_letters[THREAD_STATES] = { 'R', 'S', 'D', 'T', 'Z', '?' };
@@ -22,6 +23,7 @@ Target *target_unref(Target *t) {
         history_free(t->history);
         u64map_done(&t->last_syscall, NULL);
         thread_cache_done(&t->thread_cache);
+        heap_tracker_stop(t->heap);
         free(t->exe);
         process_handle_close(&t->handle);
         free(t);

@@ -7,6 +7,8 @@
 
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <sys/types.h>
+#include <sys/un.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +19,9 @@ struct evhttp_bound_socket;
 struct evhttp_request;
 struct evhttp_connection;
 struct event;
+struct bufferevent;
+
+typedef struct Conn Conn;
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define TEXT_HTML "text/html; charset=utf-8"
@@ -27,10 +32,34 @@ struct HttpServer {
         struct evhttp_bound_socket *socket;
         Backend backend;
         HttpLimits limits;
+        char *token;                    /* NULL: no Authorization needed */
         bool early_close;               /* the loop reports EV_CLOSED (epoll: EPOLLRDHUP) */
         unsigned n_pending;
+        unsigned n_profiles;            /* pending CPU and wall profiles */
         Request *pending;               /* list of the requests awaiting request_finish() */
-        char address[INET6_ADDRSTRLEN + 16];
+        unsigned n_connections;
+        Conn *connections;              /* every client connection, attached or not */
+        char unix_path[sizeof(((struct sockaddr_un *) NULL)->sun_path)];    /* "" for TCP */
+        dev_t unix_dev;                 /* of the socket file we made: removed if still it */
+        ino_t unix_ino;
+        char address[sizeof "unix:" + sizeof(((struct sockaddr_un *) NULL)->sun_path)];
+};
+
+/* A client connection, from accept to close. libevent 2.1 tells nothing of connections
+ * until a whole request is read, so one is seen through the bufferevent that
+ * evhttp_set_bevcb() lets us make for it, and attached to its evhttp_connection (found
+ * as that bufferevent's callback argument) right after libevent set it up. From then on
+ * its close callback is ours: it counts connections, runs the request deadline, and
+ * cancels the pending request of a client that goes away. */
+struct Conn {
+        HttpServer *server;
+        struct bufferevent *bev;        /* referenced by us until attached */
+        struct evhttp_connection *evcon;        /* NULL until attached */
+        struct event *timer;            /* attaches, then the request deadline */
+        Request *req;                   /* the request pending on it, if any */
+        bool over;                      /* over max_connections: closed once attached, not
+                                           counted in n_connections */
+        Conn *prev, *next;              /* in server->connections */
 };
 
 typedef enum RequestKind {
@@ -42,10 +71,11 @@ typedef enum RequestKind {
 struct Request {
         HttpServer *server;             /* NULL once the server is gone */
         struct evhttp_request *evreq;   /* NULL once the client is gone (libevent freed it) */
-        struct evhttp_connection *evcon;
+        Conn *conn;                     /* NULL once the connection is gone */
         struct event *watch;            /* while pending: notices the client going away */
         RequestKind kind;
         bool pending, cancelled;
+        bool sampled;                   /* a CPU or wall profile: counted in n_profiles */
         void (*cancel_cb)(void *userdata);
         void *cancel_userdata;
 
@@ -64,6 +94,15 @@ Request *request_new(HttpServer *s, struct evhttp_request *evreq);
 /* Makes REQ pending: counted, on the server's list, its connection watched. 0, or
  * -EBUSY when max_pending requests already are, or -ENOMEM. */
 int request_begin_async(Request *req);
+/* REQ's connection is being freed (and its evhttp_request with it): REQ is cancelled. */
+void request_connection_closed(Request *req);
+/* The request on CONN is answered: its deadline for the next one starts. */
+void conn_request_done(Conn *c);
+/* The connection EVCON is on (NULL when unknown). */
+Conn *conn_find(HttpServer *s, struct evhttp_connection *evcon);
+/* Closes C's connection now; C is freed. */
+void conn_close(Conn *c);
+
 /* Every pending request: detached from the server and its client, cancel callbacks run.
  * Before evhttp_free(), which frees the evhttp_requests. */
 void request_cancel_all(HttpServer *s);

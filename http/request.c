@@ -7,12 +7,13 @@
  * pending; only writing the reply fails, maybe a minute later. A pending request therefore
  * gets a watcher of its own on the connection's socket (EV_READ|EV_CLOSED, never reading):
  * end of file or an error means the client is gone, and the connection is freed at once.
- * Whoever frees the connection (the watcher, evhttp_free(), a libevent error path) goes
- * through the close callback, which forgets the evhttp_request (libevent frees it right
+ * Whoever frees the connection (the watcher, evhttp_free(), a libevent error path, the
+ * request deadline) goes through the connection's close callback (server.c), which calls
+ * request_connection_closed(): it forgets the evhttp_request (libevent frees it right
  * after), then runs the backend's cancel callback. request_finish() later drops the reply.
  *
  * A connection carries at most one request at a time (libevent reads the next one only
- * after the reply), so the close callback's argument is that request. */
+ * after the reply), so its Conn points to that request. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,16 +62,14 @@ void request_set_cancel_callback(Request *req, void (*cb)(void *userdata), void 
         req->cancel_userdata = cb ? userdata : NULL;
 }
 
-/* Stops watching the client: no more close callback, no more watcher. */
+/* Stops watching the client: the connection forgets REQ, no more watcher. */
 static void request_unwatch(Request *req) {
         if (req->watch) {
                 event_free(req->watch);
                 req->watch = NULL;
         }
-        if (req->evcon) {
-                evhttp_connection_set_closecb(req->evcon, NULL, NULL);
-                req->evcon = NULL;
-        }
+        if (req->conn && req->conn->req == req)
+                req->conn->req = NULL;
 }
 
 static void request_unlink(Request *req) {
@@ -81,6 +80,8 @@ static void request_unlink(Request *req) {
         req->pending = false;
         if (!s)
                 return;
+        if (req->sampled)
+                s->n_profiles--;
         if (req->prev)
                 req->prev->next = req->next;
         else
@@ -106,11 +107,9 @@ static void request_cancel(Request *req) {
                 cb(userdata);
 }
 
-/* libevent is freeing the connection, and the evhttp_request with it right after. */
-static void on_connection_close(struct evhttp_connection *evcon, void *userdata) {
-        Request *req = userdata;
-
+void request_connection_closed(Request *req) {
         request_unwatch(req);
+        req->conn = NULL;
         req->evreq = NULL;
         request_cancel(req);
 }
@@ -132,7 +131,7 @@ static void on_client_event(evutil_socket_t fd, short what, void *userdata) {
                         event_del(req->watch);
                         if (req->server && req->server->early_close) {
                                 event_free(req->watch);
-                                req->watch = event_new(evhttp_connection_get_base(req->evcon), fd,
+                                req->watch = event_new(evhttp_connection_get_base(req->conn->evcon), fd,
                                                        EV_CLOSED | EV_PERSIST, on_client_event, req);
                                 if (req->watch && event_add(req->watch, NULL) < 0) {
                                         event_free(req->watch);
@@ -144,8 +143,9 @@ static void on_client_event(evutil_socket_t fd, short what, void *userdata) {
                 /* 0: end of file; < 0: reset or another error. */
         }
 
-        /* Free the connection now: the socket closes, and on_connection_close() runs. */
-        evhttp_connection_free(req->evcon);
+        /* Close the connection now: the socket closes, and request_connection_closed()
+         * runs. */
+        conn_close(req->conn);
 }
 
 int request_begin_async(Request *req) {
@@ -157,7 +157,7 @@ int request_begin_async(Request *req) {
         struct evhttp_connection *evcon = evhttp_request_get_connection(req->evreq);
         struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
         evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-        if (fd >= 0) {
+        if (fd >= 0 && req->conn) {
                 req->watch = event_new(evhttp_connection_get_base(evcon), fd,
                                        EV_READ | (s->early_close ? EV_CLOSED : 0) | EV_PERSIST,
                                        on_client_event, req);
@@ -169,10 +169,8 @@ int request_begin_async(Request *req) {
                         return -ENOMEM;
                 }
         }
-        if (evcon) {
-                req->evcon = evcon;
-                evhttp_connection_set_closecb(evcon, on_connection_close, req);
-        }
+        if (req->conn)
+                req->conn->req = req;
 
         req->pending = true;
         req->next = s->pending;
@@ -190,7 +188,8 @@ void request_cancel_all(HttpServer *s) {
                 request_unlink(req);
                 req->server = NULL;
                 request_unwatch(req);
-                req->evreq = NULL;      /* evhttp_free() frees it */
+                req->conn = NULL;       /* evhttp_free() frees it, and the evhttp_request */
+                req->evreq = NULL;
                 request_cancel(req);
         }
 }
@@ -287,12 +286,17 @@ static void send_reply(Request *req, Reply *r) {
 }
 
 void request_finish(Request *req, Reply *r) {
+        Conn *c = req->conn;
+
         /* Before sending: a reply that fails to write frees the connection, and the close
          * callback must not find REQ any more. */
         request_unwatch(req);
         request_unlink(req);
-        if (req->evreq)
+        if (req->evreq) {
+                if (c)
+                        conn_request_done(c);
                 send_reply(req, r);
+        }
         buf_done(&r->body);
         free(req->addrs);
         free(req);

@@ -12,17 +12,36 @@
  *
  * The index, cmdline, /metrics and errors are answered at once. Profiles and /symbol are
  * handed to the Backend with a Request and answered later (request.c), so a 30-second
- * profile never holds the loop. Library code: nothing here logs. */
+ * profile never holds the loop. Library code: nothing here logs.
+ *
+ * Before any of that, when a token is set, a request without the right
+ * "Authorization: Bearer" gets 401, whatever it asks for: an unauthenticated client
+ * learns nothing, not even which paths exist.
+ *
+ * Limits against clients that hold resources (each a field of HttpLimits): requests
+ * pending, CPU and wall profiles running, open connections (counted from accept; one
+ * over the cap is closed at once), and a deadline for reading each request whole. The
+ * deadline is what stops a slow sender: libevent's own timeout restarts with every byte
+ * read, so a client sending a header byte every few seconds would hold its connection
+ * forever. The same deadline closes a keep-alive connection left idle after a reply. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 
 #include "history.h"
 #include "http-internal.h"
@@ -31,7 +50,8 @@
 #define QUERY_MAX 4096                  /* bytes of raw query string */
 #define HEADERS_MAX (16 * 1024)
 #define BODY_MAX (64 * 1024)            /* a POST to /symbol: 65536 '+' are 65537 words */
-#define TIMEOUT_SEC 30
+#define TIMEOUT_SEC 30                  /* libevent's: no byte read or written for this long */
+#define UNIX_BACKLOG 128
 #define TARGETS_MAX 4096                /* targets listed on an index page */
 #define PROFILES_MAX 64                 /* rows on the index page */
 
@@ -371,8 +391,14 @@ static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const 
         req->profile = wall ? &wall_profile_info : &cpu_profile_info;
         req->debug = 0;
         req->seconds = 0;
+        if (s->n_profiles >= s->limits.max_profiles) {
+                reply_error(r, 503, "too many profiles in progress");
+                return true;
+        }
         if (!begin_async(req, r))
                 return true;
+        req->sampled = true;
+        s->n_profiles++;
         CpuProfileRequest p = { .pid = pid, .seconds = (unsigned) seconds, .hz = hz, .mode = mode };
         if (wall)
                 s->backend.wall_profile(s->backend.userdata, req, &p);
@@ -438,6 +464,37 @@ static void redirect(Request *req, const char *location, Reply *r) {
                 reply_error(r, 400, "invalid query");
 }
 
+/* ---- access ---- */
+
+/* Equal or not in a time that depends on the lengths only, never on where A and B first
+ * differ: a client timing replies learns nothing of the token byte by byte. */
+static bool equal_constant_time(const char *a, size_t a_len, const char *b, size_t b_len) {
+        unsigned char diff = a_len != b_len;
+
+        for (size_t i = 0; i < b_len; i++)
+                diff |= (unsigned char) (i < a_len ? a[i] : 0) ^ (unsigned char) b[i];
+        return diff == 0;
+}
+
+/* RFC 6750: "Bearer" (case-insensitive), one or more spaces, the token. */
+static bool authorized(const HttpServer *s, struct evhttp_request *evreq) {
+        if (!s->token)
+                return true;
+        const struct evkeyvalq *h = evhttp_request_get_input_headers(evreq);
+        const char *value = NULL;
+        unsigned n = 0;
+        for (const struct evkeyval *kv = TAILQ_FIRST(h); kv; kv = TAILQ_NEXT(kv, next))
+                if (strcasecmp(kv->key, "Authorization") == 0) {
+                        value = kv->value;
+                        n++;
+                }
+        if (n != 1 || strncasecmp(value, "Bearer ", strlen("Bearer ")) != 0)
+                return false;
+        value += strlen("Bearer ");
+        value += strspn(value, " ");
+        return equal_constant_time(value, strlen(value), s->token, strlen(s->token));
+}
+
 /* True when R is the reply, to send now; false when REQ went to the backend. */
 static bool route(HttpServer *s, Request *req, Reply *r) {
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req->evreq);
@@ -452,6 +509,12 @@ static bool route(HttpServer *s, Request *req, Reply *r) {
                 /* Not seen: libevent answers requests it could not read (400, or 413 for a
                  * body over the limit) with its own page and does not call us. */
                 reply_error(r, 400, "invalid request");
+                return true;
+        }
+        if (!authorized(s, req->evreq)) {
+                (void) evhttp_add_header(evhttp_request_get_output_headers(req->evreq), "WWW-Authenticate",
+                                         "Bearer realm=\"cprofd\"");
+                reply_error(r, 401, "unauthorized: send Authorization: Bearer with the token");
                 return true;
         }
 
@@ -569,15 +632,148 @@ finish:
 static void on_request(struct evhttp_request *evreq, void *userdata) {
         HttpServer *s = userdata;
         Reply r = { .status = 200 };
-        Request *req = request_new(s, evreq);
+        Conn *c = conn_find(s, evhttp_request_get_connection(evreq));
+        Request *req;
 
+        if (c)
+                (void) event_del(c->timer);     /* read in time: no deadline while answering */
+        req = request_new(s, evreq);
         if (!req) {
                 evhttp_send_error(evreq, 503, "Service Unavailable");
                 return;
         }
+        req->conn = c;
         if (route(s, req, &r))
                 request_finish(req, &r);
         buf_done(&r.body);
+}
+
+/* ---- connections ---- */
+
+static void conn_free(Conn *c) {
+        HttpServer *s = c->server;
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        if (!c->over)
+                s->n_connections--;
+        if (c->timer)
+                event_free(c->timer);
+        if (!c->evcon && c->bev)
+                bufferevent_decref(c->bev);     /* never attached: our reference */
+        free(c);
+}
+
+/* libevent is freeing the connection (and its request, if any, right after). */
+static void on_conn_close(struct evhttp_connection *evcon, void *userdata) {
+        Conn *c = userdata;
+        Request *req = c->req;
+
+        c->req = NULL;
+        if (req)
+                request_connection_closed(req);
+        conn_free(c);
+}
+
+void conn_close(Conn *c) {
+        evhttp_connection_free(c->evcon);       /* on_conn_close() frees C */
+}
+
+Conn *conn_find(HttpServer *s, struct evhttp_connection *evcon) {
+        if (!evcon)
+                return NULL;
+        for (Conn *c = s->connections; c; c = c->next)
+                if (c->evcon == evcon)
+                        return c;
+        return NULL;
+}
+
+static void conn_arm_deadline(Conn *c) {
+        struct timeval tv = { .tv_sec = (time_t) c->server->limits.header_timeout_sec };
+        (void) event_add(c->timer, &tv);
+}
+
+void conn_request_done(Conn *c) {
+        conn_arm_deadline(c);
+}
+
+static void on_conn_deadline(evutil_socket_t fd, short what, void *userdata) {
+        Conn *c = userdata;
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+
+        /* Still writing the previous reply: that has libevent's write timeout; the
+         * deadline for the next request starts once it is out. */
+        if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+                conn_arm_deadline(c);
+                return;
+        }
+        conn_close(c);
+}
+
+/* Right after libevent set the connection up around our bufferevent: its callback
+ * argument is the evhttp_connection. */
+static void on_conn_attach(evutil_socket_t fd, short what, void *userdata) {
+        Conn *c = userdata;
+        struct bufferevent *bev = c->bev;
+        void *evcon = NULL;
+
+        bufferevent_getcb(bev, NULL, NULL, NULL, &evcon);
+        if (!evcon) {
+                /* libevent failed to set it up and freed it already. */
+                conn_free(c);
+                return;
+        }
+        c->evcon = evcon;
+        bufferevent_decref(bev);                /* libevent's own reference holds it now */
+        evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
+        event_free(c->timer);
+        c->timer = evtimer_new(bufferevent_get_base(bev), on_conn_deadline, c);
+        if (!c->timer || c->over) {
+                conn_close(c);
+                return;
+        }
+        conn_arm_deadline(c);
+}
+
+/* evhttp_set_bevcb(): a connection was just accepted and needs a bufferevent. */
+static struct bufferevent *on_new_connection(struct event_base *base, void *userdata) {
+        HttpServer *s = userdata;
+        Conn *c = calloc(1, sizeof *c);
+        struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+        if (!bev) {
+                free(c);
+                return NULL;            /* libevent tries to make its own, and fails too */
+        }
+        if (!c)
+                return bev;             /* served, uncounted: better than refused */
+        c->server = s;
+        c->bev = bev;
+        c->timer = event_new(base, -1, 0, on_conn_attach, c);
+        if (!c->timer) {
+                free(c);
+                return bev;
+        }
+        /* Held until attached, so that the bufferevent cannot be freed under us. */
+        bufferevent_incref(bev);
+        c->next = s->connections;
+        if (s->connections)
+                s->connections->prev = c;
+        s->connections = c;
+        /* Decided now, in accept order: a burst of connections attaches after it. */
+        c->over = s->n_connections >= s->limits.max_connections;
+        if (!c->over)
+                s->n_connections++;
+        event_active(c->timer, EV_TIMEOUT, 0);
+        return bev;
+}
+
+unsigned http_server_connections(const HttpServer *s) {
+        return s->n_connections;
 }
 
 /* ---- lifecycle ---- */
@@ -610,34 +806,168 @@ HttpServer *http_server_free(HttpServer *s) {
         request_cancel_all(s);
         if (s->http)
                 evhttp_free(s->http);           /* closes the bound socket and connections */
+        while (s->connections)
+                conn_free(s->connections);      /* accepted, not attached yet */
+        if (s->unix_path[0]) {
+                struct stat st;
+                /* Only the socket we made: a newer cprofd may have replaced it. */
+                if (lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
+                        (void) unlink(s->unix_path);
+        }
+        free(s->token);
         free(s);
         return NULL;
 }
 
 DEFINE_POINTER_CLEANUP(HttpServer, http_server_free);
 
-int http_server_new(struct event_base *base, const char *listen, const Backend *backend, const HttpLimits *limits,
-                    HttpServer **ret) {
-        _cleanup_(http_server_freep) HttpServer *s = NULL;
-        char host[INET6_ADDRSTRLEN];
-        uint16_t port;
+static int parse_unix_listen(const char *listen, struct sockaddr_un *ret) {
+        const char *path = listen + strlen("unix:");
+
+        if (path[0] != '/' || strlen(path) >= sizeof ret->sun_path)
+                return -EINVAL;
+        *ret = (struct sockaddr_un) { .sun_family = AF_UNIX };
+        strcpy(ret->sun_path, path);
+        return 0;
+}
+
+/* A file at the socket's path: a socket nobody accepts on is stale (a cprofd that was
+ * killed) and goes; anything else stays, and we do not start. */
+static int remove_stale_socket(const struct sockaddr_un *sa) {
+        struct stat st;
+
+        if (lstat(sa->sun_path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) sa, sizeof *sa) == 0)
+                return -EADDRINUSE;
+        if (errno != ECONNREFUSED)
+                return -errno;
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+static int bind_unix(HttpServer *s, const char *address, mode_t mode) {
+        struct sockaddr_un sa;
+        struct stat st;
         int r;
 
-        if (!base || !backend || !ret)
-                return -EINVAL;
-        r = parse_listen(listen, host, sizeof host, &port);
+        r = parse_unix_listen(address, &sa);
         if (r < 0)
                 return r;
+        r = remove_stale_socket(&sa);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* The umask makes the file with MODE from the start: no moment where it is more
+         * open than asked. */
+        mode_t old = umask(~mode & 0777);
+        r = bind(fd, (const struct sockaddr *) &sa, sizeof sa);
+        r = r < 0 ? -errno : 0;
+        umask(old);
+        if (r < 0)
+                return r;
+        if (lstat(sa.sun_path, &st) < 0 || chmod(sa.sun_path, mode) < 0 || listen(fd, UNIX_BACKLOG) < 0) {
+                r = -errno;
+                (void) unlink(sa.sun_path);
+                return r;
+        }
+        strcpy(s->unix_path, sa.sun_path);
+        s->unix_dev = st.st_dev;
+        s->unix_ino = st.st_ino;
+        s->socket = evhttp_accept_socket_with_handle(s->http, fd);
+        if (!s->socket)
+                return -ENOMEM;         /* s->unix_path set: http_server_free() removes it */
+        TAKE_FD(fd);                    /* closed by evhttp_free() */
+        snprintf(s->address, sizeof s->address, "unix:%s", s->unix_path);
+        return 0;
+}
+
+static void limits_fill(HttpLimits *l) {
+        if (l->max_seconds == 0)
+                l->max_seconds = HTTP_MAX_SECONDS_DEFAULT;
+        if (l->max_pending == 0)
+                l->max_pending = HTTP_MAX_PENDING_DEFAULT;
+        if (l->max_profiles == 0)
+                l->max_profiles = HTTP_MAX_PROFILES_DEFAULT;
+        if (l->max_connections == 0)
+                l->max_connections = HTTP_MAX_CONNECTIONS_DEFAULT;
+        if (l->header_timeout_sec == 0)
+                l->header_timeout_sec = HTTP_HEADER_TIMEOUT_DEFAULT;
+}
+
+void http_server_set_limits(HttpServer *s, const HttpLimits *limits) {
+        s->limits = limits ? *limits : (HttpLimits) {};
+        limits_fill(&s->limits);
+}
+
+int http_server_set_token(HttpServer *s, const char *token) {
+        char *t = NULL;
+
+        if (token) {
+                size_t n = strlen(token);
+                if (n == 0 || n > HTTP_TOKEN_MAX)
+                        return -EINVAL;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) token[i] <= 0x20 || token[i] == 0x7f)
+                                return -EINVAL;
+                t = strdup(token);
+                if (!t)
+                        return -ENOMEM;
+        }
+        free(s->token);
+        s->token = t;
+        return 0;
+}
+
+int http_listen_is_local(const char *listen) {
+        char host[INET6_ADDRSTRLEN];
+        uint16_t port;
+        struct in_addr a4;
+        struct in6_addr a6;
+
+        if (listen && strncmp(listen, "unix:", 5) == 0) {
+                struct sockaddr_un sa;
+                return parse_unix_listen(listen, &sa) < 0 ? -EINVAL : 1;
+        }
+        if (parse_listen(listen, host, sizeof host, &port) < 0)
+                return -EINVAL;
+        if (inet_pton(AF_INET, host, &a4) == 1)
+                return (ntohl(a4.s_addr) >> 24) == 127;
+        if (inet_pton(AF_INET6, host, &a6) == 1)
+                return IN6_IS_ADDR_LOOPBACK(&a6) ||
+                       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+        return -EINVAL;
+}
+
+int http_server_new(struct event_base *base, const char *listen, mode_t socket_mode, const Backend *backend,
+                    const HttpLimits *limits, HttpServer **ret) {
+        _cleanup_(http_server_freep) HttpServer *s = NULL;
+        char host[INET6_ADDRSTRLEN];
+        uint16_t port = 0;
+        bool unix_socket = listen && strncmp(listen, "unix:", 5) == 0;
+        int r;
+
+        if (!base || !backend || !ret || !listen)
+                return -EINVAL;
+        if (!unix_socket) {
+                r = parse_listen(listen, host, sizeof host, &port);
+                if (r < 0)
+                        return r;
+        }
 
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
         s->backend = *backend;
-        s->limits = limits ? *limits : (HttpLimits) {};
-        if (s->limits.max_seconds == 0)
-                s->limits.max_seconds = HTTP_MAX_SECONDS_DEFAULT;
-        if (s->limits.max_pending == 0)
-                s->limits.max_pending = HTTP_MAX_PENDING_DEFAULT;
+        http_server_set_limits(s, limits);
         s->early_close = event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE;
 
         s->http = evhttp_new(base);
@@ -653,15 +983,21 @@ int http_server_new(struct event_base *base, const char *listen, const Backend *
         evhttp_set_max_body_size(s->http, BODY_MAX);
         evhttp_set_timeout(s->http, TIMEOUT_SEC);
         evhttp_set_gencb(s->http, on_request, s);
+        evhttp_set_bevcb(s->http, on_new_connection, s);
 
-        errno = 0;
-        s->socket = evhttp_bind_socket_with_handle(s->http, host, port);
-        if (!s->socket)
-                return errno > 0 ? -errno : -EADDRNOTAVAIL;
-
-        r = format_address(evhttp_bound_socket_get_fd(s->socket), s->address, sizeof s->address);
-        if (r < 0)
-                return r;
+        if (unix_socket) {
+                r = bind_unix(s, listen, socket_mode);
+                if (r < 0)
+                        return r;
+        } else {
+                errno = 0;
+                s->socket = evhttp_bind_socket_with_handle(s->http, host, port);
+                if (!s->socket)
+                        return errno > 0 ? -errno : -EADDRNOTAVAIL;
+                r = format_address(evhttp_bound_socket_get_fd(s->socket), s->address, sizeof s->address);
+                if (r < 0)
+                        return r;
+        }
 
         *ret = TAKE_PTR(s);
         return 0;

@@ -140,24 +140,53 @@ typedef struct HttpLimits {
                                            check: N ≥ it → 400); 0: the default */
         unsigned max_pending;           /* requests awaiting request_finish at most; more
                                            get 503; 0: the default */
+        unsigned max_profiles;          /* CPU and wall profiles running at once, a share of
+                                           max_pending; more get 503; 0: the default */
+        unsigned max_connections;       /* open client connections; one more is closed as
+                                           soon as it is accepted; 0: the default */
+        unsigned header_timeout_sec;    /* a request must arrive whole within this long of
+                                           its connection opening, or of the previous reply
+                                           on it; else the connection is closed; 0: the
+                                           default */
 } HttpLimits;
 
 #define HTTP_MAX_SECONDS_DEFAULT 3600u
 #define HTTP_MAX_PENDING_DEFAULT 64u
+#define HTTP_MAX_PROFILES_DEFAULT 4u
+#define HTTP_MAX_CONNECTIONS_DEFAULT 256u
+#define HTTP_HEADER_TIMEOUT_DEFAULT 10u
+#define HTTP_TOKEN_MAX 4096u            /* bytes of a bearer token */
 #define SYMBOL_ADDRS_MAX 65536u         /* addresses one /symbol request may ask for */
 
-/* Listens on LISTEN ("HOST:PORT"; port 0 picks a free one; IPv6 as "[::1]:PORT") and
- * serves BACKEND on BASE. LIMITS may be NULL (the defaults). 0, or negative errno. */
-int http_server_new(struct event_base *base, const char *listen, const Backend *backend, const HttpLimits *limits,
-                    HttpServer **ret);
+/* Listens on LISTEN and serves BACKEND on BASE. LISTEN is "HOST:PORT" (an IP literal or
+ * "localhost"; port 0 picks a free one; IPv6 as "[::1]:PORT") or "unix:/ABSOLUTE/PATH":
+ * a unix socket created with permissions SOCKET_MODE, replacing a stale socket at PATH
+ * (never a file of another kind, nor a socket somebody still accepts on), and removed by
+ * http_server_free(). LIMITS may be NULL (the defaults). 0, or negative errno: -EEXIST
+ * when PATH is not a socket, -EADDRINUSE when it is a live one. */
+int http_server_new(struct event_base *base, const char *listen, mode_t socket_mode, const Backend *backend,
+                    const HttpLimits *limits, HttpServer **ret);
+/* Replaces the limits (0 fields: the defaults). Requests and connections already there
+ * stay; the new bounds apply to what comes next. */
+void http_server_set_limits(HttpServer *s, const HttpLimits *limits);
+/* Every request must carry "Authorization: Bearer TOKEN" from now on (NULL: none
+ * needed); others get 401. TOKEN is copied. 0, -EINVAL (empty, too long, or a byte that
+ * cannot be in a header), or -ENOMEM. */
+int http_server_set_token(HttpServer *s, const char *token);
 /* Requests awaiting request_finish() right now. */
 unsigned http_server_pending(const HttpServer *s);
+/* Client connections open right now. */
+unsigned http_server_connections(const HttpServer *s);
 /* Accepts NULL, returns NULL. Requests still pending are cancelled (their cancel
  * callbacks run, their clients are disconnected); each still gets its request_finish(),
  * which may come after the server is gone. */
 HttpServer *http_server_free(HttpServer *s);
-/* The bound address, "127.0.0.1:43121". */
+/* The bound address, "127.0.0.1:43121" or "unix:/run/cprofd/cprofd.sock". */
 const char *http_server_address(const HttpServer *s);
+/* Whether LISTEN (as for http_server_new) is reachable from this host only: a unix
+ * socket or a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104). 1, 0, or
+ * -EINVAL when LISTEN is malformed. */
+int http_listen_is_local(const char *listen);
 
 /* Parses a "debug" value: NULL or "" is 0, else a decimal integer 0..HTTP_DEBUG_MAX (digits
  * only, no sign or space). 0, or -EINVAL with *ret untouched. */

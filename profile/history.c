@@ -395,6 +395,13 @@ History *history_free(History *h) {
         return NULL;
 }
 
+void history_set_bounds(History *h, size_t max_snapshots, size_t max_bytes) {
+        if (max_snapshots > 0)
+                h->limits.max_snapshots = MIN(max_snapshots, (size_t) SNAPSHOTS_LIMIT);
+        if (max_bytes > 0)
+                h->limits.max_bytes = max_bytes;
+}
+
 /* Room for one more snapshot without dropping one, unless max_snapshots are kept. */
 static int ring_reserve(History *h) {
         if (h->n_snaps < h->ring_cap || h->ring_cap >= h->limits.max_snapshots)

@@ -59,6 +59,9 @@ typedef struct History History;
 /* Creates an empty history bounded by LIMITS (NULL: the defaults). 0, -EINVAL (a limit is
  * 0), -ENOMEM; *ret owns the history. */
 int history_new(const HistoryLimits *limits, History **ret);
+/* Replaces the snapshot count and memory bounds of H (a 0 keeps that bound): larger ones
+ * let it grow, smaller ones drop the oldest snapshots at the next history_add(). */
+void history_set_bounds(History *h, size_t max_snapshots, size_t max_bytes);
 /* Accepts NULL, returns NULL:  h = history_free(h); */
 History *history_free(History *h);
 DEFINE_POINTER_CLEANUP(History, history_free);

@@ -246,6 +246,8 @@ TEST(values_at_their_bounds) {
                 "max-requests = 4096", "listen-mode = 0", "listen-mode = 0777", "listen-mode = 777",
                 "listen = localhost:65535", "listen = 0.0.0.0:0", "listen = unix:/run/cprofd/cprofd.sock",
                 "allow-remote = true", "allow-remote = 1", "allow-remote = No", "log-level = 0",
+                "max-profiles = 1", "max-profiles = 4096", "max-connections = 1", "max-connections = 65536",
+                "header-timeout = 1s", "header-timeout = 1h", "header-timeout = 90s",
                 "log-level = error", "pid = 2147483647", "comm = fifteen-bytes15",
                 "unit = getty@tty1.service", "cgroup = /",
         };
@@ -280,6 +282,7 @@ TEST(duplicates) {
         static const char *const keys[] = {
                 "interval = 1s", "max-targets = 2", "stack-max = 8192", "log-level = info", "token-file = /t",
                 "listen-mode = 0600", "allow-remote = no", "max-seconds = 5", "max-requests = 5",
+                "max-profiles = 2", "max-connections = 9", "header-timeout = 5s",
         };
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
                 char text[256], name[64], want[128];
@@ -348,6 +351,14 @@ TEST(bad_values) {
                 { "max-seconds = 86401", "invalid max-seconds \"86401\": expected 1..86400" },
                 { "max-requests = 0", "invalid max-requests \"0\": expected 1..4096" },
                 { "max-requests = 4097", "invalid max-requests \"4097\": expected 1..4096" },
+                { "max-profiles = 0", "invalid max-profiles \"0\": expected 1..4096" },
+                { "max-connections = 65537", "invalid max-connections \"65537\": expected 1..65536" },
+                { "header-timeout = 500ms",
+                  "invalid header-timeout \"500ms\": expected whole seconds from 1s to 1h, like 10s" },
+                { "header-timeout = 2h",
+                  "invalid header-timeout \"2h\": expected whole seconds from 1s to 1h, like 10s" },
+                { "header-timeout = 1500ms",
+                  "invalid header-timeout \"1500ms\": expected whole seconds from 1s to 1h, like 10s" },
                 { "pid = 0", "invalid pid \"0\": expected a positive process id" },
                 { "pid = 12ab", "invalid pid \"12ab\": expected a positive process id" },
                 { "exe = bin/app", "invalid exe \"bin/app\": expected an absolute path" },
@@ -533,7 +544,7 @@ TEST(example_config_loads) {
                 o += strlen(s);
         }
         fclose(f);
-        ASSERT_EQ(settings, 5 + 11 + 1);                /* every key; history twice */
+        ASSERT_EQ(settings, 5 + 14 + 1);                /* every key; history twice */
         c = load_ok(text, o);
         ASSERT_EQ(c.n_selectors, 5);
         ASSERT_STREQ(c.listen, "127.0.0.1:6060");
@@ -544,11 +555,55 @@ TEST(example_config_loads) {
         ASSERT_EQ(c.stack_max, SNAPSHOT_STACK_MAX_DEFAULT);
         ASSERT_EQ(c.log_level, LOG_LEVEL_INFO);
         ASSERT_STREQ(c.token_file, "/etc/cprofd/token");
-        ASSERT_EQ(c.listen_mode, 0660);
+        ASSERT_EQ(c.listen_mode, 0600);
         ASSERT_TRUE(c.allow_remote_line && !c.allow_remote);
         ASSERT_EQ(c.max_seconds, 3600);
         ASSERT_EQ(c.max_requests, 64);
+        ASSERT_EQ(c.max_profiles, 4);                   /* server.h's */
+        ASSERT_EQ(c.max_connections, 256);
+        ASSERT_EQ(c.header_timeout_sec, 10);
         config_free(&c);
+}
+
+/* ---- the token file ---- */
+
+static const char *write_token(const char *text, mode_t mode) {
+        const char *path = write_text(text);
+        ASSERT_EQ(chmod(path, mode), 0);
+        return path;
+}
+
+TEST(token_file_first_line) {
+        char *t = NULL;
+        ASSERT_EQ(token_file_read(write_token("s3cr3t-T0ken\nsecond line\n", 0600), &t, err, sizeof err), 0);
+        ASSERT_STREQ(t, "s3cr3t-T0ken");
+        free(t);
+        ASSERT_EQ(token_file_read(write_token("abc \t\r\n", 0400), &t, err, sizeof err), 0);
+        ASSERT_STREQ(t, "abc");         /* CRLF and trailing blanks are not the token's */
+        free(t);
+        ASSERT_EQ(token_file_read(write_token("no-newline", 0600), &t, err, sizeof err), 0);
+        ASSERT_STREQ(t, "no-newline");
+        free(t);
+}
+
+TEST(token_file_refused) {
+        char *t = (char *) "untouched", want[PATH_MAX + 128];
+        const char *path = write_token("tok\n", 0644);
+        ASSERT_EQ(token_file_read(path, &t, err, sizeof err), -EPERM);
+        snprintf(want, sizeof want, "%s: the token file may be read or written by group or others (mode 0644): "
+                 "chmod 600 it", path);
+        ASSERT_STREQ(err, want);
+        ASSERT_EQ(token_file_read(write_token("tok\n", 0620), &t, err, sizeof err), -EPERM);
+        path = write_token("\nsecond\n", 0600);
+        ASSERT_EQ(token_file_read(path, &t, err, sizeof err), -EINVAL);
+        snprintf(want, sizeof want, "%s: the token file holds no token (its first line is empty)", path);
+        ASSERT_STREQ(err, want);
+        ASSERT_EQ(token_file_read(write_token("", 0600), &t, err, sizeof err), -EINVAL);
+        ASSERT_EQ(token_file_read(write_token("a b\n", 0600), &t, err, sizeof err), -EINVAL);
+        ASSERT_EQ(token_file_read(dir(), &t, err, sizeof err), -EINVAL);       /* a directory */
+        snprintf(want, sizeof want, "%s/none", dir());
+        ASSERT_EQ(token_file_read(want, &t, err, sizeof err), -ENOENT);
+        ASSERT_STREQ(t, "untouched");
 }
 
 int main(int argc, char **argv) { return tiny_main(argc, argv); }

@@ -4,7 +4,8 @@
  * Backend answers profiles after a timer and records what it was asked and what was
  * cancelled. Covers every route × bad parameter (status, headers, body), the success
  * headers, the index page, /symbol, concurrency while a profile is pending, client
- * disconnects (FIN, RST, pipelined), the pending limit, and freeing the server with
+ * disconnects (FIN, RST, pipelined), the pending limit, the token, the profile and
+ * connection caps, the request deadline, unix sockets, and freeing the server with
  * requests still pending. Meant to run under ASan+UBSan too. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -208,7 +211,7 @@ static void start_with(const Backend *b, unsigned max_pending) {
         fake.n_targets = 1;
         fake.base = event_base_new();
         ASSERT_TRUE(fake.base);
-        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", b, &limits, &fake.server), 0);
+        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, b, &limits, &fake.server), 0);
 }
 
 static void start(void) {
@@ -1217,6 +1220,236 @@ TEST(server_free_with_backend_finishing_later) {
         ASSERT_TRUE(pump_until(&fake.finished, 1, 2000));   /* request_finish() after the server */
         close(a);
         stop();
+}
+
+/* ---- access and limits ---- */
+
+static void start_limits(const HttpLimits *limits) {
+        Backend b = fake_backend();
+
+        memset(&fake, 0, sizeof fake);
+        fake.delay_ms = 10;
+        fake.targets[0] = (TargetSummary) { .pid = 100, .comm = "fake<main>", .threads = 11 };
+        fake.n_targets = 1;
+        fake.base = event_base_new();
+        ASSERT_TRUE(fake.base);
+        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, &b, limits, &fake.server), 0);
+}
+
+static Response *get_with(const char *target, const char *extra_header) {
+        int fd = client_connect();
+        Buf b = {};
+        Response *resp = calloc(1, sizeof *resp);
+
+        ASSERT_TRUE(resp);
+        buf_printf(&b, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n%s%s\r\n", target,
+                   extra_header ? extra_header : "", extra_header ? "\r\n" : "");
+        client_send(fd, b.data, b.len);
+        buf_done(&b);
+        read_response(fd, resp, 5000);
+        return resp;
+}
+
+TEST(token_on_every_route) {
+        static const char *const paths[] = {
+                "/debug/pprof/", "/debug/pprof", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap",
+                "/debug/pprof/symbol?0x10", "/debug/pprof/cmdline", "/debug/pprof/nosuch", "/pid/100/debug/pprof/",
+                "/metrics", "/nothing", "/debug/pprof/../x",
+        };
+        static const char *const wrong[] = {
+                NULL, "Authorization: Bearer s3cret!", "Authorization: Bearer s3cre", "Authorization: Bearer",
+                "Authorization: Basic s3cret", "Authorization: s3cret",
+                "Authorization: Bearer s3cret\r\nAuthorization: Bearer s3cret",        /* twice: ambiguous */
+        };
+        start();
+        ASSERT_EQ(http_server_set_token(fake.server, ""), -EINVAL);
+        ASSERT_EQ(http_server_set_token(fake.server, "has space"), -EINVAL);
+        ASSERT_EQ(http_server_set_token(fake.server, "s3cret"), 0);
+        for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
+                for (size_t k = 0; k < ARRAY_SIZE(wrong); k++) {
+                        Response *r = get_with(paths[i], wrong[k]);
+                        assert_error(r, 401, "unauthorized: send Authorization: Bearer with the token");
+                        ASSERT_HEADER(r, "WWW-Authenticate", "Bearer realm=\"cprofd\"");
+                        response_free(r);
+                }
+        ASSERT_EQ(fake.profile_calls + fake.symbol_calls, 0);
+
+        Response *r = get_with("/debug/pprof/goroutine?debug=1", "Authorization: Bearer s3cret");
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+        r = get_with("/metrics", "authorization: BEARER   s3cret");
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+        r = get_with("/nothing", "Authorization: Bearer s3cret");
+        ASSERT_EQ(r->status, 404);              /* past the token, routed as ever */
+        response_free(r);
+
+        ASSERT_EQ(http_server_set_token(fake.server, NULL), 0);
+        r = get("/debug/pprof/cmdline");
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+        stop();
+}
+
+TEST(listen_is_local) {
+        static const struct {
+                const char *listen;
+                int ret;
+        } cases[] = {
+                { "127.0.0.1:6060", 1 }, { "127.1.2.3:0", 1 }, { "localhost:80", 1 }, { "[::1]:6060", 1 },
+                { "[::ffff:127.0.0.1]:1", 1 }, { "unix:/run/cprofd.sock", 1 }, { "0.0.0.0:6060", 0 },
+                { "192.168.1.2:6060", 0 }, { "[::]:6060", 0 }, { "[fe80::1]:1", 0 }, { "[::ffff:10.0.0.1]:1", 0 },
+                { "128.0.0.1:1", 0 }, { "unix:relative", -EINVAL }, { "example.com:80", -EINVAL },
+                { "127.0.0.1", -EINVAL }, { NULL, -EINVAL },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+                if (http_listen_is_local(cases[i].listen) != cases[i].ret)
+                        TINY_FAIL("%s: %d, want %d", cases[i].listen ? cases[i].listen : "(null)",
+                                  http_listen_is_local(cases[i].listen), cases[i].ret);
+}
+
+static void fake_cpu_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
+        Job *j = calloc(1, sizeof *j);
+
+        ASSERT_TRUE(j);
+        fake.profile_calls++;
+        *j = (Job) { .req = req, .seconds = p->seconds };
+        snprintf(j->name, sizeof j->name, "profile");
+        job_start(j);
+}
+
+TEST(max_profiles_gets_503) {
+        HttpLimits limits = { .max_pending = 8, .max_profiles = 1 };
+        Backend b = fake_backend();
+        b.cpu_profile = fake_cpu_profile;
+        b.wall_profile = fake_cpu_profile;
+
+        memset(&fake, 0, sizeof fake);
+        fake.delay_ms = 300;
+        fake.targets[0] = (TargetSummary) { .pid = 100, .comm = "fake", .threads = 1 };
+        fake.n_targets = 1;
+        fake.base = event_base_new();
+        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, &b, &limits, &fake.server), 0);
+
+        int first = send_request("GET", "/debug/pprof/profile?seconds=1", NULL, 0);
+        ASSERT_TRUE(pump_until_pending(1, 5000));
+        Response *r = get("/debug/pprof/wall?seconds=1");
+        assert_error(r, 503, "too many profiles in progress");
+        response_free(r);
+        r = get("/debug/pprof/profile?seconds=1");
+        assert_error(r, 503, "too many profiles in progress");
+        response_free(r);
+        r = get("/debug/pprof/goroutine?debug=1");       /* other requests are not held back */
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+
+        Response done = {};
+        read_response(first, &done, 5000);
+        ASSERT_EQ(done.status, 200);
+        buf_done(&done.raw);
+        r = get("/debug/pprof/wall?seconds=1");
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+        ASSERT_EQ(http_server_pending(fake.server), 0);
+        stop();
+}
+
+/* True once the server closed FD (end of file or reset), pumping meanwhile. */
+static bool closed_within(int fd, int timeout_ms) {
+        int64_t end = now_ms() + timeout_ms;
+        char c;
+        while (now_ms() < end) {
+                pump();
+                ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != ENOTCONN))
+                        return true;
+                (void) poll(NULL, 0, 2);
+        }
+        return false;
+}
+
+TEST(connection_cap_and_request_deadline) {
+        HttpLimits limits = { .max_connections = 2, .header_timeout_sec = 1 };
+
+        start_limits(&limits);
+        int64_t t0 = now_ms();                  /* before the deadline can start */
+        int a = client_connect(), b = client_connect();
+        while (http_server_connections(fake.server) < 2)
+                pump();
+        int c = client_connect();
+        ASSERT_TRUE(closed_within(c, 2000));            /* the third: closed at once */
+        ASSERT_EQ(http_server_connections(fake.server), 2);
+        close(c);
+
+        /* A slow sender: a byte of its request now and then, never done. */
+        client_send(a, "GET /debug/pprof/ HT", 20);
+        bool closed = false;
+        for (int i = 0; i < 40 && !closed; i++) {
+                client_send(a, "X", 1);
+                closed = closed_within(a, 100);
+        }
+        int64_t took = now_ms() - t0;
+        ASSERT_TRUE(closed);
+        /* Not before the deadline (libevent's coarse clock may run a few ms early). */
+        ASSERT_GE(took, 950);
+        ASSERT_TRUE(closed_within(b, 3000));            /* an idle one goes too */
+        ASSERT_EQ(http_server_connections(fake.server), 0);
+        close(a);
+        close(b);
+
+        /* A request delivered in time is answered, and its connection counted down. */
+        Response *r = get("/debug/pprof/");
+        ASSERT_EQ(r->status, 200);
+        response_free(r);
+        for (int i = 0; i < 100 && http_server_connections(fake.server) > 0; i++) {
+                pump();
+                (void) poll(NULL, 0, 2);
+        }
+        ASSERT_EQ(http_server_connections(fake.server), 0);
+        stop();
+}
+
+TEST(unix_socket) {
+        char dir[] = "/tmp/cprofd-test-http-XXXXXX", path[128], listen[160];
+        Backend b = fake_backend();
+        struct stat st;
+
+        ASSERT_TRUE(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/s.sock", dir);
+        snprintf(listen, sizeof listen, "unix:%s", path);
+        memset(&fake, 0, sizeof fake);
+        fake.base = event_base_new();
+        ASSERT_EQ(http_server_new(fake.base, listen, 0640, &b, NULL, &fake.server), 0);
+        ASSERT_STREQ(http_server_address(fake.server), listen);
+        ASSERT_EQ(lstat(path, &st), 0);
+        ASSERT_TRUE(S_ISSOCK(st.st_mode));
+        ASSERT_EQ(st.st_mode & 07777, 0640);
+        HttpServer *other = NULL;
+        ASSERT_EQ(http_server_new(fake.base, listen, 0600, &b, NULL, &other), -EADDRINUSE);
+        fake.server = http_server_free(fake.server);
+        ASSERT_EQ(lstat(path, &st), -1);                /* removed */
+
+        /* A stale socket is replaced. */
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strcpy(sa.sun_path, path);
+        ASSERT_EQ(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        close(fd);
+        ASSERT_EQ(http_server_new(fake.base, listen, 0600, &b, NULL, &fake.server), 0);
+        fake.server = http_server_free(fake.server);
+
+        /* Anything else is not. */
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_GE(fd, 0);
+        close(fd);
+        ASSERT_EQ(http_server_new(fake.base, listen, 0600, &b, NULL, &fake.server), -EEXIST);
+        ASSERT_EQ(lstat(path, &st), 0);
+        ASSERT_TRUE(S_ISREG(st.st_mode));
+        ASSERT_EQ(unlink(path), 0);
+        ASSERT_EQ(http_server_new(fake.base, "unix:relative", 0600, &b, NULL, &fake.server), -EINVAL);
+        ASSERT_EQ(rmdir(dir), 0);
+        event_base_free(fake.base);
+        fake.base = NULL;
 }
 
 int main(int argc, char **argv) { return tiny_main(argc, argv); }

@@ -1,0 +1,753 @@
+/* agent/agent.c -- libcprofd-agent.so: cprofd's heap sampler, loaded into a running target
+ * by cprofd (ptrace + dlopen), never linked or preloaded by the user.
+ *
+ * cprofd_agent_start() runs on a thread cprofd borrowed for a moment: it only creates the
+ * shared memory and the agent's thread, and returns. The thread redirects the allocation
+ * functions in the GOT of every loaded module (and of modules loaded later: it rescans
+ * every second), watches cprofd through a pidfd, and on cprofd's exit or STOP command puts
+ * every GOT entry back, unmaps and closes the shared memory, and ends. Its code stays
+ * mapped, inert: unloading it could pull code from under a thread still inside a hook.
+ *
+ * The hooks are what every allocation pays, so their fast paths are a few instructions:
+ * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
+ * as Go's runtime does) and jumps on; free tests one byte of a counting filter of sampled
+ * addresses and jumps on. Only a sampled allocation, or the free of a possibly sampled
+ * address, takes the slow path: the agent's lock, the set of sampled addresses, and a
+ * record in the ring for cprofd (the registers and a copy of the stack: cprofd unwinds and
+ * symbolizes them with the same code as its thread dumps).
+ *
+ * The agent must never harm its host: it never allocates on the hooks' paths (its memory
+ * is static or mmapped), blocks every signal on its thread, checks every pointer it is
+ * given against its own tables only, and on fork the child puts the GOT back at once. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent-protocol.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#define SET_BITS 17                     /* sampled addresses tracked: half of 2^17 */
+#define SET_SIZE (1u << SET_BITS)
+#define SET_TOMBSTONE UINT64_C(1)
+#define FILTER_BITS 16
+#define SLOTS_MAX 4096                  /* GOT entries redirected at most */
+#define RESCAN_MS 1000
+#define POLL_MS 100
+
+/* ---- the real functions, and ours ---- */
+
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void *(*real_reallocarray)(void *, size_t, size_t);
+static void (*real_free)(void *);
+static int (*real_posix_memalign)(void **, size_t, size_t);
+static void *(*real_aligned_alloc)(size_t, size_t);
+static void *(*real_memalign)(size_t, size_t);
+static void *(*real_valloc)(size_t);
+
+static void *hook_malloc(size_t n);
+static void *hook_calloc(size_t n, size_t size);
+static void *hook_realloc(void *p, size_t n);
+static void *hook_reallocarray(void *p, size_t n, size_t size);
+static void hook_free(void *p);
+static int hook_posix_memalign(void **ret, size_t align, size_t n);
+static void *hook_aligned_alloc(size_t align, size_t n);
+static void *hook_memalign(size_t align, size_t n);
+static void *hook_valloc(size_t n);
+
+static const struct {
+        const char *name;
+        void *hook;
+        void **real;
+} hooks[] = {
+        { "malloc", (void *) hook_malloc, (void **) &real_malloc },
+        { "calloc", (void *) hook_calloc, (void **) &real_calloc },
+        { "realloc", (void *) hook_realloc, (void **) &real_realloc },
+        { "reallocarray", (void *) hook_reallocarray, (void **) &real_reallocarray },
+        { "free", (void *) hook_free, (void **) &real_free },
+        { "posix_memalign", (void *) hook_posix_memalign, (void **) &real_posix_memalign },
+        { "aligned_alloc", (void *) hook_aligned_alloc, (void **) &real_aligned_alloc },
+        { "memalign", (void *) hook_memalign, (void **) &real_memalign },
+        { "valloc", (void *) hook_valloc, (void **) &real_valloc },
+};
+#define N_HOOKS (sizeof hooks / sizeof hooks[0])
+
+/* ---- state ---- */
+
+static atomic_bool active;              /* hooks may sample */
+static atomic_flag lock = ATOMIC_FLAG_INIT;     /* ring, set, filter writes */
+static AgentHeader *shm;                /* NULL once stopped */
+static uint8_t *ring;
+static uint64_t ring_size;
+static uint64_t rate = 512 * 1024;
+static int memfd = -1;
+static pid_t host_pid;
+static pthread_t agent_thread;
+static atomic_bool running;             /* from start until the thread has cleaned up */
+
+static _Atomic uint64_t set[SET_SIZE];  /* sampled addresses; 0 empty, 1 tombstone */
+static size_t set_used;                 /* live + tombstones, under lock */
+static _Atomic uint8_t filter[1u << FILTER_BITS];       /* counts per hash of live samples */
+
+typedef struct Slot {
+        uintptr_t module_base;          /* restored only while that module is loaded */
+        void **address;
+        void *original;
+        void *hook;
+        bool read_only;                 /* in RELRO */
+} Slot;
+static Slot *slots;                     /* mmapped, SLOTS_MAX */
+static size_t n_slots;
+static uintptr_t hooked_bases[1024];    /* modules already scanned, by load base */
+static size_t n_hooked_bases;
+
+static TLS int64_t bytes_left;          /* until the next sample */
+static TLS uint64_t rng;                /* 0: this thread has not drawn yet */
+static TLS bool in_agent;               /* the agent's own allocations are not sampled */
+
+/* ---- helpers ---- */
+
+static void lock_take(void) {
+        while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire))
+                sched_yield();
+}
+
+static void lock_release(void) {
+        atomic_flag_clear_explicit(&lock, memory_order_release);
+}
+
+static uint64_t now_realtime_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static uint32_t filter_index(const void *p) {
+        return (uint32_t) ((((uintptr_t) p >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - FILTER_BITS));
+}
+
+static uint32_t set_index(uint64_t key) {
+        return (uint32_t) (((key >> 4) * UINT64_C(0xC2B2AE3D27D4EB4F)) >> (64 - SET_BITS));
+}
+
+/* xorshift64*: per thread, seeded from the tid and the clock. */
+static uint64_t next_random(void) {
+        uint64_t x = rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        rng = x;
+        return x * UINT64_C(0x2545F4914F6CDD1D);
+}
+
+/* Bytes until the next sample: exponential with mean `rate`, as Go's nextSample(). */
+static int64_t draw_interval(void) {
+        double u = (double) ((next_random() >> 11) + 1) / 9007199254740993.0;  /* (0, 1] */
+        double v = -log(u) * (double) rate;
+        return v > 1e15 ? INT64_C(1000000000000000) : (int64_t) v;
+}
+
+/* The slow path of every allocation hook: true when an allocation of N bytes is sampled
+ * (it crossed the countdown, which restarts). */
+static bool crossed(size_t n) {
+        if (unlikely(rng == 0)) {
+                rng = ((uint64_t) syscall(SYS_gettid) << 32) ^ now_realtime_ns() ^ (uintptr_t) &rng;
+                if (rng == 0)
+                        rng = 1;
+                bytes_left = draw_interval() - (int64_t) n;
+                return false;
+        }
+        bytes_left = draw_interval();
+        return atomic_load_explicit(&active, memory_order_relaxed);
+}
+
+static bool count_down(size_t n) {
+        int64_t left = bytes_left - (int64_t) (n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
+        bytes_left = left;
+        return left < 0;
+}
+
+/* ---- the ring ---- */
+
+static uint64_t record_start;           /* where the reserved record starts; under lock */
+
+/* Reserves SIZE bytes (8-aligned) in the ring, padding to its end when needed. NULL when
+ * full. Nothing is visible to cprofd until ring_commit(). Under lock. */
+static void *ring_reserve(uint32_t size) {
+        uint64_t head = shm->head, tail = __atomic_load_n(&shm->tail, __ATOMIC_ACQUIRE);
+        uint64_t off = head % ring_size, room_to_end = ring_size - off;
+        uint64_t need = size + (room_to_end < size ? room_to_end : 0);
+
+        if (tail > head || head - tail + need > ring_size)
+                return NULL;
+        if (room_to_end < size) {
+                AgentRecordHeader *pad = (AgentRecordHeader *) (ring + off);
+                pad->type = AGENT_RECORD_PAD;
+                pad->size = (uint32_t) room_to_end;
+                head += room_to_end;
+                off = 0;
+        }
+        record_start = head;
+        return ring + off;
+}
+
+/* Publishes the reserved record, USED bytes of it (8-aligned, ≤ what was reserved). */
+static void ring_commit(uint32_t used) {
+        __atomic_store_n(&shm->head, record_start + used, __ATOMIC_RELEASE);
+}
+
+/* ---- the set of sampled addresses ---- */
+
+static bool set_insert(uint64_t key) {
+        if (set_used >= SET_SIZE / 2)
+                return false;
+        for (uint32_t i = set_index(key);; i = (i + 1) & (SET_SIZE - 1)) {
+                uint64_t k = atomic_load_explicit(&set[i], memory_order_relaxed);
+                if (k == 0 || k == SET_TOMBSTONE) {
+                        if (k == 0)
+                                set_used++;
+                        atomic_store_explicit(&set[i], key, memory_order_release);
+                        uint32_t f = filter_index((void *) key);
+                        if (atomic_load_explicit(&filter[f], memory_order_relaxed) < UINT8_MAX)
+                                atomic_fetch_add_explicit(&filter[f], 1, memory_order_release);
+                        return true;
+                }
+        }
+}
+
+/* Removes KEY; true when it was there. Under lock. */
+static bool set_remove(uint64_t key) {
+        for (uint32_t i = set_index(key);; i = (i + 1) & (SET_SIZE - 1)) {
+                uint64_t k = atomic_load_explicit(&set[i], memory_order_relaxed);
+                if (k == 0)
+                        return false;
+                if (k == key) {
+                        atomic_store_explicit(&set[i], SET_TOMBSTONE, memory_order_release);
+                        uint32_t f = filter_index((void *) key);
+                        uint8_t c = atomic_load_explicit(&filter[f], memory_order_relaxed);
+                        if (c > 0 && c < UINT8_MAX)
+                                atomic_fetch_sub_explicit(&filter[f], 1, memory_order_release);
+                        return true;
+                }
+        }
+}
+
+static void write_free(uint64_t address) {
+        AgentFree *f = ring_reserve(sizeof *f);
+        if (!f)
+                return;                 /* cprofd sees it as still live: counted as lost */
+        *f = (AgentFree) { .h = { AGENT_RECORD_FREE, sizeof *f }, .address = address };
+        ring_commit(sizeof *f);
+}
+
+/* ---- sampling ---- */
+
+/* Records the allocation P of N bytes with the registers and stack of this call. noinline:
+ * the registers it reads are its own, with unwind info cprofd can follow up to the hook. */
+__attribute__((noinline)) static void record_alloc(void *p, size_t n) {
+        AgentRegs regs;
+        __asm__ volatile("leaq 0(%%rip), %%rax\n\t"
+                         "movq %%rax, 0(%0)\n\t"
+                         "movq %%rsp, 8(%0)\n\t"
+                         "movq %%rbp, 16(%0)\n\t"
+                         "movq %%rbx, 24(%0)\n\t"
+                         "movq %%r12, 32(%0)\n\t"
+                         "movq %%r13, 40(%0)\n\t"
+                         "movq %%r14, 48(%0)\n\t"
+                         "movq %%r15, 56(%0)"
+                         :
+                         : "r"(&regs)
+                         : "rax", "memory");
+        uint64_t address = (uintptr_t) p;
+        uint32_t tid = (uint32_t) syscall(SYS_gettid);
+
+        lock_take();
+        if (!shm || !atomic_load(&active)) {
+                lock_release();
+                return;
+        }
+        /* A sampled address freed where no hook saw it, now handed out again. */
+        if (set_remove(address))
+                write_free(address);
+        uint32_t size = (uint32_t) ((sizeof(AgentAlloc) + AGENT_STACK_COPY_MAX + 7) & ~7u);
+        AgentAlloc *a = ring_reserve(size);
+        if (!a) {
+                __atomic_fetch_add(&shm->lost, 1, __ATOMIC_RELAXED);
+                lock_release();
+                return;
+        }
+        if (!set_insert(address)) {
+                __atomic_fetch_add(&shm->untracked, 1, __ATOMIC_RELAXED);
+                lock_release();         /* nothing committed: the reservation is reused */
+                return;
+        }
+        /* Our own memory, read through the kernel: a copy that runs past the end of the
+         * stack stops there instead of faulting. */
+        struct iovec local = { .iov_base = (uint8_t *) a + sizeof *a, .iov_len = AGENT_STACK_COPY_MAX };
+        struct iovec remote = { .iov_base = (void *) (uintptr_t) regs.rsp, .iov_len = AGENT_STACK_COPY_MAX };
+        ssize_t copied = process_vm_readv(host_pid, &local, 1, &remote, 1, 0);
+        if (copied < 0)
+                copied = 0;
+        uint32_t used = (uint32_t) ((sizeof *a + (size_t) copied + 7) & ~(size_t) 7);
+        *a = (AgentAlloc) {
+                .h = { AGENT_RECORD_ALLOC, used },
+                .address = address,
+                .bytes = n,
+                .tid = tid,
+                .stack_len = (uint32_t) copied,
+                .stack_start = regs.rsp,
+                .regs = regs,
+        };
+        ring_commit(used);
+        lock_release();
+}
+
+static void *sample_alloc(void *p, size_t n) {
+        if (p && !in_agent) {
+                in_agent = true;
+                record_alloc(p, n);
+                in_agent = false;
+        }
+        return p;
+}
+
+/* The slow half of free: P may be sampled. */
+static void forget(void *p) {
+        lock_take();
+        if (shm && set_remove((uintptr_t) p))
+                write_free((uintptr_t) p);
+        lock_release();
+}
+
+static bool maybe_sampled(const void *p) {
+        return atomic_load_explicit(&filter[filter_index(p)], memory_order_relaxed) != 0;
+}
+
+/* ---- hooks ---- */
+
+static void *hook_malloc(size_t n) {
+        if (likely(!count_down(n)))
+                return real_malloc(n);
+        bool s = crossed(n);
+        void *p = real_malloc(n);
+        return s ? sample_alloc(p, n) : p;
+}
+
+static void *hook_calloc(size_t n, size_t size) {
+        size_t total;
+        if (__builtin_mul_overflow(n, size, &total) || likely(!count_down(total)))
+                return real_calloc(n, size);
+        bool s = crossed(total);
+        void *p = real_calloc(n, size);
+        return s ? sample_alloc(p, total) : p;
+}
+
+static void hook_free(void *p) {
+        if (unlikely(p && maybe_sampled(p)))
+                forget(p);
+        real_free(p);
+}
+
+static void *hook_realloc(void *p, size_t n) {
+        /* The old block is gone whether realloc moves it or not: forget it first, so its
+         * address cannot be handed out again and sampled before we do. */
+        if (p && maybe_sampled(p))
+                forget(p);
+        if (n == 0 || likely(!count_down(n)))
+                return real_realloc(p, n);
+        bool s = crossed(n);
+        void *q = real_realloc(p, n);
+        return s ? sample_alloc(q, n) : q;
+}
+
+static void *hook_reallocarray(void *p, size_t n, size_t size) {
+        size_t total;
+        if (__builtin_mul_overflow(n, size, &total))
+                return real_reallocarray(p, n, size);   /* fails with ENOMEM, p untouched */
+        if (p && maybe_sampled(p))
+                forget(p);
+        if (total == 0 || likely(!count_down(total)))
+                return real_reallocarray(p, n, size);
+        bool s = crossed(total);
+        void *q = real_reallocarray(p, n, size);
+        return s ? sample_alloc(q, total) : q;
+}
+
+static int hook_posix_memalign(void **ret, size_t align, size_t n) {
+        if (likely(!count_down(n)))
+                return real_posix_memalign(ret, align, n);
+        bool s = crossed(n);
+        int r = real_posix_memalign(ret, align, n);
+        if (r == 0 && s)
+                sample_alloc(*ret, n);
+        return r;
+}
+
+static void *hook_aligned_alloc(size_t align, size_t n) {
+        if (likely(!count_down(n)))
+                return real_aligned_alloc(align, n);
+        bool s = crossed(n);
+        void *p = real_aligned_alloc(align, n);
+        return s ? sample_alloc(p, n) : p;
+}
+
+static void *hook_memalign(size_t align, size_t n) {
+        if (likely(!count_down(n)))
+                return real_memalign(align, n);
+        bool s = crossed(n);
+        void *p = real_memalign(align, n);
+        return s ? sample_alloc(p, n) : p;
+}
+
+static void *hook_valloc(size_t n) {
+        if (likely(!count_down(n)))
+                return real_valloc(n);
+        bool s = crossed(n);
+        void *p = real_valloc(n);
+        return s ? sample_alloc(p, n) : p;
+}
+
+/* ---- GOT redirection ---- */
+
+static uintptr_t own_base(void) {
+        Dl_info info;
+        return dladdr((void *) own_base, &info) ? (uintptr_t) info.dli_fbase : 0;
+}
+
+static int hook_index(const char *name) {
+        for (size_t i = 0; i < N_HOOKS; i++)
+                if (strcmp(name, hooks[i].name) == 0)
+                        return (int) i;
+        return -1;
+}
+
+/* Writes VALUE to the GOT entry at SLOT, lifting RELRO's read-only for the moment. */
+static void write_slot(void **slot, void *value, bool read_only) {
+        long page = sysconf(_SC_PAGESIZE);
+        void *start = (void *) ((uintptr_t) slot & ~(uintptr_t) (page - 1));
+        if (read_only && mprotect(start, (size_t) page, PROT_READ | PROT_WRITE) < 0)
+                return;
+        __atomic_store_n(slot, value, __ATOMIC_RELEASE);
+        if (read_only)
+                (void) mprotect(start, (size_t) page, PROT_READ);
+}
+
+typedef struct Module {
+        uintptr_t base;
+        const ElfW(Phdr) *phdr;
+        size_t phnum;
+} Module;
+
+/* d_ptr values are relocated in place by glibc where .dynamic is writable, and not where
+ * it is read-only: an unrelocated one lies below the load base. */
+static uintptr_t dyn_ptr(const Module *m, ElfW(Addr) v) {
+        return v < m->base ? m->base + v : v;
+}
+
+static bool in_relro(const Module *m, uintptr_t addr) {
+        for (size_t i = 0; i < m->phnum; i++)
+                if (m->phdr[i].p_type == PT_GNU_RELRO) {
+                        uintptr_t start = m->base + m->phdr[i].p_vaddr;
+                        if (addr >= start && addr < start + m->phdr[i].p_memsz)
+                                return true;
+                }
+        return false;
+}
+
+static void hook_relocations(const Module *m, const ElfW(Rela) *rel, size_t n, const ElfW(Sym) *symtab,
+                             const char *strtab, size_t strsz) {
+        for (size_t i = 0; i < n && n_slots < SLOTS_MAX; i++) {
+                unsigned type = ELF64_R_TYPE(rel[i].r_info);
+                if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+                        continue;
+                size_t sym = ELF64_R_SYM(rel[i].r_info);
+                if (sym == 0 || symtab[sym].st_name >= strsz)
+                        continue;
+                int h = hook_index(strtab + symtab[sym].st_name);
+                if (h < 0)
+                        continue;
+                void **slot = (void **) (m->base + rel[i].r_offset);
+                void *original = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+                if (original == hooks[h].hook)
+                        continue;
+                bool ro = in_relro(m, (uintptr_t) slot);
+                slots[n_slots++] = (Slot) { .module_base = m->base, .address = slot, .original = original,
+                                            .hook = hooks[h].hook, .read_only = ro };
+                write_slot(slot, hooks[h].hook, ro);
+                if (shm)
+                        shm->hooked_slots++;
+        }
+}
+
+static int hook_module(struct dl_phdr_info *info, size_t size, void *data) {
+        uintptr_t self = *(uintptr_t *) data;
+        (void) size;
+        if (info->dlpi_addr == self && self != 0)
+                return 0;
+        for (size_t i = 0; i < n_hooked_bases; i++)
+                if (hooked_bases[i] == info->dlpi_addr)
+                        return 0;
+        /* The vdso has no relocations worth a look; the agent's own calls must stay real. */
+        if (info->dlpi_name && strncmp(info->dlpi_name, "linux-vdso", 10) == 0)
+                return 0;
+        Module m = { .base = info->dlpi_addr, .phdr = info->dlpi_phdr, .phnum = info->dlpi_phnum };
+        const ElfW(Dyn) *dyn = NULL;
+        for (size_t i = 0; i < m.phnum; i++)
+                if (m.phdr[i].p_type == PT_DYNAMIC)
+                        dyn = (const ElfW(Dyn) *) (m.base + m.phdr[i].p_vaddr);
+        if (!dyn)
+                return 0;
+        const ElfW(Sym) *symtab = NULL;
+        const char *strtab = NULL;
+        size_t strsz = 0, relasz = 0, pltrelsz = 0;
+        const ElfW(Rela) *rela = NULL, *jmprel = NULL;
+        long pltrel = DT_RELA;
+        for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+                switch (d->d_tag) {
+                case DT_SYMTAB: symtab = (const ElfW(Sym) *) dyn_ptr(&m, d->d_un.d_ptr); break;
+                case DT_STRTAB: strtab = (const char *) dyn_ptr(&m, d->d_un.d_ptr); break;
+                case DT_STRSZ: strsz = d->d_un.d_val; break;
+                case DT_RELA: rela = (const ElfW(Rela) *) dyn_ptr(&m, d->d_un.d_ptr); break;
+                case DT_RELASZ: relasz = d->d_un.d_val; break;
+                case DT_JMPREL: jmprel = (const ElfW(Rela) *) dyn_ptr(&m, d->d_un.d_ptr); break;
+                case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
+                case DT_PLTREL: pltrel = (long) d->d_un.d_val; break;
+                }
+        if (n_hooked_bases < sizeof hooked_bases / sizeof hooked_bases[0])
+                hooked_bases[n_hooked_bases++] = m.base;
+        if (!symtab || !strtab)
+                return 0;
+        if (shm)
+                shm->hooked_modules++;
+        if (rela)
+                hook_relocations(&m, rela, relasz / sizeof *rela, symtab, strtab, strsz);
+        if (jmprel && pltrel == DT_RELA)
+                hook_relocations(&m, jmprel, pltrelsz / sizeof *jmprel, symtab, strtab, strsz);
+        return 0;
+}
+
+static void hook_all_modules(void) {
+        uintptr_t self = own_base();
+        dl_iterate_phdr(hook_module, &self);
+}
+
+/* Puts back the entries of one loaded module that still point at a hook (one that someone
+ * changed since is left to them). Runs inside dl_iterate_phdr, which holds the loader's
+ * lock: the module cannot be unloaded under us. A module unloaded since took its GOT
+ * with it, and must not be written to. */
+static int unhook_module(struct dl_phdr_info *info, size_t size, void *data) {
+        (void) size;
+        (void) data;
+        for (size_t i = 0; i < n_slots; i++) {
+                Slot *s = &slots[i];
+                if (s->module_base != info->dlpi_addr || !s->address)
+                        continue;
+                if (__atomic_load_n(s->address, __ATOMIC_ACQUIRE) == s->hook)
+                        write_slot(s->address, s->original, s->read_only);
+                s->address = NULL;
+        }
+        return 0;
+}
+
+static void unhook_all(void) {
+        dl_iterate_phdr(unhook_module, NULL);
+        n_slots = 0;
+        n_hooked_bases = 0;
+}
+
+/* ---- lifecycle ---- */
+
+/* Zeroes [P, P + N): whole pages by handing them back (they read as zeros), the ragged
+ * ends by hand. */
+static void zero_and_release(void *p, size_t n) {
+        uintptr_t start = (uintptr_t) p, end = start + n;
+        uintptr_t a = (start + 4095) & ~(uintptr_t) 4095, b = end & ~(uintptr_t) 4095;
+        if (a >= b || madvise((void *) a, b - a, MADV_DONTNEED) < 0) {
+                memset(p, 0, n);
+                return;
+        }
+        memset(p, 0, a - start);
+        memset((void *) b, 0, end - b);
+}
+
+static void release_shared_memory(void) {
+        lock_take();
+        AgentHeader *h = shm;
+        shm = NULL;
+        ring = NULL;
+        lock_release();
+        if (h)
+                munmap(h, h->header_size + h->ring_size);
+        if (memfd >= 0)
+                close(memfd);
+        memfd = -1;
+        /* Forget every sampled address, giving the pages back to the kernel. */
+        zero_and_release((void *) set, sizeof set);
+        zero_and_release((void *) filter, sizeof filter);
+        set_used = 0;
+}
+
+static bool daemon_gone(int pidfd) {
+        if (pidfd < 0)
+                return kill(shm->daemon_pid, 0) < 0 && errno == ESRCH;
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        return poll(&p, 1, 0) > 0;
+}
+
+static void *agent_main(void *arg) {
+        (void) arg;
+        in_agent = true;
+        prctl(PR_SET_NAME, AGENT_THREAD_NAME);
+
+        for (size_t i = 0; i < N_HOOKS; i++)
+                *hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name);
+        bool complete = true;
+        for (size_t i = 0; i < N_HOOKS; i++)
+                complete = complete && *hooks[i].real;
+        int pidfd = (int) syscall(SYS_pidfd_open, shm->daemon_pid, 0);
+
+        if (!complete) {
+                strncpy(shm->error, "the allocation functions are not all exported", sizeof shm->error - 1);
+        } else {
+                hook_all_modules();
+                shm->started_ns = now_realtime_ns();
+                atomic_store(&active, true);
+                __atomic_store_n(&shm->state, AGENT_STATE_ACTIVE, __ATOMIC_RELEASE);
+                for (unsigned ms = 0;; ms += POLL_MS) {
+                        if (__atomic_load_n(&shm->command, __ATOMIC_ACQUIRE) == AGENT_COMMAND_STOP ||
+                            daemon_gone(pidfd))
+                                break;
+                        if (ms >= RESCAN_MS) {
+                                hook_all_modules();
+                                ms = 0;
+                        }
+                        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                        if (pidfd >= 0)
+                                (void) poll(&p, 1, POLL_MS);
+                        else
+                                usleep(POLL_MS * 1000);
+                }
+        }
+        atomic_store(&active, false);
+        unhook_all();
+        if (pidfd >= 0)
+                close(pidfd);
+        __atomic_store_n(&shm->state, AGENT_STATE_STOPPED, __ATOMIC_RELEASE);
+        release_shared_memory();
+        atomic_store(&running, false);
+        return NULL;
+}
+
+/* In a child after fork: no agent thread, no cprofd listening. Put the GOT back. */
+static void after_fork_in_child(void) {
+        if (!atomic_load(&running))
+                return;
+        atomic_store(&active, false);
+        unhook_all();
+        shm = NULL;
+        ring = NULL;
+        if (memfd >= 0)
+                close(memfd);
+        memfd = -1;
+        atomic_store(&running, false);
+}
+
+/* Called by cprofd on a borrowed thread of the target: returns the memfd of the shared
+ * memory (cprofd opens it through /proc), or a negative errno. Quick and lock-free as far
+ * as the target's own locks go: the GOT work happens on the agent's thread. */
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes);
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
+        static bool atfork_registered;
+        bool expected = false;
+
+        if (!atomic_compare_exchange_strong(&running, &expected, true))
+                return -EBUSY;
+        if (ring_bytes < (1u << 20) || ring_bytes > (1u << 30))
+                ring_bytes = AGENT_RING_SIZE_DEFAULT;
+        ring_bytes &= ~(uint64_t) 4095;
+        rate = sample_rate > 0 ? sample_rate : 512 * 1024;
+        host_pid = getpid();
+
+        size_t header = 4096, total = header + ring_bytes;
+        int fd = (int) syscall(SYS_memfd_create, AGENT_SHM_NAME, MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t) total) < 0) {
+                int r = -errno;
+                if (fd >= 0)
+                        close(fd);
+                atomic_store(&running, false);
+                return r;
+        }
+        void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (!slots)
+                slots = mmap(NULL, SLOTS_MAX * sizeof *slots, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                             -1, 0);
+        if (mem == MAP_FAILED || slots == MAP_FAILED) {
+                int r = -ENOMEM;
+                if (mem != MAP_FAILED)
+                        munmap(mem, total);
+                if (slots == MAP_FAILED)
+                        slots = NULL;
+                close(fd);
+                atomic_store(&running, false);
+                return r;
+        }
+        AgentHeader *h = mem;
+        *h = (AgentHeader) {
+                .magic = AGENT_MAGIC,
+                .version = AGENT_VERSION,
+                .header_size = (uint32_t) header,
+                .ring_size = ring_bytes,
+                .rate = rate,
+                .daemon_pid = daemon_pid,
+                .state = AGENT_STATE_STARTING,
+        };
+        shm = h;
+        ring = (uint8_t *) mem + header;
+        ring_size = ring_bytes;
+        memfd = fd;
+        if (!atfork_registered && pthread_atfork(NULL, NULL, after_fork_in_child) == 0)
+                atfork_registered = true;
+
+        /* The agent's thread takes no signal meant for the program. */
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&agent_thread, &attr, agent_main, NULL);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r != 0) {
+                release_shared_memory();
+                atomic_store(&running, false);
+                return -r;
+        }
+        return fd;
+}

@@ -1,0 +1,455 @@
+/* attach/inject.c -- see inject.h. */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "inject.h"
+#include "macro.h"
+#include "procfs.h"
+#include "snapshot.h"
+
+#define XSTATE_MAX 8192                 /* bytes of FPU/vector state (XSAVE area) */
+#define DEFERRED_SIGNALS_MAX 8
+#define STACK_SKIP 512                  /* below the thread's sp: red zone and then some */
+#define ERESTARTSYS 512
+#define ERESTARTNOINTR 513
+#define ERESTARTNOHAND 514
+#define ERESTART_RESTARTBLOCK 516
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* ---- finding functions in the target ---- */
+
+/* The value of dynamic symbol NAME in the ELF file at PATH, and the vaddr its first
+ * PT_LOAD is linked at. 0, -ENOENT (no such symbol), -EIO (unreadable or not ELF). */
+static int elf_dynamic_symbol(const char *path, const char *name, uint64_t *ret_value, uint64_t *ret_first_load) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -EIO;
+        elf_version(EV_CURRENT);
+        Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        int r = -EIO;
+        size_t n_phdr;
+        if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getphdrnum(elf, &n_phdr) < 0)
+                goto out;
+        bool have_load = false;
+        for (size_t i = 0; i < n_phdr && !have_load; i++) {
+                GElf_Phdr ph;
+                if (gelf_getphdr(elf, (int) i, &ph) && ph.p_type == PT_LOAD) {
+                        *ret_first_load = ph.p_vaddr & ~(uint64_t) 0xfff;
+                        have_load = true;
+                }
+        }
+        if (!have_load)
+                goto out;
+        r = -ENOENT;
+        for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0)
+                        continue;
+                Elf_Data *data = elf_getdata(scn, NULL);
+                if (!data)
+                        continue;
+                size_t n = sh.sh_size / sh.sh_entsize;
+                for (size_t i = 0; i < n; i++) {
+                        GElf_Sym sym;
+                        if (!gelf_getsym(data, (int) i, &sym) || sym.st_value == 0 ||
+                            GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF)
+                                continue;
+                        const char *s = elf_strptr(elf, sh.sh_link, sym.st_name);
+                        if (s && strcmp(s, name) == 0) {
+                                *ret_value = sym.st_value;
+                                r = 0;
+                                goto out;
+                        }
+                }
+        }
+out:
+        if (elf)
+                elf_end(elf);
+        close(fd);
+        return r;
+}
+
+int elf_function_file_offset(const char *path, const char *name, uint64_t *ret) {
+        uint64_t value, first_load;
+        int r = elf_dynamic_symbol(path, name, &value, &first_load);
+        if (r < 0)
+                return r;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -EIO;
+        Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        size_t n_phdr;
+        r = -EIO;
+        if (elf && elf_getphdrnum(elf, &n_phdr) == 0)
+                for (size_t i = 0; i < n_phdr; i++) {
+                        GElf_Phdr ph;
+                        if (gelf_getphdr(elf, (int) i, &ph) && ph.p_type == PT_LOAD && value >= ph.p_vaddr &&
+                            value < ph.p_vaddr + ph.p_filesz) {
+                                *ret = value - ph.p_vaddr + ph.p_offset;
+                                r = 0;
+                                break;
+                        }
+                }
+        if (elf)
+                elf_end(elf);
+        close(fd);
+        return r;
+}
+
+/* The mapping of offset 0 of the module whose path satisfies MATCH. */
+static const MapEntry *find_module(const Maps *maps, bool (*match)(const char *path, const void *arg),
+                                   const void *arg) {
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->entries[i];
+                if (e->path && e->offset == 0 && !e->deleted && match(e->path, arg))
+                        return e;
+        }
+        return NULL;
+}
+
+static bool is_libc(const char *path, const void *arg) {
+        (void) arg;
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t n = strlen(base);
+        return strncmp(base, "libc.so.", 8) == 0 || (strncmp(base, "libc-", 5) == 0 && n > 3 &&
+                                                     strcmp(base + n - 3, ".so") == 0);
+}
+
+static bool is_path(const char *path, const void *arg) {
+        return strcmp(path, (const char *) arg) == 0;
+}
+
+/* The address of function NAME of the module mapped at M in PID, read from the file the
+ * target maps (through /proc/PID/map_files, so a container's own libc is the one read). */
+static int target_symbol(pid_t pid, const MapEntry *m, const char *name, uint64_t *ret) {
+        char path[128];
+        uint64_t value, first_load;
+        snprintf(path, sizeof path, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int) pid, m->start, m->end);
+        int r = elf_dynamic_symbol(path, name, &value, &first_load);
+        if (r == -EIO)
+                r = elf_dynamic_symbol(m->path, name, &value, &first_load);
+        if (r < 0)
+                return r;
+        *ret = m->start - first_load + value;
+        return 0;
+}
+
+/* ---- borrowing a thread ---- */
+
+/* Syscalls that wait for something else to happen: a thread blocked in one holds no lock
+ * of the C library in any program that does not deadlock on its own. */
+static bool waits(int nr) {
+        switch (nr) {
+        case SYS_read: case SYS_readv: case SYS_pread64: case SYS_poll: case SYS_ppoll: case SYS_select:
+        case SYS_pselect6: case SYS_epoll_wait: case SYS_epoll_pwait: case SYS_futex: case SYS_nanosleep:
+        case SYS_clock_nanosleep: case SYS_accept: case SYS_accept4: case SYS_recvfrom: case SYS_recvmsg:
+        case SYS_recvmmsg: case SYS_wait4: case SYS_waitid: case SYS_pause: case SYS_rt_sigsuspend:
+        case SYS_rt_sigtimedwait: case SYS_msgrcv: case SYS_semop: case SYS_semtimedop: case SYS_restart_syscall:
+        case SYS_connect: case SYS_sendto: case SYS_sendmsg: case SYS_write: case SYS_writev:
+#ifdef SYS_epoll_pwait2
+        case SYS_epoll_pwait2:
+#endif
+                return true;
+        default:
+                return false;
+        }
+}
+
+static bool interrupted_syscall(const struct user_regs_struct *regs) {
+        long rv = (long) regs->rax;
+        return (long) regs->orig_rax >= 0 && (rv == -ERESTARTSYS || rv == -ERESTARTNOINTR ||
+                                               rv == -ERESTARTNOHAND || rv == -ERESTART_RESTARTBLOCK);
+}
+
+typedef struct Borrowed {
+        pid_t tid;
+        struct user_regs_struct regs;
+        uint8_t xstate[XSTATE_MAX];
+        size_t xstate_len;
+        int regset_fp;                  /* NT_X86_XSTATE, or NT_PRFPREG where that fails */
+        int deferred[DEFERRED_SIGNALS_MAX];
+        size_t n_deferred;
+        uint64_t t0;
+} Borrowed;
+
+static int get_regs(pid_t tid, struct user_regs_struct *regs) {
+        struct iovec iov = { .iov_base = regs, .iov_len = sizeof *regs };
+        return ptrace(PTRACE_GETREGSET, tid, (void *) NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+}
+
+static int set_regs(pid_t tid, const struct user_regs_struct *regs) {
+        struct iovec iov = { .iov_base = (void *) regs, .iov_len = sizeof *regs };
+        return ptrace(PTRACE_SETREGSET, tid, (void *) NT_PRSTATUS, &iov) < 0 ? -errno : 0;
+}
+
+/* Lets B go: its registers and FPU state back as they were, the signals that came
+ * meanwhile passed on. */
+static void give_back(Borrowed *b) {
+        (void) set_regs(b->tid, &b->regs);
+        if (b->xstate_len > 0) {
+                struct iovec iov = { .iov_base = b->xstate, .iov_len = b->xstate_len };
+                (void) ptrace(PTRACE_SETREGSET, b->tid, (void *) (long) b->regset_fp, &iov);
+        }
+        int first = b->n_deferred > 0 ? b->deferred[0] : 0;
+        if (ptrace(PTRACE_DETACH, b->tid, NULL, (void *) (long) first) < 0 && errno == ESRCH)
+                tracee_add_straggler(b->tid);
+        for (size_t i = 1; i < b->n_deferred; i++)
+                (void) syscall(SYS_tgkill, getpid() == b->tid ? 0 : (int) b->tid, (int) b->tid, b->deferred[i]);
+}
+
+/* Seizes TID and stops it; keeps it only if it sits in an interrupted waiting syscall. */
+static int borrow(pid_t tid, Borrowed *b) {
+        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+                return -errno;
+        b->tid = tid;
+        b->t0 = now_monotonic_ns();
+        if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
+                int r = -errno;
+                if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
+                        tracee_add_straggler(tid);
+                return r;
+        }
+        int status;
+        int r = tracee_wait_stop(tid, 200 * NSEC_PER_MSEC, &status);
+        if (r == -ETIMEDOUT)
+                tracee_add_straggler(tid);
+        if (r < 0)
+                return r;
+        int sig = (status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP ? WSTOPSIG(status) : 0;
+        if (sig == 0 && (status >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(status) != SIGTRAP) {
+                /* A group stop: the process is stopped on purpose; leave it so. */
+                (void) ptrace(PTRACE_DETACH, tid, NULL, NULL);
+                return -EAGAIN;
+        }
+        r = get_regs(tid, &b->regs);
+        if (r < 0 || sig != 0 || !interrupted_syscall(&b->regs)) {
+                (void) ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig);
+                return r < 0 ? r : -EAGAIN;
+        }
+        b->regset_fp = NT_X86_XSTATE;
+        struct iovec iov = { .iov_base = b->xstate, .iov_len = sizeof b->xstate };
+        if (ptrace(PTRACE_GETREGSET, tid, (void *) NT_X86_XSTATE, &iov) < 0) {
+                b->regset_fp = NT_PRFPREG;
+                iov.iov_len = sizeof b->xstate;
+                if (ptrace(PTRACE_GETREGSET, tid, (void *) NT_PRFPREG, &iov) < 0)
+                        iov.iov_len = 0;
+        }
+        b->xstate_len = iov.iov_len;
+        return 0;
+}
+
+/* Copies LEN bytes of DATA below *SP on the target's stack; *SP and *RET_ADDR become
+ * their address. */
+static int push_data(pid_t pid, uint64_t *sp, const void *data, size_t len, uint64_t *ret_addr) {
+        uint64_t at = (*sp - len) & ~(uint64_t) 15;
+        struct iovec local = { .iov_base = (void *) data, .iov_len = len };
+        struct iovec remote = { .iov_base = (void *) (uintptr_t) at, .iov_len = len };
+        if (process_vm_writev(pid, &local, 1, &remote, 1, 0) != (ssize_t) len)
+                return -EIO;
+        *sp = at;
+        if (ret_addr)
+                *ret_addr = at;
+        return 0;
+}
+
+/* Calls FN(ARGS…) on B's stack, below SP. 0 with *RET the return value. */
+static int remote_call(pid_t pid, Borrowed *b, uint64_t sp, uint64_t fn, const uint64_t *args, size_t n_args,
+                       uint64_t *ret) {
+        struct user_regs_struct regs = b->regs;
+        /* A call: 16-aligned before the return address is pushed; that address is 0, so
+         * the return faults and stops the thread for us. */
+        sp = ((sp - 64) & ~(uint64_t) 15) - 8;
+        uint64_t zero = 0;
+        struct iovec local = { .iov_base = &zero, .iov_len = sizeof zero };
+        struct iovec remote = { .iov_base = (void *) (uintptr_t) sp, .iov_len = sizeof zero };
+        if (process_vm_writev(pid, &local, 1, &remote, 1, 0) != (ssize_t) sizeof zero)
+                return -EIO;
+        int r;
+        unsigned long long *argregs[] = { &regs.rdi, &regs.rsi, &regs.rdx, &regs.rcx, &regs.r8, &regs.r9 };
+        for (size_t i = 0; i < n_args && i < ARRAY_SIZE(argregs); i++)
+                *argregs[i] = args[i];
+        regs.rsp = sp;
+        regs.rip = fn;
+        regs.rax = 0;
+        regs.orig_rax = (uint64_t) -1;  /* no syscall restart on the way out of this stop */
+        r = set_regs(b->tid, &regs);
+        if (r < 0)
+                return r;
+
+        uint64_t deadline = now_monotonic_ns() + INJECT_CALL_TIMEOUT_NS;
+        int sig = 0;
+        for (;;) {
+                if (ptrace(PTRACE_CONT, b->tid, NULL, (void *) (long) sig) < 0)
+                        return -errno;
+                sig = 0;
+                uint64_t now = now_monotonic_ns();
+                int status;
+                r = now < deadline ? tracee_wait_stop(b->tid, deadline - now, &status) : -ETIMEDOUT;
+                if (r == -ETIMEDOUT) {
+                        /* Take it back mid-call: nothing better to do than to restore it. */
+                        if (ptrace(PTRACE_INTERRUPT, b->tid, NULL, NULL) < 0 ||
+                            tracee_wait_stop(b->tid, 200 * NSEC_PER_MSEC, &status) < 0)
+                                return -ETIMEDOUT;
+                        return -ETIMEDOUT;
+                }
+                if (r < 0)
+                        return r;
+                if ((status >> 16) != 0)
+                        continue;       /* an event stop (a group stop, say): go on */
+                int s = WSTOPSIG(status);
+                if (s == SIGSEGV) {
+                        struct user_regs_struct after;
+                        r = get_regs(b->tid, &after);
+                        if (r < 0)
+                                return r;
+                        if (after.rip != 0)
+                                return -EFAULT; /* the call itself faulted */
+                        *ret = after.rax;
+                        return 0;
+                }
+                /* A signal for the program: keep it for after, so its handler runs on
+                 * the thread's own state. */
+                if (b->n_deferred < DEFERRED_SIGNALS_MAX)
+                        b->deferred[b->n_deferred++] = s;
+        }
+}
+
+/* Threads worth trying, best first: the main thread, then the others, each only if /proc
+ * shows it sleeping in a waiting syscall. */
+static size_t candidates(pid_t pid, pid_t *ret, size_t max) {
+        _cleanup_free_ pid_t *tids = NULL;
+        size_t n = 0, k = 0;
+        if (procfs_list_threads(pid, &tids, &n) < 0)
+                return 0;
+        for (size_t i = 0; i < n && k < max; i++) {
+                ThreadInfo info;
+                if (procfs_read_thread(pid, tids[i], &info) == 0 && info.state == 'S' && info.syscall >= 0 &&
+                    waits(info.syscall))
+                        ret[k++] = tids[i];
+        }
+        return k;
+}
+
+static bool same_root(pid_t pid) {
+        char path[64];
+        struct stat a, b;
+        snprintf(path, sizeof path, "/proc/%d/root", (int) pid);
+        return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *err, size_t errlen) {
+        Maps maps;
+        uint64_t dlopen_addr = 0;
+        int r;
+
+        if (!same_root(pid))
+                return fail(err, errlen, -ENOENT, "pid %d has another root directory (a container?): it cannot "
+                            "load the agent from %s", (int) pid, req->agent_path);
+        if (access(req->agent_path, R_OK) < 0)
+                return fail(err, errlen, -ENOENT, "the heap agent %s is missing: %m", req->agent_path);
+        r = procfs_read_maps(pid, &maps);
+        if (r < 0)
+                return fail(err, errlen, r, "cannot read the maps of pid %d: %s", (int) pid, strerror(-r));
+        const MapEntry *libc = find_module(&maps, is_libc, NULL);
+        if (libc) {
+                r = target_symbol(pid, libc, "dlopen", &dlopen_addr);
+                if (r == -ENOENT)       /* glibc before 2.34 keeps it out of libc proper */
+                        r = target_symbol(pid, libc, "__libc_dlopen_mode", &dlopen_addr);
+        }
+        maps_done(&maps);
+        if (!libc || r < 0)
+                return fail(err, errlen, -ENOENT, "pid %d has no dynamic loader entry cprofd can call "
+                            "(not linked with glibc, or statically)", (int) pid);
+
+        pid_t tids[16];
+        size_t n = candidates(pid, tids, ARRAY_SIZE(tids));
+        if (n == 0)
+                return fail(err, errlen, -EAGAIN, "no thread of pid %d is blocked in a syscall where it can "
+                            "load the agent safely; try again", (int) pid);
+
+        sigset_t chld, saved;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &saved);
+
+        _cleanup_free_ Borrowed *b = calloc(1, sizeof *b);
+        if (!b) {
+                pthread_sigmask(SIG_SETMASK, &saved, NULL);
+                return fail(err, errlen, -ENOMEM, "out of memory");
+        }
+        r = -EAGAIN;
+        for (size_t i = 0; i < n && r < 0; i++) {
+                *b = (Borrowed) {};
+                r = borrow(tids[i], b);
+                if (r == -EPERM) {
+                        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+                        return fail(err, errlen, r, "pid %d is traced by another process", (int) pid);
+                }
+        }
+        if (r < 0) {
+                pthread_sigmask(SIG_SETMASK, &saved, NULL);
+                return fail(err, errlen, r == -ESRCH ? -ESRCH : -EAGAIN,
+                            "no thread of pid %d could be borrowed to load the agent; try again", (int) pid);
+        }
+
+        uint64_t sp = b->regs.rsp - STACK_SKIP, path_addr = 0, handle = 0, start_result = 0, start_addr = 0;
+        r = push_data(pid, &sp, req->agent_path, strlen(req->agent_path) + 1, &path_addr);
+        if (r == 0) {
+                uint64_t dl_args[2] = { path_addr, 2 /* RTLD_NOW */ };
+                r = remote_call(pid, b, sp, dlopen_addr, dl_args, 2, &handle);
+        }
+        if (r == 0 && handle == 0)
+                r = fail(err, errlen, -EIO, "dlopen(%s) failed in pid %d (unreadable for its user, or refused "
+                         "by a seccomp filter?)", req->agent_path, (int) pid);
+        else if (r < 0)
+                r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling dlopen in pid %d failed: %s", (int) pid,
+                         strerror(-r));
+        if (r == 0 && (r = procfs_read_maps(pid, &maps)) == 0) {
+                const MapEntry *agent = find_module(&maps, is_path, req->agent_path);
+                if (!agent || target_symbol(pid, agent, req->start_symbol, &start_addr) < 0)
+                        r = fail(err, errlen, -EIO, "the agent loaded in pid %d has no %s", (int) pid,
+                                 req->start_symbol);
+                maps_done(&maps);
+                if (r == 0) {
+                        r = remote_call(pid, b, sp, start_addr, req->args, 3, &start_result);
+                        if (r < 0)
+                                r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "starting the agent in pid %d "
+                                         "failed: %s", (int) pid, strerror(-r));
+                }
+        }
+        give_back(b);
+        uint64_t pause = now_monotonic_ns() - b->t0;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                return r;
+        *ret = (InjectResult) { .start_result = (int32_t) (uint32_t) start_result, .tid = b->tid, .pause_ns = pause };
+        return 0;
+}

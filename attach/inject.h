@@ -1,0 +1,40 @@
+/* attach/inject.h -- load cprofd's heap agent into a running process and start it, by
+ * borrowing one of its threads for two function calls.
+ *
+ * The thread borrowed is one that /proc shows blocked in a syscall that waits (futex,
+ * read, poll, nanosleep, …): it holds none of the locks dlopen needs in any sane program,
+ * and its registers are exactly what a syscall restart needs. It is seized, its registers
+ * and FPU/vector state saved, then made to call dlopen(AGENT, RTLD_NOW) and
+ * cprofd_agent_start(…) on its own stack below the red zone, each returning to address 0,
+ * where the SIGSEGV stop hands control back. Its state is restored exactly and it is
+ * detached; its syscall restarts as after any signal. Signals that arrive meanwhile are
+ * passed on at the end. The pause is measured. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define INJECT_CALL_TIMEOUT_NS (5ull * 1000000000ull)
+
+typedef struct InjectRequest {
+        const char *agent_path;         /* absolute, as the target sees it */
+        const char *start_symbol;       /* exported by the agent; returns an int */
+        uint64_t args[3];               /* passed to it */
+} InjectRequest;
+
+typedef struct InjectResult {
+        int64_t start_result;           /* what the start function returned */
+        pid_t tid;                      /* the thread borrowed */
+        uint64_t pause_ns;              /* how long it was held */
+} InjectResult;
+
+/* The file offset of function NAME (a dynamic symbol) in the ELF file at PATH: where a
+ * uprobe goes. 0, -ENOENT (no such function), -EIO (unreadable, not ELF). */
+int elf_function_file_offset(const char *path, const char *name, uint64_t *ret);
+
+/* 0 with RET filled, or a negative errno with a one-line reason in ERR: -EAGAIN (no
+ * thread is blocked where it can be borrowed: retry later), -EPERM (another tracer),
+ * -ESRCH (gone), -ENOENT (no dlopen in the target, or the agent is not where it can load
+ * it), -EIO (dlopen failed in the target, or a call did not come back). */
+int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *err, size_t errlen);

@@ -1,0 +1,305 @@
+/* daemon/heap-tracker.c -- see heap-tracker.h.
+ *
+ * Everything in the shared memory is the target's to scribble on: head is bounded by the
+ * ring, every record is copied out before it is looked at, and its sizes are checked
+ * against what was copied. A record that does not add up ends the drain; the next one
+ * starts again from the agent's head. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/user.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "heap-tracker.h"
+#include "inject.h"
+#include "log.h"
+#include "macro.h"
+#include "procfs.h"
+
+#define RECORD_MAX (sizeof(AgentAlloc) + AGENT_STACK_COPY_MAX)
+#define START_WAIT_NS (2 * NSEC_PER_SEC)
+#define STOP_WAIT_NS (NSEC_PER_SEC)
+#define CHECK_EVERY_NS (NSEC_PER_SEC)
+
+static char agent_path[PATH_MAX];
+
+const char *heap_agent_default_path(void) {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+                exe[n] = 0;
+                char *slash = strrchr(exe, '/');
+                if (slash) {
+                        *slash = 0;
+                        char candidate[PATH_MAX + 32], resolved[PATH_MAX];
+                        snprintf(candidate, sizeof candidate, "%s/../agent/libcprofd-agent.so", exe);
+                        if (realpath(candidate, resolved) && access(resolved, R_OK) == 0) {
+                                snprintf(agent_path, sizeof agent_path, "%s", resolved);
+                                return agent_path;
+                        }
+                }
+        }
+        return CPROFD_AGENT_PATH;
+}
+
+static pid_t find_agent_thread(pid_t pid) {
+        _cleanup_free_ pid_t *tids = NULL;
+        size_t n;
+        if (procfs_list_threads(pid, &tids, &n) < 0)
+                return 0;
+        for (size_t i = n; i-- > 0;) {
+                ThreadInfo info;
+                if (procfs_read_thread_stat(pid, tids[i], &info) == 0 && strcmp(info.name, AGENT_THREAD_NAME) == 0)
+                        return tids[i];
+        }
+        return 0;
+}
+
+int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker **ret, char *err, size_t errlen) {
+        char resolved[PATH_MAX];
+        if (!realpath(path, resolved)) {
+                snprintf(err, errlen, "the heap agent %s is missing: %s", path, strerror(errno));
+                return -ENOENT;
+        }
+        InjectRequest req = {
+                .agent_path = resolved,
+                .start_symbol = AGENT_START_SYMBOL,
+                .args = { (uint64_t) getpid(), rate, AGENT_RING_SIZE_DEFAULT },
+        };
+        InjectResult res;
+        int r = inject_agent(pid, &req, &res, err, errlen);
+        if (r < 0)
+                return r;
+        if (res.start_result < 0) {
+                r = (int) res.start_result;
+                if (r == -EBUSY)
+                        snprintf(err, errlen, "pid %d is already heap-tracked by another cprofd", (int) pid);
+                else
+                        snprintf(err, errlen, "the agent could not start in pid %d: %s", (int) pid, strerror(-r));
+                return r;
+        }
+
+        /* The memfd is the target's: open it through /proc, as a debugger may. */
+        char fdpath[64];
+        snprintf(fdpath, sizeof fdpath, "/proc/%d/fd/%d", (int) pid, (int) res.start_result);
+        int fd = open(fdpath, O_RDWR | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || (size_t) st.st_size < 4096 + (1u << 20) ||
+            (size_t) st.st_size > 4096 + (1u << 30)) {
+                snprintf(err, errlen, "cannot open the agent's shared memory in pid %d", (int) pid);
+                if (fd >= 0)
+                        close(fd);
+                return -EIO;
+        }
+        size_t size = (size_t) st.st_size;
+        void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (mem == MAP_FAILED) {
+                snprintf(err, errlen, "cannot map the agent's shared memory: %s", strerror(errno));
+                return -errno;
+        }
+        AgentHeader *h = mem;
+        if (h->magic != AGENT_MAGIC || h->version != AGENT_VERSION || h->header_size != 4096 ||
+            h->ring_size != size - 4096) {
+                munmap(mem, size);
+                snprintf(err, errlen, "the agent in pid %d speaks another protocol", (int) pid);
+                return -EPROTO;
+        }
+        /* Wait for the hooks: the first profile should not miss what comes right after. */
+        uint64_t deadline = now_monotonic_ns() + START_WAIT_NS;
+        while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == AGENT_STATE_STARTING && now_monotonic_ns() < deadline)
+                usleep(1000);
+        if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE) {
+                char why[sizeof h->error];
+                memcpy(why, h->error, sizeof why);
+                why[sizeof why - 1] = 0;
+                snprintf(err, errlen, "the agent did not start in pid %d%s%s", (int) pid, why[0] ? ": " : "", why);
+                h->command = AGENT_COMMAND_STOP;
+                munmap(mem, size);
+                return -EIO;
+        }
+        HeapTracker *t = calloc(1, sizeof *t);
+        if (!t) {
+                h->command = AGENT_COMMAND_STOP;
+                munmap(mem, size);
+                return -ENOMEM;
+        }
+        *t = (HeapTracker) {
+                .pid = pid,
+                .shm = h,
+                .shm_size = size,
+                .started_ns = now_realtime_ns(),
+                .inject_pause_ns = res.pause_ns,
+                .agent_tid = find_agent_thread(pid),
+                .last_check_ns = now_monotonic_ns(),
+        };
+        heap_init(&t->heap, rate);
+        log_info("Heap tracking of pid %d started: agent loaded by thread %d in %.1f ms, %u modules, %llu GOT "
+                 "entries redirected", (int) pid, (int) res.tid, (double) res.pause_ns / 1e6,
+                 h->hooked_modules, (unsigned long long) h->hooked_slots);
+        *ret = t;
+        return 0;
+}
+
+int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen) {
+        HeapTracker *t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        int r = heap_uprobes_start(pid, rate, &t->uprobes, err, errlen);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        t->pid = pid;
+        t->started_ns = now_realtime_ns();
+        heap_init(&t->heap, rate);
+        log_info("Heap tracking of pid %d started with uprobes", (int) pid);
+        *ret = t;
+        return 0;
+}
+
+/* Leading frames in the agent (the hook, its sampling function) are cprofd's, not the
+ * program's. */
+static void drop_agent_frames(Stack *s) {
+        size_t k = 0;
+        while (k < s->n && s->frames[k].loc && s->frames[k].loc->module &&
+               strstr(s->frames[k].loc->module, "libcprofd-agent"))
+                k++;
+        if (k == 0 || k >= s->n)
+                return;
+        memmove(s->frames, s->frames + k, (s->n - k) * sizeof *s->frames);
+        s->n -= k;
+}
+
+static void take_alloc(HeapTracker *t, AddressSpace *as, const uint8_t *rec, size_t size) {
+        AgentAlloc a;
+        if (size < sizeof a) {
+                t->bad_records++;
+                return;
+        }
+        memcpy(&a, rec, sizeof a);
+        if (a.stack_len > size - sizeof a) {
+                t->bad_records++;
+                return;
+        }
+        ThreadCapture c = {
+                .tid = (pid_t) a.tid,
+                .stack = (uint8_t *) rec + sizeof a,
+                .stack_start = a.stack_start,
+                .stack_len = a.stack_len,
+        };
+        c.regs.rip = a.regs.rip;
+        c.regs.rsp = a.regs.rsp;
+        c.regs.rbp = a.regs.rbp;
+        c.regs.rbx = a.regs.rbx;
+        c.regs.r12 = a.regs.r12;
+        c.regs.r13 = a.regs.r13;
+        c.regs.r14 = a.regs.r14;
+        c.regs.r15 = a.regs.r15;
+        Stack stack = {};
+        if (address_space_unwind(as, &c, &stack) < 0) {
+                t->bad_records++;
+                return;
+        }
+        drop_agent_frames(&stack);
+        if (heap_alloc(&t->heap, a.address, a.bytes, &stack) == 0)
+                t->samples++;
+}
+
+/* Whether the agent is still there: it stops on its own when its thread cannot go on
+ * (the target exec'd, say), and it is gone with the target. */
+static void check_agent(HeapTracker *t) {
+        uint64_t now = now_monotonic_ns();
+        if (now - t->last_check_ns < CHECK_EVERY_NS)
+                return;
+        t->last_check_ns = now;
+        ThreadInfo info;
+        if (__atomic_load_n(&t->shm->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE ||
+            (t->agent_tid > 0 && (procfs_read_thread_stat(t->pid, t->agent_tid, &info) < 0 ||
+                                  strcmp(info.name, AGENT_THREAD_NAME) != 0)))
+                t->gone = true;
+}
+
+void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
+        static uint8_t rec[RECORD_MAX];
+        if (t->gone)
+                return;
+        if (t->uprobes) {
+                t->samples += heap_uprobes_drain(t->uprobes, as, &t->heap);
+                if (kill(t->pid, 0) < 0)
+                        t->gone = true;
+                return;
+        }
+        uint64_t ring_size = t->shm_size - 4096;
+        const uint8_t *ring = (const uint8_t *) t->shm + 4096;
+        uint64_t head = __atomic_load_n(&t->shm->head, __ATOMIC_ACQUIRE);
+        bool updated = false;
+
+        if (head < t->tail || head - t->tail > ring_size) {
+                t->bad_records++;
+                t->tail = head;         /* start again from what the agent says */
+        }
+        while (t->tail < head) {
+                uint64_t off = t->tail % ring_size;
+                AgentRecordHeader h;
+                memcpy(&h, ring + off, sizeof h);
+                if (h.size < sizeof h || h.size % 8 || h.size > ring_size - off || h.size > head - t->tail) {
+                        t->bad_records++;
+                        t->tail = head;
+                        break;
+                }
+                if (h.type == AGENT_RECORD_ALLOC && h.size <= sizeof rec) {
+                        memcpy(rec, ring + off, h.size);
+                        if (!updated) {
+                                Maps maps;
+                                if (procfs_read_maps(t->pid, &maps) == 0) {
+                                        (void) address_space_update(as, &maps);
+                                        maps_done(&maps);
+                                }
+                                updated = true;
+                        }
+                        take_alloc(t, as, rec, h.size);
+                } else if (h.type == AGENT_RECORD_FREE && h.size >= sizeof(AgentFree)) {
+                        AgentFree f;
+                        memcpy(&f, ring + off, sizeof f);
+                        heap_free(&t->heap, f.address);
+                        t->frees++;
+                } else if (h.type != AGENT_RECORD_PAD)
+                        t->bad_records++;
+                t->tail += h.size;
+        }
+        __atomic_store_n(&t->shm->tail, t->tail, __ATOMIC_RELEASE);
+        t->heap.lost = __atomic_load_n(&t->shm->lost, __ATOMIC_RELAXED) +
+                       __atomic_load_n(&t->shm->untracked, __ATOMIC_RELAXED);
+        check_agent(t);
+}
+
+HeapTracker *heap_tracker_stop(HeapTracker *t) {
+        if (!t)
+                return NULL;
+        if (t->uprobes) {
+                heap_uprobes_free(t->uprobes);
+                heap_done(&t->heap);
+                free(t);
+                return NULL;
+        }
+        if (!t->gone) {
+                __atomic_store_n(&t->shm->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
+                uint64_t deadline = now_monotonic_ns() + STOP_WAIT_NS;
+                while (__atomic_load_n(&t->shm->state, __ATOMIC_ACQUIRE) == AGENT_STATE_ACTIVE &&
+                       now_monotonic_ns() < deadline && kill(t->pid, 0) == 0)
+                        usleep(2000);
+        }
+        munmap(t->shm, t->shm_size);
+        heap_done(&t->heap);
+        free(t);
+        return NULL;
+}

@@ -1,0 +1,47 @@
+/* daemon/heap-tracker.h -- heap tracking of one target through cprofd's agent: loading and
+ * starting it (attach/inject), reading its ring of samples, unwinding and symbolizing each
+ * sample's stack with the target's address space, and keeping the sampled heap
+ * (profile/heap). All [worker]. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent-protocol.h"
+#include "heap-uprobes.h"
+#include "heap.h"
+#include "symbolizer.h"
+
+#define HEAP_RATE_DEFAULT (512u * 1024u)        /* as Go's runtime.MemProfileRate */
+
+typedef struct HeapTracker {
+        pid_t pid;
+        HeapUprobes *uprobes;           /* the fallback, when chosen: then no agent */
+        AgentHeader *shm;               /* the agent's memfd, mapped; the target can write it */
+        size_t shm_size;
+        uint64_t tail;                  /* our copy: the shared one is only written */
+        Heap heap;
+        uint64_t started_ns;            /* CLOCK_REALTIME when tracking began */
+        uint64_t inject_pause_ns;       /* how long loading the agent held one thread */
+        pid_t agent_tid;
+        uint64_t samples, frees, bad_records;
+        bool gone;                      /* the agent stopped (target exec'd, exited) */
+        uint64_t last_check_ns;
+} HeapTracker;
+
+/* Loads and starts the agent in PID. 0, or a negative errno with a one-line reason in ERR
+ * (-EAGAIN: no thread can be borrowed right now; retry). */
+int heap_tracker_start(pid_t pid, const char *agent_path, uint64_t rate, HeapTracker **ret, char *err,
+                       size_t errlen);
+/* The same through uprobes instead of the agent (heap-uprobes.h). */
+int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen);
+/* Reads every sample the agent has handed over into the heap, unwinding with AS. */
+void heap_tracker_drain(HeapTracker *t, AddressSpace *as);
+/* Tells the agent to put everything back, waits for it (a second at most) and lets go.
+ * Accepts NULL; returns NULL. */
+HeapTracker *heap_tracker_stop(HeapTracker *t);
+
+/* The agent library: --heap-agent, else the one next to a cprofd run from its build tree,
+ * else the installed one. */
+const char *heap_agent_default_path(void);

@@ -1,0 +1,275 @@
+/* tests/test-heap.c -- the sampled heap and its encodings (Go's scaling, text and pprof
+ * shapes), the map removal it relies on, and loading the agent into a live process: the
+ * borrowed thread goes back to its wait, the agent's thread and memory appear, and on
+ * STOP they are gone again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent-protocol.h"
+#include "hashmap.h"
+#include "heap.h"
+#include "inject.h"
+#include "macro.h"
+#include "pprof.h"
+#include "procfs.h"
+#include "threads-target.h"
+#include "tiny-test.h"
+
+static Stack one_frame_stack(uint64_t pc) {
+        StackFrame *f = calloc(1, sizeof *f);
+        *f = (StackFrame) { .pc = pc, .exact = true };
+        return (Stack) { .frames = f, .n = 1 };
+}
+
+TEST(scaling_is_gos) {
+        int64_t count, bytes;
+        /* Go: scale = 1 / (1 − e^(−avg/rate)); one 1 KiB object at 512 KiB. */
+        heap_scale(1, 1024, 512 * 1024, &count, &bytes);
+        double scale = 1 / (1 - exp(-1024.0 / (512 * 1024)));
+        ASSERT_EQ(count, (int64_t) scale);
+        ASSERT_EQ(bytes, (int64_t) (1024 * scale));
+        /* Objects far above the rate are nearly always sampled: scale → 1. */
+        heap_scale(2, 2 * (64u << 20), 512 * 1024, &count, &bytes);
+        ASSERT_EQ(count, 2);
+        ASSERT_EQ(bytes, 2 * (64 << 20));
+        heap_scale(0, 0, 512 * 1024, &count, &bytes);
+        ASSERT_EQ(count, 0);
+        heap_scale(3, 300, 1, &count, &bytes);  /* rate 1: every allocation, unscaled */
+        ASSERT_EQ(count, 3);
+        ASSERT_EQ(bytes, 300);
+}
+
+TEST(sites_count_allocations_and_frees) {
+        Heap h;
+        heap_init(&h, 1024);
+        for (uint64_t i = 0; i < 10; i++) {
+                Stack s = one_frame_stack(0x1000);
+                ASSERT_EQ(heap_alloc(&h, 0x10000 + i * 64, 64, &s), 0);
+        }
+        Stack s = one_frame_stack(0x2000);
+        ASSERT_EQ(heap_alloc(&h, 0x90000, 4096, &s), 0);
+        s = one_frame_stack(0x1000);    /* same stack, another size: another record, as Go */
+        ASSERT_EQ(heap_alloc(&h, 0x91000, 128, &s), 0);
+        ASSERT_EQ(h.n_sites, 3);
+        for (uint64_t i = 0; i < 4; i++)
+                heap_free(&h, 0x10000 + i * 64);
+        heap_free(&h, 0x10000);         /* twice: ignored */
+        heap_free(&h, 0xdead0);         /* never sampled: ignored */
+        ASSERT_EQ(h.sites[0]->allocs, 10);
+        ASSERT_EQ(h.sites[0]->frees, 4);
+        ASSERT_EQ(h.live.n, 8);
+        /* An address sampled again before its free was seen counts as freed first. */
+        s = one_frame_stack(0x2000);
+        ASSERT_EQ(heap_alloc(&h, 0x90000, 4096, &s), 0);
+        ASSERT_EQ(h.sites[1]->allocs, 2);
+        ASSERT_EQ(h.sites[1]->frees, 1);
+
+        Buf text = {};
+        heap_write_text(&h, "# note\n", &text);
+        ASSERT_TRUE(strncmp(text.data, "heap profile: 8: 4608 [13: 8960] @ heap/2048\n# note\n", 52) == 0);
+        /* Largest in-use bytes first: the 4096-byte site, then the 64-byte one (6 × 64). */
+        const char *first = strstr(text.data, "\n1: 4096 [2: 8192] @ 0x2000\n");
+        const char *second = strstr(text.data, "\n6: 384 [10: 640] @ 0x1000\n");
+        ASSERT_TRUE(first && second && first < second);
+        buf_done(&text);
+        heap_done(&h);
+}
+
+TEST(profile_has_gos_types) {
+        Heap h;
+        heap_init(&h, 512 * 1024);
+        Stack s = one_frame_stack(0x1000);
+        ASSERT_EQ(heap_alloc(&h, 0x10000, 1024, &s), 0);
+        for (int allocs = 0; allocs < 2; allocs++) {
+                Profile *p;
+                ASSERT_EQ(profile_new(NULL, &p), 0);
+                ASSERT_EQ(heap_add_to_profile(&h, allocs, p), 0);
+                Buf out = {};
+                ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
+                Profile *q;
+                ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+                ASSERT_EQ(q->n_sample_types, 4);
+                static const char *const types[] = { "alloc_objects", "alloc_space", "inuse_objects", "inuse_space" };
+                for (size_t i = 0; i < 4; i++)
+                        ASSERT_STREQ(profile_string(q, q->sample_types[i].type), types[i]);
+                ASSERT_STREQ(profile_string(q, q->period_type.type), "space");
+                ASSERT_STREQ(profile_string(q, q->period_type.unit), "bytes");
+                ASSERT_EQ(q->period, 512 * 1024);
+                ASSERT_STREQ(profile_string(q, q->default_sample_type), allocs ? "alloc_space" : "");
+                ASSERT_EQ(q->n_samples, 1);
+                int64_t count, bytes;
+                heap_scale(1, 1024, 512 * 1024, &count, &bytes);
+                ASSERT_EQ(q->samples[0].values[1], bytes);
+                ASSERT_EQ(q->samples[0].values[3], bytes);
+                profile_free(q);
+                profile_free(p);
+                buf_done(&out);
+        }
+        heap_done(&h);
+}
+
+TEST(map_removal_keeps_every_other_key) {
+        U64Map m = {};
+        /* Enough keys for long probe runs and wrap-around at the table's end. */
+        for (uint64_t k = 0; k < 5000; k++)
+                u64map_put(&m, k * 4096, (void *) (uintptr_t) (k + 1));
+        for (uint64_t k = 0; k < 5000; k += 3)
+                ASSERT_EQ((uintptr_t) u64map_remove(&m, k * 4096), k + 1);
+        ASSERT_TRUE(u64map_remove(&m, 3 * 4096) == NULL);
+        for (uint64_t k = 0; k < 5000; k++) {
+                uintptr_t v = (uintptr_t) u64map_get(&m, k * 4096);
+                ASSERT_EQ(v, k % 3 == 0 ? 0 : k + 1);
+        }
+        ASSERT_EQ(m.n, 5000 - 1667);
+        u64map_done(&m, NULL);
+}
+
+/* ---- the agent in a live process ---- */
+
+static pid_t start_threads_target(void) {
+        int fds[2];
+        ASSERT_EQ(pipe(fds), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                dup2(fds[1], STDOUT_FILENO);
+                close(fds[0]);
+                execl(THREADS_TARGET, THREADS_TARGET, (char *) NULL);
+                _exit(127);
+        }
+        close(fds[1]);
+        char line[64] = "";
+        FILE *f = fdopen(fds[0], "r");
+        if (!fgets(line, sizeof line, f) || strncmp(line, "ready", 5) != 0)
+                TINY_FAIL("target did not get ready: '%s'", line);
+        fclose(f);
+        threads_target_wait_parked(pid);
+        return pid;
+}
+
+static pid_t thread_named(pid_t pid, const char *name) {
+        pid_t *tids;
+        size_t n;
+        pid_t found = 0;
+        if (procfs_list_threads(pid, &tids, &n) < 0)
+                return 0;
+        for (size_t i = 0; i < n && !found; i++) {
+                ThreadInfo info;
+                if (procfs_read_thread(pid, tids[i], &info) == 0 && strcmp(info.name, name) == 0)
+                        found = tids[i];
+        }
+        free(tids);
+        return found;
+}
+
+static bool has_memfd(pid_t pid, long fd) {
+        char path[64], link[128] = "";
+        snprintf(path, sizeof path, "/proc/%d/fd/%ld", (int) pid, fd);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        return n > 0 && strncmp(link, "/memfd:" AGENT_SHM_NAME, 7 + strlen(AGENT_SHM_NAME)) == 0;
+}
+
+TEST(agent_loads_starts_and_stops) {
+        pid_t pid = start_threads_target();
+        InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = AGENT_START_SYMBOL,
+                              .args = { (uint64_t) getpid(), 4096, AGENT_RING_SIZE_DEFAULT } };
+        InjectResult res;
+        char err[256] = "";
+        int r = inject_agent(pid, &req, &res, err, sizeof err);
+        if (r < 0)
+                TINY_FAIL("inject_agent: %s", err);
+        ASSERT_GE(res.start_result, 0);
+        ASSERT_GT(res.pause_ns, 0);
+        ASSERT_TRUE(has_memfd(pid, (long) res.start_result));
+
+        /* The borrowed thread is back in its wait, the others never moved. */
+        ThreadInfo info;
+        ASSERT_EQ(procfs_read_thread(pid, res.tid, &info), 0);
+        for (int i = 0; i < 2000 && info.state != 'S'; i++) {
+                usleep(1000);
+                ASSERT_EQ(procfs_read_thread(pid, res.tid, &info), 0);
+        }
+        ASSERT_EQ(info.state, 'S');
+        ASSERT_TRUE(thread_named(pid, "t-spin") != 0);
+
+        /* The agent's thread runs; its memory says it is sampling. */
+        pid_t agent = 0;
+        for (int i = 0; i < 2000 && !agent; i++, usleep(1000))
+                agent = thread_named(pid, AGENT_THREAD_NAME);
+        ASSERT_TRUE(agent != 0);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int) pid, (int) res.start_result);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        struct stat st;
+        ASSERT_EQ(fstat(fd, &st), 0);
+        AgentHeader *h = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        ASSERT_TRUE(h != MAP_FAILED);
+        ASSERT_EQ(h->magic, AGENT_MAGIC);
+        for (int i = 0; i < 2000 && __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE; i++)
+                usleep(1000);
+        ASSERT_EQ(h->state, AGENT_STATE_ACTIVE);
+        ASSERT_GT(h->hooked_slots, 0);
+        ASSERT_EQ(h->rate, 4096);
+
+        /* A second start while it runs is refused. */
+        r = inject_agent(pid, &req, &res, err, sizeof err);
+        if (r < 0)
+                TINY_FAIL("inject_agent again: %s", err);
+        ASSERT_EQ(res.start_result, -EBUSY);
+
+        /* STOP: hooks back, thread and memfd gone. */
+        __atomic_store_n(&h->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
+        for (int i = 0; i < 3000 && thread_named(pid, AGENT_THREAD_NAME); i++)
+                usleep(1000);
+        ASSERT_EQ(h->state, AGENT_STATE_STOPPED);
+        ASSERT_TRUE(thread_named(pid, AGENT_THREAD_NAME) == 0);
+        ASSERT_FALSE(has_memfd(pid, (long) res.start_result));
+        munmap(h, (size_t) st.st_size);
+
+        /* And it can start again, in the library already loaded. */
+        r = inject_agent(pid, &req, &res, err, sizeof err);
+        if (r < 0)
+                TINY_FAIL("inject_agent after stop: %s", err);
+        ASSERT_GE(res.start_result, 0);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
+TEST(agent_refuses_a_stopped_target_and_a_missing_agent) {
+        pid_t pid = start_threads_target();
+        InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = AGENT_START_SYMBOL,
+                              .args = { (uint64_t) getpid(), 4096, 0 } };
+        InjectResult res;
+        char err[256] = "";
+
+        kill(pid, SIGSTOP);
+        ThreadInfo info;
+        for (int i = 0; i < 2000; i++, usleep(1000))
+                if (procfs_read_thread(pid, pid, &info) == 0 && info.state == 'T')
+                        break;
+        ASSERT_EQ(inject_agent(pid, &req, &res, err, sizeof err), -EAGAIN);
+        ASSERT_TRUE(strstr(err, "try again") != NULL);
+        ASSERT_EQ(procfs_read_thread(pid, pid, &info), 0);
+        ASSERT_EQ(info.state, 'T');     /* still stopped */
+        kill(pid, SIGCONT);
+
+        req.agent_path = "/nonexistent/libcprofd-agent.so";
+        ASSERT_EQ(inject_agent(pid, &req, &res, err, sizeof err), -ENOENT);
+        ASSERT_TRUE(strstr(err, "missing") != NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
+int main(int argc, char **argv) {
+        return tiny_main(argc, argv);
+}
