@@ -258,10 +258,17 @@ def fetch_heap_text(daemon, what):
 
 def wait_for_site(daemon, site, what, timeout=30):
     """Polls heap?debug=1 until a record with SITE and bytes in use shows (tracking starts
-    with the first request); returns (reply, HeapText)."""
+    with the first request); returns (reply, HeapText). A 503 is retried: tracking cannot
+    start while no thread of the target waits in a syscall, and says "try again"."""
     deadline = time.monotonic() + timeout
     while True:
-        r, h = fetch_heap_text(daemon, what)
+        r = daemon.get("/debug/pprof/heap?debug=1", timeout=60)
+        if r.status == 503 and time.monotonic() < deadline:
+            log(f"{what}: heap?debug=1: 503 {r.text.strip()}; retrying")
+            time.sleep(0.5)
+            continue
+        require(r.status == 200, f"{what}: heap?debug=1: 200", r.describe())
+        h = parse_heap_text(r.text)
         if any(rec.inuse_bytes > 0 for rec in site_records(h, site)):
             check(True, f"{what}: {site} shows in heap?debug=1")
             return r, h
