@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
+PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
           libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev elfutils gdb
           libc6-dbg python3 golang-go curl strace systemd)
 
