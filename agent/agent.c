@@ -10,8 +10,8 @@
  *
  * The hooks are what every allocation pays, so their fast paths are a few instructions:
  * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
- * as Go's runtime does) and jumps on; free tests one byte of a counting filter of sampled
- * addresses and jumps on. Only a sampled allocation, or the free of a possibly sampled
+ * as Go's runtime does) and jumps on; free tests one bit of a filter of sampled addresses
+ * (8 KiB: it stays in the L1 cache) and jumps on. Only a sampled allocation, or the free of a possibly sampled
  * address, takes the slow path: the agent's lock, the set of sampled addresses, and a
  * record in the ring for cprofd (the registers and a copy of the stack: cprofd unwinds and
  * symbolizes them with the same code as its thread dumps).
@@ -112,7 +112,16 @@ static atomic_bool running;             /* from start until the thread has clean
 
 static _Atomic uint64_t set[SET_SIZE];  /* sampled addresses; 0 empty, 1 tombstone */
 static size_t set_used;                 /* live + tombstones, under lock */
-static _Atomic uint8_t filter[1u << FILTER_BITS];       /* counts per hash of live samples */
+static size_t set_live;                 /* under lock */
+/* One bit per hash of the sampled addresses. Bits are only ever set by an insert (in both
+ * buffers, under lock); the agent's thread clears stale ones by rebuilding the inactive
+ * buffer from the set and switching to it, so a free that read either pointer sees every
+ * live sample. */
+typedef struct Filter {
+        _Atomic uint64_t words[(1u << FILTER_BITS) / 64];
+} Filter;
+static Filter filters[2];
+static Filter *_Atomic filter = &filters[0];
 
 typedef struct Slot {
         uintptr_t module_base;          /* restored only while that module is loaded */
@@ -231,10 +240,12 @@ static bool set_insert(uint64_t key) {
                 if (k == 0 || k == SET_TOMBSTONE) {
                         if (k == 0)
                                 set_used++;
+                        set_live++;
                         atomic_store_explicit(&set[i], key, memory_order_release);
                         uint32_t f = filter_index((void *) key);
-                        if (atomic_load_explicit(&filter[f], memory_order_relaxed) < UINT8_MAX)
-                                atomic_fetch_add_explicit(&filter[f], 1, memory_order_release);
+                        for (size_t b = 0; b < 2; b++)
+                                atomic_fetch_or_explicit(&filters[b].words[f / 64], UINT64_C(1) << (f % 64),
+                                                         memory_order_release);
                         return true;
                 }
         }
@@ -248,13 +259,64 @@ static bool set_remove(uint64_t key) {
                         return false;
                 if (k == key) {
                         atomic_store_explicit(&set[i], SET_TOMBSTONE, memory_order_release);
-                        uint32_t f = filter_index((void *) key);
-                        uint8_t c = atomic_load_explicit(&filter[f], memory_order_relaxed);
-                        if (c > 0 && c < UINT8_MAX)
-                                atomic_fetch_sub_explicit(&filter[f], 1, memory_order_release);
-                        return true;
+                        set_live--;
+                        return true;    /* its filter bit goes at the next rebuild */
                 }
         }
+}
+
+/* Clears the bits of freed samples: the inactive buffer is rebuilt from the set and
+ * becomes the current one. [agent thread] */
+/* Zeroes [P, P + N): whole pages by handing them back (they read as zeros), the ragged
+ * ends by hand. */
+static void zero_and_release(void *p, size_t n) {
+        uintptr_t start = (uintptr_t) p, end = start + n;
+        uintptr_t a = (start + 4095) & ~(uintptr_t) 4095, b = end & ~(uintptr_t) 4095;
+        if (a >= b || madvise((void *) a, b - a, MADV_DONTNEED) < 0) {
+                memset(p, 0, n);
+                return;
+        }
+        memset(p, 0, a - start);
+        memset((void *) b, 0, end - b);
+}
+
+/* Drops the tombstones, which would otherwise fill the set for good: every live key is
+ * inserted again into an emptied set. Under lock; the set is only read under it. */
+static void compact_set(void) {
+        size_t n = set_live, k = 0;
+        uint64_t *keys = n ? mmap(NULL, n * sizeof *keys, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                           : NULL;
+        if (keys == MAP_FAILED)
+                return;
+        for (uint32_t i = 0; i < SET_SIZE && k < n; i++) {
+                uint64_t key = atomic_load_explicit(&set[i], memory_order_relaxed);
+                if (key > SET_TOMBSTONE)
+                        keys[k++] = key;
+        }
+        zero_and_release((void *) set, sizeof set);
+        set_used = set_live = 0;
+        for (size_t i = 0; i < k; i++)
+                (void) set_insert(keys[i]);
+        if (keys)
+                munmap(keys, n * sizeof *keys);
+}
+
+static void rebuild_filter(void) {
+        lock_take();
+        if (set_used - set_live > SET_SIZE / 8)
+                compact_set();
+        Filter *next = atomic_load(&filter) == &filters[0] ? &filters[1] : &filters[0];
+        memset((void *) next, 0, sizeof *next);
+        for (uint32_t i = 0; i < SET_SIZE; i++) {
+                uint64_t k = atomic_load_explicit(&set[i], memory_order_relaxed);
+                if (k > SET_TOMBSTONE) {
+                        uint32_t f = filter_index((void *) k);
+                        atomic_fetch_or_explicit(&next->words[f / 64], UINT64_C(1) << (f % 64), memory_order_relaxed);
+                }
+        }
+        atomic_store_explicit(&filter, next, memory_order_release);
+        /* The other buffer keeps receiving every insert, so either may be read. */
+        lock_release();
 }
 
 static void write_free(uint64_t address) {
@@ -345,7 +407,9 @@ static void forget(void *p) {
 }
 
 static bool maybe_sampled(const void *p) {
-        return atomic_load_explicit(&filter[filter_index(p)], memory_order_relaxed) != 0;
+        uint32_t f = filter_index(p);
+        const Filter *current = atomic_load_explicit(&filter, memory_order_acquire);
+        return (atomic_load_explicit(&current->words[f / 64], memory_order_relaxed) >> (f % 64)) & 1;
 }
 
 /* ---- hooks ---- */
@@ -579,19 +643,6 @@ static void unhook_all(void) {
 
 /* ---- lifecycle ---- */
 
-/* Zeroes [P, P + N): whole pages by handing them back (they read as zeros), the ragged
- * ends by hand. */
-static void zero_and_release(void *p, size_t n) {
-        uintptr_t start = (uintptr_t) p, end = start + n;
-        uintptr_t a = (start + 4095) & ~(uintptr_t) 4095, b = end & ~(uintptr_t) 4095;
-        if (a >= b || madvise((void *) a, b - a, MADV_DONTNEED) < 0) {
-                memset(p, 0, n);
-                return;
-        }
-        memset(p, 0, a - start);
-        memset((void *) b, 0, end - b);
-}
-
 static void release_shared_memory(void) {
         lock_take();
         AgentHeader *h = shm;
@@ -605,8 +656,8 @@ static void release_shared_memory(void) {
         memfd = -1;
         /* Forget every sampled address, giving the pages back to the kernel. */
         zero_and_release((void *) set, sizeof set);
-        zero_and_release((void *) filter, sizeof filter);
-        set_used = 0;
+        memset((void *) filters, 0, sizeof filters);
+        set_used = set_live = 0;
 }
 
 static bool daemon_gone(int pidfd) {
@@ -641,6 +692,7 @@ static void *agent_main(void *arg) {
                                 break;
                         if (ms >= RESCAN_MS) {
                                 hook_all_modules();
+                                rebuild_filter();
                                 ms = 0;
                         }
                         struct pollfd p = { .fd = pidfd, .events = POLLIN };
