@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "agent-ring.h"
 #include "heap-tracker.h"
 #include "inject.h"
 #include "log.h"
@@ -179,39 +180,46 @@ static void drop_agent_frames(Stack *s) {
         s->n -= k;
 }
 
-static void take_alloc(HeapTracker *t, AddressSpace *as, const uint8_t *rec, size_t size) {
+typedef struct DrainContext {
+        HeapTracker *t;
+        AddressSpace *as;
+        bool maps_read;
+} DrainContext;
+
+static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userdata) {
+        DrainContext *ctx = userdata;
+        HeapTracker *t = ctx->t;
+        if (type == AGENT_RECORD_FREE && size >= sizeof(AgentFree)) {
+                AgentFree f;
+                memcpy(&f, rec, sizeof f);
+                heap_free(&t->heap, f.address);
+                t->frees++;
+                return 0;
+        }
         AgentAlloc a;
-        if (size < sizeof a) {
+        ThreadCapture c;
+        if (type != AGENT_RECORD_ALLOC || agent_alloc_parse(rec, size, &a, &c) < 0) {
                 t->bad_records++;
-                return;
+                return 0;
         }
-        memcpy(&a, rec, sizeof a);
-        if (a.stack_len > size - sizeof a) {
-                t->bad_records++;
-                return;
+        /* Samples may come from modules loaded since the maps were last read. */
+        if (!ctx->maps_read) {
+                Maps maps;
+                if (procfs_read_maps(t->pid, &maps) == 0) {
+                        (void) address_space_update(ctx->as, &maps);
+                        maps_done(&maps);
+                }
+                ctx->maps_read = true;
         }
-        ThreadCapture c = {
-                .tid = (pid_t) a.tid,
-                .stack = (uint8_t *) rec + sizeof a,
-                .stack_start = a.stack_start,
-                .stack_len = a.stack_len,
-        };
-        c.regs.rip = a.regs.rip;
-        c.regs.rsp = a.regs.rsp;
-        c.regs.rbp = a.regs.rbp;
-        c.regs.rbx = a.regs.rbx;
-        c.regs.r12 = a.regs.r12;
-        c.regs.r13 = a.regs.r13;
-        c.regs.r14 = a.regs.r14;
-        c.regs.r15 = a.regs.r15;
         Stack stack = {};
-        if (address_space_unwind(as, &c, &stack) < 0) {
+        if (address_space_unwind(ctx->as, &c, &stack) < 0) {
                 t->bad_records++;
-                return;
+                return 0;
         }
         drop_agent_frames(&stack);
         if (heap_alloc(&t->heap, a.address, a.bytes, &stack) == 0)
                 t->samples++;
+        return 0;
 }
 
 /* Whether the agent is still there: it stops on its own when its thread cannot go on
@@ -238,44 +246,11 @@ void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
                         t->gone = true;
                 return;
         }
-        uint64_t ring_size = t->shm_size - 4096;
         const uint8_t *ring = (const uint8_t *) t->shm + 4096;
         uint64_t head = __atomic_load_n(&t->shm->head, __ATOMIC_ACQUIRE);
-        bool updated = false;
-
-        if (head < t->tail || head - t->tail > ring_size) {
+        DrainContext ctx = { .t = t, .as = as };
+        if (agent_ring_read(ring, t->shm_size - 4096, head, &t->tail, rec, sizeof rec, on_record, &ctx) < 0)
                 t->bad_records++;
-                t->tail = head;         /* start again from what the agent says */
-        }
-        while (t->tail < head) {
-                uint64_t off = t->tail % ring_size;
-                AgentRecordHeader h;
-                memcpy(&h, ring + off, sizeof h);
-                if (h.size < sizeof h || h.size % 8 || h.size > ring_size - off || h.size > head - t->tail) {
-                        t->bad_records++;
-                        t->tail = head;
-                        break;
-                }
-                if (h.type == AGENT_RECORD_ALLOC && h.size <= sizeof rec) {
-                        memcpy(rec, ring + off, h.size);
-                        if (!updated) {
-                                Maps maps;
-                                if (procfs_read_maps(t->pid, &maps) == 0) {
-                                        (void) address_space_update(as, &maps);
-                                        maps_done(&maps);
-                                }
-                                updated = true;
-                        }
-                        take_alloc(t, as, rec, h.size);
-                } else if (h.type == AGENT_RECORD_FREE && h.size >= sizeof(AgentFree)) {
-                        AgentFree f;
-                        memcpy(&f, ring + off, sizeof f);
-                        heap_free(&t->heap, f.address);
-                        t->frees++;
-                } else if (h.type != AGENT_RECORD_PAD)
-                        t->bad_records++;
-                t->tail += h.size;
-        }
         __atomic_store_n(&t->shm->tail, t->tail, __ATOMIC_RELEASE);
         t->heap.lost = __atomic_load_n(&t->shm->lost, __ATOMIC_RELAXED) +
                        __atomic_load_n(&t->shm->untracked, __ATOMIC_RELAXED);
