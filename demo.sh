@@ -94,6 +94,8 @@ Try, in another terminal:
   curl $url/debug/pprof/goroutine?debug=1          # stacks grouped: watch "producer" grow
   curl $url/debug/pprof/goroutine?debug=2          # every thread, state and stack
   curl $url/pid/$leak_pid/debug/pprof/goroutine?debug=1   # the same, target chosen by pid
+  curl $url/debug/pprof/heap?debug=1               # sampled heap: each producer's 32 KiB buffer
+  go tool pprof -top -sample_index=inuse_space "$url/debug/pprof/heap?seconds=10"   # what leaked in 10 s
   curl $url/debug/pprof/cmdline                    # the target's command line
   curl $url/metrics                                # cprofd's own metrics
 

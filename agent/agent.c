@@ -185,11 +185,15 @@ static int64_t draw_interval(void) {
  * (it crossed the countdown, which restarts). */
 static bool crossed(size_t n) {
         if (unlikely(rng == 0)) {
+                /* A thread's first allocation: its countdown starts now, and the
+                 * exponential has no memory, so this one may already cross it (a thread
+                 * that allocates once, then blocks, must be sampled like any other). */
                 rng = ((uint64_t) syscall(SYS_gettid) << 32) ^ now_realtime_ns() ^ (uintptr_t) &rng;
                 if (rng == 0)
                         rng = 1;
-                bytes_left = draw_interval() - (int64_t) n;
-                return false;
+                bytes_left = draw_interval() - (int64_t) (n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
+                if (bytes_left >= 0)
+                        return false;
         }
         bytes_left = draw_interval();
         return atomic_load_explicit(&active, memory_order_relaxed);

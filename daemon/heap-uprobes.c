@@ -180,7 +180,16 @@ int heap_uprobes_start(pid_t pid, uint64_t rate, HeapUprobes **ret, char *err, s
         return 0;
 }
 
-/* Go's nextSample, per thread. */
+/* Bytes until a thread's next sample: exponential with mean RATE (Go's nextSample). */
+static int64_t draw_interval(Countdown *c, uint64_t rate) {
+        c->rng ^= c->rng >> 12;
+        c->rng ^= c->rng << 25;
+        c->rng ^= c->rng >> 27;
+        double x = (double) (((c->rng * UINT64_C(0x2545F4914F6CDD1D)) >> 11) + 1) / 9007199254740993.0;
+        return (int64_t) (-log(x) * (double) rate);
+}
+
+/* Whether an allocation of SIZE bytes by TID crosses its countdown, as the agent decides. */
 static bool sampled(HeapUprobes *u, pid_t tid, uint64_t size) {
         Countdown *c = u64map_get(&u->countdown, (uint64_t) tid);
         if (!c) {
@@ -188,16 +197,13 @@ static bool sampled(HeapUprobes *u, pid_t tid, uint64_t size) {
                 if (!c)
                         return false;
                 c->rng = ((uint64_t) tid << 32) ^ now_monotonic_ns() ^ 0x9E3779B97F4A7C15ull;
+                c->left = draw_interval(c, u->rate);
                 u64map_put(&u->countdown, (uint64_t) tid, c);
         }
         c->left -= (int64_t) MIN(size, (uint64_t) INT64_MAX / 2);
         if (c->left >= 0)
                 return false;
-        c->rng ^= c->rng >> 12;
-        c->rng ^= c->rng << 25;
-        c->rng ^= c->rng >> 27;
-        double x = (double) (((c->rng * UINT64_C(0x2545F4914F6CDD1D)) >> 11) + 1) / 9007199254740993.0;
-        c->left = (int64_t) (-log(x) * (double) u->rate);
+        c->left = draw_interval(c, u->rate);
         return true;
 }
 

@@ -7,6 +7,10 @@
  * and in `goroutine?debug=1` the producer's stack becomes the top group, its count
  * rising with every fetch.
  *
+ * Each producer also holds the 32 KiB buffer it built its result in, and since it never
+ * returns, never frees it: the memory leaks with the threads, and `heap?seconds=N` shows
+ * it at build_result.
+ *
  * The leak is bounded (--max-threads, 5000 by default) and producers run on small stacks,
  * so the demo cannot exhaust the host however long it is left running. */
 
@@ -36,19 +40,29 @@ static void die(const char *what, int err) {
         exit(EXIT_FAILURE);
 }
 
-/* The bug: nobody reads the results, so this blocks forever once the pipe is full. */
-__attribute__((noinline)) static void send_result(long id) {
-        char result[64];
-        int n;
+#define RESULT_BUFFER_SIZE (32 * 1024)
 
-        n = snprintf(result, sizeof result, "result %ld\n", id);
-        if (write(results[1], result, n) < 0)
+__attribute__((noinline)) static char *build_result(long id, int *ret_len) {
+        char *buf = malloc(RESULT_BUFFER_SIZE);
+        if (!buf)
+                die("malloc", ENOMEM);
+        memset(buf, ' ', RESULT_BUFFER_SIZE);
+        *ret_len = snprintf(buf, RESULT_BUFFER_SIZE, "result %ld\n", id);
+        return buf;
+}
+
+/* The bug: nobody reads the results, so this blocks forever once the pipe is full. */
+__attribute__((noinline)) static void send_result(const char *result, int len) {
+        if (write(results[1], result, (size_t) len) < 0)
                 side_effect++;
         side_effect++;
 }
 
 __attribute__((noinline)) static void *producer(void *arg) {
-        send_result((long) arg);
+        int len;
+        char *result = build_result((long) arg, &len);
+        send_result(result, len);
+        free(result);           /* never reached */
         side_effect++;
         return NULL;
 }
