@@ -24,6 +24,7 @@
 #define WATERMARK_NS (50 * NSEC_PER_MSEC)
 #define ENTRY_STACK_BYTES (4u * 1024u)
 #define RING_BYTES (32u << 20)
+#define COUNTDOWNS_MAX 65536u
 
 typedef enum ProbeKind {
         PROBE_MALLOC,
@@ -293,6 +294,13 @@ uint64_t heap_uprobes_drain(HeapUprobes *u, AddressSpace *as, Heap *heap) {
                 heap->lost += lost - u->lost_seen;
                 u->lost_seen = lost;
                 clear_open(u);
+        }
+        /* Countdowns of threads long gone would pile up in a program that churns threads:
+         * past a bound, every thread starts a fresh one (fair: the exponential has no
+         * memory). */
+        if (u->countdown.n > COUNTDOWNS_MAX) {
+                u64map_done(&u->countdown, free);
+                u->countdown = (U64Map) {};
         }
         qsort(u->events, u->n_events, sizeof *u->events, by_time);
         uint64_t watermark = now_monotonic_ns() - WATERMARK_NS;
