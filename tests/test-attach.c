@@ -21,26 +21,8 @@
 #include "threads-target.h"
 #include "tiny-test.h"
 
-/* Starts the threads test program and waits for its "ready" line. */
 static pid_t start_target(void) {
-        int fds[2];
-        if (pipe(fds) < 0)
-                TINY_FAIL("pipe: %m");
-        pid_t pid = fork();
-        if (pid == 0) {
-                dup2(fds[1], STDOUT_FILENO);
-                close(fds[0]);
-                execl(THREADS_TARGET, THREADS_TARGET, (char *) NULL);
-                _exit(127);
-        }
-        close(fds[1]);
-        FILE *f = fdopen(fds[0], "r");
-        char line[128] = "";
-        if (!fgets(line, sizeof line, f) || strncmp(line, "ready", 5) != 0)
-                TINY_FAIL("target did not get ready: '%s'", line);
-        fclose(f);
-        threads_target_wait_parked(pid);
-        return pid;
+        return threads_target_start();
 }
 
 static void stop_target(pid_t pid) {

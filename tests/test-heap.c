@@ -135,26 +135,6 @@ TEST(map_removal_keeps_every_other_key) {
 
 /* ---- the agent in a live process ---- */
 
-static pid_t start_threads_target(void) {
-        int fds[2];
-        ASSERT_EQ(pipe(fds), 0);
-        pid_t pid = fork();
-        if (pid == 0) {
-                dup2(fds[1], STDOUT_FILENO);
-                close(fds[0]);
-                execl(THREADS_TARGET, THREADS_TARGET, (char *) NULL);
-                _exit(127);
-        }
-        close(fds[1]);
-        char line[64] = "";
-        FILE *f = fdopen(fds[0], "r");
-        if (!fgets(line, sizeof line, f) || strncmp(line, "ready", 5) != 0)
-                TINY_FAIL("target did not get ready: '%s'", line);
-        fclose(f);
-        threads_target_wait_parked(pid);
-        return pid;
-}
-
 static pid_t thread_named(pid_t pid, const char *name) {
         pid_t *tids;
         size_t n;
@@ -178,7 +158,7 @@ static bool has_memfd(pid_t pid, long fd) {
 }
 
 TEST(agent_loads_starts_and_stops) {
-        pid_t pid = start_threads_target();
+        pid_t pid = threads_target_start();
         InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = AGENT_START_SYMBOL,
                               .args = { (uint64_t) getpid(), 4096, AGENT_RING_SIZE_DEFAULT } };
         InjectResult res;
@@ -246,7 +226,7 @@ TEST(agent_loads_starts_and_stops) {
 }
 
 TEST(agent_refuses_a_stopped_target_and_a_missing_agent) {
-        pid_t pid = start_threads_target();
+        pid_t pid = threads_target_start();
         InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = AGENT_START_SYMBOL,
                               .args = { (uint64_t) getpid(), 4096, 0 } };
         InjectResult res;

@@ -561,31 +561,6 @@ TEST(corrupt_modules_never_crash) {
 
 /* ---- a saved capture of the threads target ---- */
 
-static pid_t spawn_threads_target(void) {
-        int p[2];
-        ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-        pid_t pid = fork();
-        ASSERT_GE(pid, 0);
-        if (pid == 0) {
-                dup2(p[1], STDOUT_FILENO);
-                execl(THREADS_TARGET, THREADS_TARGET, (char *) NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        FILE *f = fdopen(p[0], "r");
-        ASSERT_TRUE(f != NULL);
-        char line[128];
-        int ready = 0;
-        if (!fgets(line, sizeof line, f) || sscanf(line, "ready %d", &ready) != 1 || ready != pid) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                TINY_FAIL("threads target did not get ready: %s", line);
-        }
-        fclose(f);
-        threads_target_wait_parked(pid);
-        return pid;
-}
-
 static const ThreadCapture *find_thread(const Snapshot *snap, const char *name, size_t nth) {
         for (size_t i = 0; i < snap->n_threads; i++)
                 if (strcmp(snap->threads[i].info.name, name) == 0 && nth-- == 0)
@@ -618,7 +593,7 @@ TEST(unwinds_saved_capture_after_the_process_is_gone) {
         if (access(THREADS_TARGET, X_OK) < 0)
                 TINY_SKIP("%s not built", THREADS_TARGET);
 
-        pid_t pid = spawn_threads_target();
+        pid_t pid = threads_target_start();
         int r = snapshot_take(pid, NULL, &snap);
         if (r == -EPERM) {
                 kill(pid, SIGKILL);

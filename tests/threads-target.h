@@ -1,6 +1,8 @@
 /* tests/threads-target.h -- for tests that start tests/targets/threads.c. */
 #pragma once
 
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,4 +20,29 @@ static inline void threads_target_wait_parked(pid_t pid) {
                 usleep(1000);
         }
         TINY_FAIL("the main thread of pid %d never reached pause()", (int) pid);
+}
+
+/* Starts the threads test program (THREADS_TARGET), waits for its "ready PID" line and
+ * for its main thread to park. The caller kills it. */
+static inline pid_t threads_target_start(void) {
+        int fds[2];
+        if (pipe(fds) < 0)
+                TINY_FAIL("pipe: %m");
+        pid_t pid = fork();
+        if (pid == 0) {
+                dup2(fds[1], STDOUT_FILENO);
+                close(fds[0]);
+                close(fds[1]);
+                execl(THREADS_TARGET, THREADS_TARGET, (char *) NULL);
+                _exit(127);
+        }
+        close(fds[1]);
+        FILE *f = fdopen(fds[0], "r");
+        char line[128] = "";
+        int ready = 0;
+        if (!f || !fgets(line, sizeof line, f) || sscanf(line, "ready %d", &ready) != 1 || ready != pid)
+                TINY_FAIL("threads target did not get ready: '%s'", line);
+        fclose(f);
+        threads_target_wait_parked(pid);
+        return pid;
 }
