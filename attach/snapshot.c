@@ -26,6 +26,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "macro.h"
@@ -89,6 +90,13 @@ static void straggler_add(pid_t tid) {
         pthread_mutex_unlock(&stragglers_lock);
 }
 
+/* TracerPid names the tracing thread: this one, as every ptrace call of ours is made by
+ * the thread that calls snapshot_take(). */
+static bool traced_by_us(pid_t tid) {
+        pid_t tracer = 0;
+        return procfs_read_tracer(tid, &tracer) == 0 && tracer == gettid();
+}
+
 size_t snapshot_reap_stragglers(void) {
         pthread_mutex_lock(&stragglers_lock);
         size_t kept = 0;
@@ -103,8 +111,16 @@ size_t snapshot_reap_stragglers(void) {
                 if (w == tid && WIFSTOPPED(status)) {
                         int sig = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
                         (void) ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig);
+                        continue;               /* detached now */
                 }
-                /* exited, or detached now */
+                /* A death reported for a leader's tid may be the old leader's, replaced by
+                 * a thread that called execve() under our trace: that one lives on with
+                 * this tid. Make sure it stops, and detach it when it does. */
+                if (w == tid && traced_by_us(tid)) {
+                        (void) ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+                        stragglers[kept++] = tid;
+                }
+                /* else exited */
         }
         n_stragglers = kept;
         pthread_mutex_unlock(&stragglers_lock);
@@ -117,8 +133,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         pid_t tid = t->tid;
         int r;
 
-        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
-                return -errno;          /* ESRCH: gone; EPERM: traced by someone else */
+        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+                r = -errno;             /* ESRCH: gone; EPERM: traced by someone else */
+                /* ...or by us already: a thread that called execve() while we held
+                 * another thread of the process took over the leader's tid under our
+                 * trace (see below). Take it as seized; the detach below lets it go. */
+                if (r != -EPERM || !traced_by_us(tid))
+                        return r;
+        }
 
         uint64_t t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
@@ -136,8 +158,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 straggler_add(tid);
                 return r;
         }
-        if (r < 0)
-                return r;               /* the thread exited; nothing to detach */
+        if (r < 0) {
+                /* The thread exited; nothing to detach. Unless it was not the leader and
+                 * called execve(): then it lives on under the leader's tid, still traced
+                 * by us and bound to stop for our interrupt. Detach it once it does. */
+                if (tid != pid)
+                        straggler_add(pid);
+                return r;
+        }
 
         /* A signal-delivery-stop (event 0, not our SIGTRAP) means a signal arrived first:
          * capture here and deliver it at detach. PTRACE_EVENT_STOP is our interrupt or a
