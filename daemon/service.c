@@ -93,6 +93,11 @@ void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer) {
                             (int) pid, (int) tracer, comm);
                 return;
         }
+        if (r == -EAGAIN) {
+                reply_error(reply, 503, "pid %d is in the middle of an execve() or exit: no thread could be "
+                            "stopped; try again", (int) pid);
+                return;
+        }
         reply_error(reply, 503, "cannot take a thread dump of pid %d: %s", (int) pid, strerror(-r));
 }
 
@@ -166,7 +171,7 @@ static void collect(void *userdata) {
         }
         int r = target_thread_dump(s->targets, p->target, &dump, p->debug == 0 ? &maps : NULL, &tracer);
         if (r < 0) {
-                if (r != -ESRCH && !(r == -EPERM && tracer > 0))
+                if (r != -ESRCH && r != -EAGAIN && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);
                 reply_thread_dump_error(&p->reply, p->target->pid, r, tracer);
                 p->answered = true;

@@ -3,10 +3,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "macro.h"
 #include "targets.h"
+
+/* A snapshot of a process caught in execve() or exit_group() is taken again this many
+ * times, this far apart: long enough for either to finish, short for a request. */
+#define SNAPSHOT_ATTEMPTS 5
+#define SNAPSHOT_RETRY_NS (20 * NSEC_PER_MSEC)
 
 const char thread_state_letters[THREAD_STATES] = { 'R', 'S', 'D', 'T', 'Z', '?' };
 
@@ -225,18 +232,38 @@ static char *thread_wait_description(const ThreadInfo *info) {
         return NULL;
 }
 
+/* Whether a snapshot that stopped no thread of a live process may do better in a moment:
+ * when nobody else holds it, the process is in the middle of an execve() (the old threads
+ * are dying, the leader's tid changes hands, the new image has not started) or of an
+ * exit_group(), which take milliseconds. The threads then look gone (-ESRCH), refuse the
+ * seize as they exit (-EPERM), or the old leader is still a zombie we trace (TracerPid
+ * names the tracing thread: this one, the worker). */
+static bool snapshot_worth_retrying(int r, const Snapshot *s) {
+        if (r == -ESRCH)
+                return true;
+        return r == 0 && s->n_captured == 0 && (s->tracer == 0 || s->tracer == gettid());
+}
+
 int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer) {
         if (target_check_exited(target))
                 return -ESRCH;
 
         Snapshot *s = NULL;
-        int r = snapshot_take(target->pid, &t->snapshot_options, &s);
+        int r;
+        for (unsigned attempt = 1;; attempt++) {
+                r = snapshot_take(target->pid, &t->snapshot_options, &s);
+                if (!snapshot_worth_retrying(r, s) || attempt == SNAPSHOT_ATTEMPTS || target_check_exited(target))
+                        break;
+                s = snapshot_free(s);
+                (void) nanosleep(&(struct timespec) { .tv_nsec = SNAPSHOT_RETRY_NS }, NULL);
+        }
         if (r < 0) {
                 metrics_lock(t->metrics);
                 t->metrics->snapshot_errors_total++;
                 metrics_unlock(t->metrics);
-                if (r == -ESRCH)
-                        (void) target_check_exited(target);
+                /* Only the pidfd knows the process is gone; a live one was changing. */
+                if (r == -ESRCH && !target_check_exited(target))
+                        r = -EAGAIN;
                 return r;
         }
         atomic_fetch_add(&target->snapshots, 1);
@@ -260,9 +287,14 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
         remember_syscalls(target, s->threads, s->n_threads);
 
         if (s->n_captured == 0) {
-                r = s->exited ? -ESRCH : s->tracer > 0 ? -EPERM : s->n_threads > 0 ? s->threads[0].error : -ESRCH;
-                if (s->exited)
-                        target->exited = true;
+                if (target_check_exited(target))
+                        r = -ESRCH;
+                else if (s->tracer > 0 && s->tracer != gettid())
+                        r = -EPERM;
+                else if (snapshot_worth_retrying(0, s))
+                        r = -EAGAIN;
+                else
+                        r = s->n_threads > 0 ? s->threads[0].error : -EAGAIN;
                 if (ret_tracer)
                         *ret_tracer = s->tracer;
                 snapshot_free(s);
