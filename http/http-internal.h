@@ -23,6 +23,7 @@ struct event;
 #define OCTET_STREAM "application/octet-stream"
 
 struct HttpServer {
+        struct event_base *base;
         struct evhttp *http;
         struct evhttp_bound_socket *socket;
         Backend backend;
@@ -30,6 +31,7 @@ struct HttpServer {
         bool early_close;               /* the loop reports EV_CLOSED (epoll: EPOLLRDHUP) */
         unsigned n_pending;
         Request *pending;               /* list of the requests awaiting request_finish() */
+        unsigned n_sending;             /* replies handed to libevent, not yet written out */
         char address[INET6_ADDRSTRLEN + 16];
 };
 
