@@ -127,12 +127,29 @@ size_t snapshot_reap_stragglers(void) {
         return kept;
 }
 
+/* TID, which we trace, was killed while we held it: wait for its death now, as it stays a
+ * zombie until we do. Leaving it for later can deadlock: when its process is in execve(),
+ * the exec waits for that zombie to be reaped while it holds the lock our next
+ * PTRACE_SEIZE waits for (cred_guard_mutex). Dying takes microseconds; the wait is
+ * bounded all the same, and a thread that takes longer becomes a straggler. */
+static void reap_dying(pid_t tid) {
+        int status;
+        int r = wait_for_stop(tid, &status);
+        if (r == 0)
+                (void) ptrace(PTRACE_DETACH, tid, NULL, NULL);
+        else if (r == -ETIMEDOUT)
+                straggler_add(tid);
+}
+
 /* Stops TID, copies registers and stack into T (using SCRATCH, SCRATCH_SIZE bytes, so no
  * allocation happens while the thread is held), and lets it go. */
 static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t scratch_size, ThreadCapture *t) {
         pid_t tid = t->tid;
         int r;
 
+        /* No zombie of ours may wait for us while we seize (see reap_dying()). */
+        if (n_stragglers > 0)
+                (void) snapshot_reap_stragglers();
         if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
                 r = -errno;             /* ESRCH: gone; EPERM: traced by someone else */
                 /* ...or by us already: a thread that called execve() while we held
@@ -148,7 +165,7 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 /* Detach needs a stopped tracee; if it fails the thread is dying while
                  * traced by us, and only our waitpid() lets it be reaped. */
                 if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
-                        straggler_add(tid);
+                        reap_dying(tid);
                 return r;
         }
 
@@ -199,10 +216,10 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         }
 
         if (ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0) {
-                /* ESRCH: killed while held (exit_group). It is now a zombie we still
-                 * trace: reap it, or its parent can never reap the process. */
+                /* ESRCH: killed while held (exit_group, execve). It is now a zombie we
+                 * still trace: reap it, or its parent can never reap the process. */
                 if (errno == ESRCH)
-                        straggler_add(tid);
+                        reap_dying(tid);
                 else if (r == 0)
                         r = -errno;
         }
