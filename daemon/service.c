@@ -395,6 +395,9 @@ static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t ma
                                                          .growth = atomic_load(&t->growth_delta),
                                                          .growth_window_ns = atomic_load(&t->growth_window_ns) };
                                 snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
+                                /* The name it has now: an execve() changes it. */
+                                if (!exited)
+                                        (void) procfs_read_comm(t->pid, sum->comm);
                                 pid_t *tids;
                                 size_t n;
                                 if (!exited && procfs_list_threads(t->pid, &tids, &n) == 0) {

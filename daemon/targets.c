@@ -306,6 +306,12 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
                 snapshot_free(s);
                 return r;
         }
+        char *exe = NULL;
+        if (procfs_read_exe(target->pid, &exe) == 0 && (!target->exe || strcmp(exe, target->exe) != 0)) {
+                free(target->exe);
+                target->exe = TAKE_PTR(exe);
+        }
+        free(exe);
 
         ThreadDump d = {
                 .pid = target->pid,
