@@ -293,7 +293,7 @@ def scenario_kill(rounds=20):
 def storm(args, what, seconds=4.0, extra=None):
     target = FaultsTarget(args)
     daemon = ct.Daemon([target.pid], ["--interval", "100ms"])
-    hammer = Hammer(daemon, DUMPS, clients=2)
+    hammer = Hammer(daemon, DUMPS, clients=2, timeout=60)     # a hung worker fails in time
     time.sleep(seconds)
     if extra:
         extra(target, daemon)
@@ -370,6 +370,14 @@ def scenario_storm():
     r = daemon.get("/debug/pprof/cmdline")
     check(r.status == 200 and r.body.split(b"\0")[0] == threads_path.encode(),
           "exec into another program: cmdline is the new program's", r.describe())
+    r = daemon.get("/debug/pprof/goroutine")
+    mapping = ct.decode_profile(r.body).mappings[0].filename if r.status == 200 else None
+    check(mapping == threads_path, f"exec into another program: the profile's main mapping is the new "
+          f"program ({mapping})", r.describe())
+    comm = os.path.basename(threads_path)[:15]
+    r = daemon.get("/debug/pprof/")
+    check(f"pid {target.pid} ({comm})" in r.text, f"exec into another program: the index names it {comm}",
+          r.text[:3000])
     check(daemon.stop() == 0, "exec into another program: cprofd exits 0 on SIGTERM", daemon.stderr())
     check_released(target.pid, "exec into another program")
     target.kill()
