@@ -233,15 +233,26 @@ static char *thread_wait_description(const ThreadInfo *info) {
 }
 
 /* Whether a snapshot that stopped no thread of a live process may do better in a moment:
- * when nobody else holds it, the process is in the middle of an execve() (the old threads
- * are dying, the leader's tid changes hands, the new image has not started) or of an
- * exit_group(), which take milliseconds. The threads then look gone (-ESRCH), refuse the
- * seize as they exit (-EPERM), or the old leader is still a zombie we trace (TracerPid
- * names the tracing thread: this one, the worker). */
+ * the process may be in the middle of an execve() (the old threads are dying, the
+ * leader's tid changes hands, the new image has not started) or of an exit_group(), which
+ * take milliseconds. Its threads then look gone (-ESRCH), refuse the seize as they exit
+ * (-EPERM), or the old leader is still a zombie we trace (TracerPid names the tracing
+ * thread: this one, the worker). Not when another tracer holds it: that lasts. */
 static bool snapshot_worth_retrying(int r, const Snapshot *s) {
         if (r == -ESRCH)
                 return true;
         return r == 0 && s->n_captured == 0 && (s->tracer == 0 || s->tracer == gettid());
+}
+
+/* After the retries, whether what stopped the snapshot was such a change, rather than a
+ * lasting refusal (-EPERM from a security module, say). */
+static bool snapshot_saw_change(const Snapshot *s) {
+        if (s->tracer == gettid() || s->n_threads == 0)
+                return true;
+        for (size_t i = 0; i < s->n_threads; i++)
+                if (s->threads[i].error == -ESRCH)
+                        return true;
+        return false;
 }
 
 int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_maps, pid_t *ret_tracer) {
@@ -291,7 +302,7 @@ int target_thread_dump(Targets *t, Target *target, ThreadDump *ret, Maps *ret_ma
                         r = -ESRCH;
                 else if (s->tracer > 0 && s->tracer != gettid())
                         r = -EPERM;
-                else if (snapshot_worth_retrying(0, s))
+                else if (snapshot_saw_change(s))
                         r = -EAGAIN;
                 else
                         r = s->n_threads > 0 ? s->threads[0].error : -EAGAIN;
