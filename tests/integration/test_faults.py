@@ -595,23 +595,35 @@ def scenario_pidreuse():
     daemon = ct.Daemon([pid], ["--interval", "100ms"])
     r = daemon.get(DUMPS[0])
     check(r.status == 200, "the target is dumped", r.describe())
+    # A CPU profile runs on while the target exits and another process takes its pid.
+    profile = {}
+
+    def fetch_profile():
+        try:
+            profile["reply"] = daemon.get("/debug/pprof/profile?seconds=6&hz=1000", timeout=120)
+        except Exception as e:
+            profile["error"] = f"{type(e).__name__}: {e}"
+    profiler = threading.Thread(target=fetch_profile, daemon=True)
+    profiler.start()
+    require(wait_until(lambda: perf_fds(daemon.proc.pid) > 0, 120), "a CPU profile of the target is under way",
+            daemon.stderr())
     target.kill()
     check(wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30), f"the target {pid} is gone")
-    time.sleep(0.5)             # a periodic snapshot or two sees it gone
 
-    progress = ct.tmp_path("newcomer-progress")
-    newcomer, out = spawn_with_pid(pid, [ct.env_binary("FAULTS_TARGET"), "--progress", progress,
-                                         "--threads", "4"])
+    # The newcomer burns CPU in known functions, on threads of its own.
+    newcomer, out = spawn_with_pid(pid, [ct.env_binary("CPU_TARGET")])
     require(newcomer, f"another process got pid {pid}")
     ct.wait_for_line(out, r"^ready \d+$", newcomer)
-    log(f"        a new {os.path.basename(newcomer.args[0])} runs as {pid}")
+    newcomer_tids = set(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    log(f"        a new {os.path.basename(newcomer.args[0])} runs as {pid}, threads {sorted(newcomer_tids)}")
+    time.sleep(0.3)             # a periodic tick or two sees the old target gone
     before = ct.metric(daemon.get("/metrics").text, "cprofd_snapshots_total")
     for path in DUMPS + [f"/pid/{pid}/debug/pprof/goroutine?debug=2", "/debug/pprof/cmdline"]:
         r = daemon.get(path, timeout=60)
         check(r.status == 410 and "has exited" in r.text, f"{path}: 410, the target has exited",
               r.describe())
     r = daemon.get("/debug/pprof/profile?seconds=1")
-    check(r.status == 410, "a CPU profile: 410", r.describe())
+    check(r.status == 410, "a new CPU profile: 410", r.describe())
     time.sleep(1.0)             # ten periodic ticks
     metrics = daemon.get("/metrics").text
     after = ct.metric(metrics, "cprofd_snapshots_total")
@@ -620,6 +632,20 @@ def scenario_pidreuse():
           metrics)
     index = daemon.get("/debug/pprof/").text
     check("exited" in index, "the index lists the target as exited", index[:2000])
+
+    profiler.join(timeout=130)
+    r = profile.get("reply")
+    require(r is not None, "the CPU profile in flight is answered", profile.get("error"))
+    if r.status == 200:
+        p = ct.decode_profile(r.body)
+        theirs = [s for s in p.samples
+                  if s.num_labels.get("thread_id", (0, ""))[0] in newcomer_tids or
+                  any(f in ("hot_leaf", "busy_main", "syscall_loop") for f in s.functions())]
+        check(not theirs, f"the CPU profile in flight has no sample of the newcomer ({len(p.samples)} samples)",
+              "\n".join(f"{s.num_labels} {s.labels} {s.functions()[:6]}" for s in theirs[:5]))
+    else:
+        check(r.status in (410, 503) and r.text.count("\n") == 1, "the CPU profile in flight: a one-line error",
+              r.describe())
     check_released(pid, "the newcomer")
     check(daemon.alive(), "cprofd still runs", daemon.stderr())
     check(daemon.stop() == 0, "cprofd exits 0 on SIGTERM", daemon.stderr())
