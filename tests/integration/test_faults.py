@@ -11,12 +11,14 @@ its own test): `test_faults.py SCENARIO`.
              the same pid): every request is answered, partial dumps say so, the new
              image is dumped, no thread or child is left stopped
   many       10,000 threads: debug=0, 1 and 2 count them all, /metrics answers meanwhile
-  gdb        a target held by gdb: 503 naming gdb, periodic snapshots go on failing
-             quietly, gdb sees nothing of it, and cprofd works again once gdb detaches
+  gdb        a target held by gdb: 503 naming gdb, periodic snapshots meanwhile take
+             nothing from gdb (it keeps every thread, lists them all, exits 0), and cprofd
+             works again once gdb detaches
   sigstop    a target in job-control stop stays stopped through dumps and periodic
              snapshots, and runs on at SIGCONT
-  pidreuse   the target exits and another process gets its pid: never taken for it (410,
-             no snapshot of the newcomer)
+  pidreuse   the target exits, with a CPU profile in flight, and another process gets
+             its pid: never taken for it (410, no snapshot of it, no sample of it in the
+             profile)
   sigterm    SIGTERM with a delta, a CPU profile, a wall profile and big dumps in flight:
              each is answered in full or with a one-line error (a dump not read yet may
              see its connection closed); cprofd exits 0 and releases the target
