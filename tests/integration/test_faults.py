@@ -338,8 +338,12 @@ def scenario_storm():
           "fork storm: no child left stopped", children_of(target.pid))
     target.kill()
 
-    # A new image every 100 ms, half of the time exec'd from a thread other than main.
-    target, daemon = storm(["--exec", "100", "--spawn", "2", "--threads", "10"], "exec storm")
+    # A new image every 100 ms, half of the time exec'd from a thread other than main;
+    # at least five of them (a loaded machine takes longer), under requests all along.
+    def generations(target, daemon):
+        wait_until(lambda: (p := target.progress()) is not None and p[0] >= 5, 120)
+    target, daemon = storm(["--exec", "100", "--spawn", "2", "--threads", "10"], "exec storm",
+                           extra=generations)
     p = target.progress()
     check(p is not None and p[0] >= 5, f"exec storm: the target went through generations {p}")
     check(daemon.stop() == 0, "exec storm: cprofd exits 0 on SIGTERM", daemon.stderr())
@@ -442,11 +446,17 @@ def scenario_many(n=10000):
         check(metrics and all(s == 200 for s, _ in metrics), f"{path}: /metrics answered meanwhile",
               metrics[:5])
         if path.endswith("debug=1"):
+            # On a loaded machine a thread may not stop in time: it is listed, not captured,
+            # and the dump says it is partial (dump_problem checks that).
             d1 = ct.parse_debug1(r.text)
             idle = [g for g in d1.groups if g.threads and all(name == "idle" for _, name in g.threads)]
-            check(idle and idle[0].count == n and "idle_block" in idle[0].functions(),
+            captured = [g for g in idle if "idle_block" in g.functions()]
+            missed = sum(g.count for g in idle if any(p.startswith("not captured") for p in g.pseudo))
+            if missed:
+                log(f"        {missed} idle thread(s) not captured in time")
+            check(len(captured) == 1 and captured[0].count + missed == n,
                   f"debug=1: the {n} idle threads form one record in idle_block",
-                  [(g.count, g.functions()[:4]) for g in d1.groups[:5]])
+                  [(g.count, g.functions()[:4], g.pseudo) for g in d1.groups[:5]])
         check_released(target.pid, f"after {path}")
     check(daemon.stop(timeout=120) == 0, "cprofd exits 0 on SIGTERM", daemon.stderr())
     check_released(target.pid, "after cprofd")
