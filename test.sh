@@ -2,7 +2,9 @@
 # test.sh -- the whole test suite of cprofd, from a fresh Debian 12 machine.
 #
 # Installs what is missing, builds and runs every test twice: a normal build (build/) and
-# an ASan+UBSan build (build-asan/). The last line is the sum over both runs,
+# an ASan+UBSan build (build-asan/). Then builds the libFuzzer targets with clang
+# (build-fuzz/) and runs each for a short smoke over its seed corpus (FUZZ_SECONDS, default
+# 15; fuzz/run-smoke): each fuzzer counts as one test. The last line is the sum of it all,
 # "N passed, N failed" (", N skipped" when something skipped). The exit status is non-zero
 # when anything failed or skipped: on a supported machine every test must run.
 #
@@ -12,7 +14,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
           libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev elfutils gdb
-          libc6-dbg python3 golang-go curl strace systemd)
+          libc6-dbg python3 golang-go curl strace systemd clang libclang-rt-14-dev)
 
 as_root() {
         if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -97,6 +99,26 @@ run_suite build
 # UBSan only reports by default: make any report fail the test that caused it.
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
         TIMEOUT_MULTIPLIER=3 run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+# Every fuzzer for FUZZ_SECONDS over its seeds, one test each. A crash, leak or hang fails
+# it, and run-smoke prints the path of the input that caused it (under build-fuzz/artifacts/;
+# new inputs go to build-fuzz/corpus/, never into fuzz/corpus/).
+run_fuzzers() {
+        local dir=build-fuzz t rc
+        echo "=== $dir ==="
+        FUZZ_BUILD_DIR="$dir" FUZZ_SECONDS="${FUZZ_SECONDS:-15}" fuzz/run-smoke || true
+        for t in $(fuzz/run-smoke --list); do
+                rc=$(cat "$dir/logs/$t.rc" 2>/dev/null || echo "none (not run)")
+                if [ "$rc" = 0 ]; then
+                        PASSED=$((PASSED + 1))
+                else
+                        echo "test.sh: $t failed: exit status $rc (log: $dir/logs/$t.log)" >&2
+                        grep -h 'Test unit written to' "$dir/logs/$t.log" 2>/dev/null | sed 's/^/    /' >&2 || true
+                        FAILED=$((FAILED + 1))
+                fi
+        done
+}
+run_fuzzers
 
 if [ "$SKIPPED" -gt 0 ]; then
         echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"

@@ -26,6 +26,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "macro.h"
@@ -88,6 +89,13 @@ void tracee_add_straggler(pid_t tid) {
         pthread_mutex_unlock(&stragglers_lock);
 }
 
+/* TracerPid names the tracing thread: this one, as every ptrace call of ours is made by
+ * the thread that calls snapshot_take(). */
+static bool traced_by_us(pid_t tid) {
+        pid_t tracer = 0;
+        return procfs_read_tracer(tid, &tracer) == 0 && tracer == gettid();
+}
+
 size_t snapshot_reap_stragglers(void) {
         pthread_mutex_lock(&stragglers_lock);
         size_t kept = 0;
@@ -102,12 +110,34 @@ size_t snapshot_reap_stragglers(void) {
                 if (w == tid && WIFSTOPPED(status)) {
                         int sig = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
                         (void) ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig);
+                        continue;               /* detached now */
                 }
-                /* exited, or detached now */
+                /* A death reported for a leader's tid may be the old leader's, replaced by
+                 * a thread that called execve() under our trace: that one lives on with
+                 * this tid. Make sure it stops, and detach it when it does. */
+                if (w == tid && traced_by_us(tid)) {
+                        (void) ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+                        stragglers[kept++] = tid;
+                }
+                /* else exited */
         }
         n_stragglers = kept;
         pthread_mutex_unlock(&stragglers_lock);
         return kept;
+}
+
+/* TID, which we trace, was killed while we held it: wait for its death now, as it stays a
+ * zombie until we do. Leaving it for later can deadlock: when its process is in execve(),
+ * the exec waits for that zombie to be reaped while it holds the lock our next
+ * PTRACE_SEIZE waits for (cred_guard_mutex). Dying takes microseconds; the wait is
+ * bounded all the same, and a thread that takes longer becomes a straggler. */
+static void reap_dying(pid_t tid) {
+        int status;
+        int r = tracee_wait_stop(tid, STOP_TIMEOUT_NS, &status);
+        if (r == 0)
+                (void) ptrace(PTRACE_DETACH, tid, NULL, NULL);
+        else if (r == -ETIMEDOUT)
+                tracee_add_straggler(tid);
 }
 
 /* Stops TID, copies registers and stack into T (using SCRATCH, SCRATCH_SIZE bytes, so no
@@ -116,8 +146,17 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         pid_t tid = t->tid;
         int r;
 
-        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
-                return -errno;          /* ESRCH: gone; EPERM: traced by someone else */
+        /* No zombie of ours may wait for us while we seize (see reap_dying()). */
+        if (n_stragglers > 0)
+                (void) snapshot_reap_stragglers();
+        if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+                r = -errno;             /* ESRCH: gone; EPERM: traced by someone else */
+                /* ...or by us already: a thread that called execve() while we held
+                 * another thread of the process took over the leader's tid under our
+                 * trace (see below). Take it as seized; the detach below lets it go. */
+                if (r != -EPERM || !traced_by_us(tid))
+                        return r;
+        }
 
         uint64_t t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
@@ -125,7 +164,7 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 /* Detach needs a stopped tracee; if it fails the thread is dying while
                  * traced by us, and only our waitpid() lets it be reaped. */
                 if (ptrace(PTRACE_DETACH, tid, NULL, NULL) < 0)
-                        tracee_add_straggler(tid);
+                        reap_dying(tid);
                 return r;
         }
 
@@ -135,8 +174,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 tracee_add_straggler(tid);
                 return r;
         }
-        if (r < 0)
-                return r;               /* the thread exited; nothing to detach */
+        if (r < 0) {
+                /* The thread exited; nothing to detach. Unless it was not the leader and
+                 * called execve(): then it lives on under the leader's tid, still traced
+                 * by us and bound to stop for our interrupt. Detach it once it does. */
+                if (tid != pid)
+                        tracee_add_straggler(pid);
+                return r;
+        }
 
         /* A signal-delivery-stop (event 0, not our SIGTRAP) means a signal arrived first:
          * capture here and deliver it at detach. PTRACE_EVENT_STOP is our interrupt or a
@@ -170,10 +215,10 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
         }
 
         if (ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0) {
-                /* ESRCH: killed while held (exit_group). It is now a zombie we still
-                 * trace: reap it, or its parent can never reap the process. */
+                /* ESRCH: killed while held (exit_group, execve). It is now a zombie we
+                 * still trace: reap it, or its parent can never reap the process. */
                 if (errno == ESRCH)
-                        tracee_add_straggler(tid);
+                        reap_dying(tid);
                 else if (r == 0)
                         r = -errno;
         }

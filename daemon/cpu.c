@@ -186,7 +186,8 @@ static void drain(CpuSampler *sp) {
         if (!sp->perf || !sp->subscribers)
                 return;
         Service *s = sp->service;
-        if (++sp->drains % REFRESH_EVERY_DRAINS == 0) {
+        /* Not once the target has exited: its pid may name another process by now. */
+        if (++sp->drains % REFRESH_EVERY_DRAINS == 0 && !target_check_exited(sp->target)) {
                 (void) perf_sampler_refresh(sp->perf);
                 update_maps(sp, NULL);  /* code loaded since: dlopen, JIT */
         }

@@ -30,6 +30,7 @@
 
 #define TARGETS_MAX 64
 #define STRAGGLER_REAP_INTERVAL_MS 250
+#define SHUTDOWN_DRAIN_MS 5000          /* for the last replies to reach slow clients */
 
 /* What the command line and the configuration file decide together. The pointers point
  * into argv, into Daemon.config, or at Daemon.listen. */
@@ -908,6 +909,8 @@ finish:
         if (d.base)
                 (void) event_base_loop(d.base, EVLOOP_NONBLOCK);
         service_shutdown(&d.service);
+        /* The answers are only queued so far: write them out before the connections go. */
+        http_server_drain(d.server, SHUTDOWN_DRAIN_MS);
         d.server = http_server_free(d.server);
         d.scheduler = scheduler_free(d.scheduler);
         d.worker = worker_free(d.worker);

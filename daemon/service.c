@@ -108,6 +108,11 @@ void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer) {
                             (int) pid, (int) tracer, comm);
                 return;
         }
+        if (r == -EAGAIN) {
+                reply_error(reply, 503, "pid %d is in the middle of an execve() or exit: no thread could be "
+                            "stopped; try again", (int) pid);
+                return;
+        }
         reply_error(reply, 503, "cannot take a thread dump of pid %d: %s", (int) pid, strerror(-r));
 }
 
@@ -194,7 +199,7 @@ static void collect(void *userdata) {
         r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, &dump, p->debug == 0 ? &maps : NULL,
                                &tracer);
         if (r < 0) {
-                if (r != -ESRCH && !(r == -EPERM && tracer > 0))
+                if (r != -ESRCH && r != -EAGAIN && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);
                 reply_thread_dump_error(&p->reply, p->target->pid, r, tracer);
                 p->answered = true;
@@ -425,6 +430,9 @@ static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t ma
                                                          .growth = atomic_load(&t->growth_delta),
                                                          .growth_window_ns = atomic_load(&t->growth_window_ns) };
                                 snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
+                                /* The name it has now: an execve() changes it. */
+                                if (!exited)
+                                        (void) procfs_read_comm(t->pid, sum->comm);
                                 pid_t *tids;
                                 size_t n;
                                 if (!exited && procfs_list_threads(t->pid, &tids, &n) == 0) {

@@ -3,11 +3,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "macro.h"
 #include "heap-tracker.h"
 #include "targets.h"
+
+/* A snapshot of a process caught in execve() or exit_group() is taken again this many
+ * times, this far apart: long enough for either to finish, short for a request. */
+#define SNAPSHOT_ATTEMPTS 5
+#define SNAPSHOT_RETRY_NS (20 * NSEC_PER_MSEC)
 
 const char thread_state_letters[THREAD_STATES] = { 'R', 'S', 'D', 'T', 'Z', '?' };
 
@@ -260,6 +267,29 @@ static void update_thread_cache(Target *target, const Snapshot *s, const ThreadD
         free(stacks);
 }
 
+/* Whether a snapshot that stopped no thread of a live process may do better in a moment:
+ * the process may be in the middle of an execve() (the old threads are dying, the
+ * leader's tid changes hands, the new image has not started) or of an exit_group(), which
+ * take milliseconds. Its threads then look gone (-ESRCH), refuse the seize as they exit
+ * (-EPERM), or the old leader is still a zombie we trace (TracerPid names the tracing
+ * thread: this one, the worker). Not when another tracer holds it: that lasts. */
+static bool snapshot_worth_retrying(int r, const Snapshot *s) {
+        if (r == -ESRCH)
+                return true;
+        return r == 0 && s->n_captured == 0 && (s->tracer == 0 || s->tracer == gettid());
+}
+
+/* After the retries, whether what stopped the snapshot was such a change, rather than a
+ * lasting refusal (-EPERM from a security module, say). */
+static bool snapshot_saw_change(const Snapshot *s) {
+        if (s->tracer == gettid() || s->n_threads == 0)
+                return true;
+        for (size_t i = 0; i < s->n_threads; i++)
+                if (s->threads[i].error == -ESRCH)
+                        return true;
+        return false;
+}
+
 int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump *ret, Maps *ret_maps,
                        pid_t *ret_tracer) {
         if (target_check_exited(target))
@@ -272,13 +302,21 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 options.userdata = &target->thread_cache;
         }
         Snapshot *s = NULL;
-        int r = snapshot_take(target->pid, &options, &s);
+        int r;
+        for (unsigned attempt = 1;; attempt++) {
+                r = snapshot_take(target->pid, &options, &s);
+                if (!snapshot_worth_retrying(r, s) || attempt == SNAPSHOT_ATTEMPTS || target_check_exited(target))
+                        break;
+                s = snapshot_free(s);
+                (void) nanosleep(&(struct timespec) { .tv_nsec = SNAPSHOT_RETRY_NS }, NULL);
+        }
         if (r < 0) {
                 metrics_lock(t->metrics);
                 t->metrics->snapshot_errors_total++;
                 metrics_unlock(t->metrics);
-                if (r == -ESRCH)
-                        (void) target_check_exited(target);
+                /* Only the pidfd knows the process is gone; a live one was changing. */
+                if (r == -ESRCH && !target_check_exited(target))
+                        r = -EAGAIN;
                 return r;
         }
         atomic_fetch_add(&target->snapshots, 1);
@@ -305,9 +343,14 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         remember_syscalls(target, s->threads, s->n_threads);
 
         if (s->n_captured == 0) {
-                r = s->exited ? -ESRCH : s->tracer > 0 ? -EPERM : s->n_threads > 0 ? s->threads[0].error : -ESRCH;
-                if (s->exited)
-                        target->exited = true;
+                if (target_check_exited(target))
+                        r = -ESRCH;
+                else if (s->tracer > 0 && s->tracer != gettid())
+                        r = -EPERM;
+                else if (snapshot_saw_change(s))
+                        r = -EAGAIN;
+                else
+                        r = s->n_threads > 0 ? s->threads[0].error : -EAGAIN;
                 if (ret_tracer)
                         *ret_tracer = s->tracer;
                 snapshot_free(s);
@@ -319,6 +362,12 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 snapshot_free(s);
                 return r;
         }
+        char *exe = NULL;
+        if (procfs_read_exe(target->pid, &exe) == 0 && (!target->exe || strcmp(exe, target->exe) != 0)) {
+                free(target->exe);
+                target->exe = TAKE_PTR(exe);
+        }
+        free(exe);
 
         ThreadDump d = {
                 .pid = target->pid,

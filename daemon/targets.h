@@ -32,7 +32,9 @@ typedef struct Target {
         uint64_t start_time_ticks;      /* with the pidfd, identifies the process */
         ProcessHandle handle;           /* pidfd: a reused pid is never taken for it */
         char comm[64];
-        char *exe;                      /* path of the main executable, NULL unknown */
+        char *exe;                      /* [worker] path of the main executable, NULL
+                                           unknown; read again at each snapshot, as an
+                                           execve() changes it under the same pid */
         size_t selector;                /* which selector of Targets found it */
         AddressSpace *as;               /* [worker] */
         atomic_bool exited;

@@ -28,6 +28,7 @@ typedef struct Conn Conn;
 #define OCTET_STREAM "application/octet-stream"
 
 struct HttpServer {
+        struct event_base *base;
         struct evhttp *http;
         struct evhttp_bound_socket *socket;
         Backend backend;
@@ -37,6 +38,7 @@ struct HttpServer {
         unsigned n_pending;
         unsigned n_profiles;            /* pending CPU and wall profiles */
         Request *pending;               /* list of the requests awaiting request_finish() */
+        unsigned n_sending;             /* replies handed to libevent, not yet written out */
         unsigned n_connections;
         Conn *connections;              /* every client connection, attached or not */
         char unix_path[sizeof(((struct sockaddr_un *) NULL)->sun_path)];    /* "" for TCP */

@@ -235,6 +235,24 @@ static void complete_success(Request *req, Reply *r, char *filename, size_t size
         }
 }
 
+/* A reply is counted from evhttp_send_reply() until libevent has written it all, or until
+ * its connection is freed first (a client gone, evhttp_free()): exactly one of the two
+ * callbacks runs, and the first clears the other. */
+static void on_reply_written(struct evhttp_request *evreq, void *userdata) {
+        HttpServer *s = userdata;
+        struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
+
+        if (evcon)
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+        s->n_sending--;
+}
+
+static void on_reply_lost(struct evhttp_connection *evcon, void *userdata) {
+        HttpServer *s = userdata;
+
+        s->n_sending--;
+}
+
 static void send_reply(Request *req, Reply *r) {
         struct evhttp_request *evreq = req->evreq;
         struct evkeyvalq *h = evhttp_request_get_output_headers(evreq);
@@ -280,6 +298,12 @@ static void send_reply(Request *req, Reply *r) {
                         evhttp_send_error(evreq, 500, NULL);
                         return;
                 }
+        }
+        struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
+        if (req->server && evcon) {
+                req->server->n_sending++;
+                evhttp_request_set_on_complete_cb(evreq, on_reply_written, req->server);
+                evhttp_connection_set_closecb(evcon, on_reply_lost, req->server);
         }
         evhttp_send_reply(evreq, status, NULL, body);
         evbuffer_free(body);

@@ -800,6 +800,21 @@ static int format_address(int fd, char *buf, size_t size) {
         return 0;
 }
 
+void http_server_drain(HttpServer *s, unsigned timeout_ms) {
+        if (!s)
+                return;
+        if (s->socket) {
+                evhttp_del_accept_socket(s->http, s->socket);
+                s->socket = NULL;
+        }
+        struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
+        if (s->n_sending == 0 || event_base_loopexit(s->base, &tv) < 0)
+                return;
+        while (s->n_sending > 0 && !event_base_got_exit(s->base))
+                if (event_base_loop(s->base, EVLOOP_ONCE) < 0)
+                        break;
+}
+
 HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
@@ -966,6 +981,7 @@ int http_server_new(struct event_base *base, const char *listen, mode_t socket_m
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
+        s->base = base;
         s->backend = *backend;
         http_server_set_limits(s, limits);
         s->early_close = event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE;

@@ -177,6 +177,10 @@ int http_server_set_token(HttpServer *s, const char *token);
 unsigned http_server_pending(const HttpServer *s);
 /* Client connections open right now. */
 unsigned http_server_connections(const HttpServer *s);
+/* Stops accepting connections and runs BASE until every reply given to libevent is
+ * written out (or its client gone), for TIMEOUT_MS at most: for a shutdown, between the
+ * last request_finish() and http_server_free(), which would drop unwritten replies. */
+void http_server_drain(HttpServer *s, unsigned timeout_ms);
 /* Accepts NULL, returns NULL. Requests still pending are cancelled (their cancel
  * callbacks run, their clients are disconnected); each still gets its request_finish(),
  * which may come after the server is gone. */
