@@ -61,6 +61,7 @@ struct Conn {
         Request *req;                   /* the request pending on it, if any */
         bool over;                      /* over max_connections: closed once attached, not
                                            counted in n_connections */
+        bool sending;                   /* a reply is being written: counted in n_sending */
         Conn *prev, *next;              /* in server->connections */
 };
 

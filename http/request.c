@@ -236,21 +236,15 @@ static void complete_success(Request *req, Reply *r, char *filename, size_t size
 }
 
 /* A reply is counted from evhttp_send_reply() until libevent has written it all, or until
- * its connection is freed first (a client gone, evhttp_free()): exactly one of the two
- * callbacks runs, and the first clears the other. */
+ * its connection is freed first (a client gone, evhttp_free(): conn_free() uncounts it):
+ * whichever comes first clears Conn.sending. */
 static void on_reply_written(struct evhttp_request *evreq, void *userdata) {
-        HttpServer *s = userdata;
-        struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
+        Conn *c = userdata;
 
-        if (evcon)
-                evhttp_connection_set_closecb(evcon, NULL, NULL);
-        s->n_sending--;
-}
-
-static void on_reply_lost(struct evhttp_connection *evcon, void *userdata) {
-        HttpServer *s = userdata;
-
-        s->n_sending--;
+        if (c->sending) {
+                c->sending = false;
+                c->server->n_sending--;
+        }
 }
 
 static void send_reply(Request *req, Reply *r) {
@@ -299,11 +293,11 @@ static void send_reply(Request *req, Reply *r) {
                         return;
                 }
         }
-        struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
-        if (req->server && evcon) {
-                req->server->n_sending++;
-                evhttp_request_set_on_complete_cb(evreq, on_reply_written, req->server);
-                evhttp_connection_set_closecb(evcon, on_reply_lost, req->server);
+        Conn *c = req->conn;
+        if (c && !c->sending) {
+                c->sending = true;
+                c->server->n_sending++;
+                evhttp_request_set_on_complete_cb(evreq, on_reply_written, c);
         }
         evhttp_send_reply(evreq, status, NULL, body);
         evbuffer_free(body);

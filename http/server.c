@@ -661,6 +661,8 @@ static void conn_free(Conn *c) {
                 c->next->prev = c->prev;
         if (!c->over)
                 s->n_connections--;
+        if (c->sending)
+                s->n_sending--;         /* its reply will never be written out */
         if (c->timer)
                 event_free(c->timer);
         if (!c->evcon && c->bev)
