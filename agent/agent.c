@@ -10,8 +10,8 @@
  *
  * The hooks are what every allocation pays, so their fast paths are a few instructions:
  * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
- * as Go's runtime does) and jumps on; free tests one bit of a filter of sampled addresses
- * (8 KiB: it stays in the L1 cache) and jumps on. Only a sampled allocation, or the free of a possibly sampled
+ * as Go's runtime does) and jumps on; free tests one byte of a counting filter of the
+ * sampled addresses (32 KiB, so it stays in cache) and jumps on. Only a sampled allocation, or the free of a possibly sampled
  * address, takes the slow path: the agent's lock, the set of sampled addresses, and a
  * record in the ring for cprofd (the registers and a copy of the stack: cprofd unwinds and
  * symbolizes them with the same code as its thread dumps).
@@ -53,7 +53,7 @@
 #define SET_BITS 17                     /* sampled addresses tracked: half of 2^17 */
 #define SET_SIZE (1u << SET_BITS)
 #define SET_TOMBSTONE UINT64_C(1)
-#define FILTER_BITS 16
+#define FILTER_BITS 15
 #define SLOTS_MAX 4096                  /* GOT entries redirected at most */
 #define RESCAN_MS 1000
 #define POLL_MS 100
@@ -113,15 +113,9 @@ static atomic_bool running;             /* from start until the thread has clean
 static _Atomic uint64_t set[SET_SIZE];  /* sampled addresses; 0 empty, 1 tombstone */
 static size_t set_used;                 /* live + tombstones, under lock */
 static size_t set_live;                 /* under lock */
-/* One bit per hash of the sampled addresses. Bits are only ever set by an insert (in both
- * buffers, under lock); the agent's thread clears stale ones by rebuilding the inactive
- * buffer from the set and switching to it, so a free that read either pointer sees every
- * live sample. */
-typedef struct Filter {
-        _Atomic uint64_t words[(1u << FILTER_BITS) / 64];
-} Filter;
-static Filter filters[2];
-static Filter *_Atomic filter = &filters[0];
+/* How many live samples hash to each byte (saturating: a counter at its maximum stays
+ * there). Written under lock, read by every free without it. */
+static _Atomic uint8_t filter[1u << FILTER_BITS];
 
 typedef struct Slot {
         uintptr_t module_base;          /* restored only while that module is loaded */
@@ -138,6 +132,9 @@ static size_t n_hooked_bases;
 static TLS int64_t bytes_left;          /* until the next sample */
 static TLS uint64_t rng;                /* 0: this thread has not drawn yet */
 static TLS bool in_agent;               /* the agent's own allocations are not sampled */
+static TLS uint32_t own_tid;            /* 0 until the thread's first sample */
+static TLS uintptr_t stack_lo, stack_hi;        /* its stack, as pthread knows it; hi 1:
+                                                   unknown */
 
 /* ---- helpers ---- */
 
@@ -236,7 +233,16 @@ static void ring_commit(uint32_t used) {
 
 /* ---- the set of sampled addresses ---- */
 
-static bool set_insert(uint64_t key) {
+static void filter_add(uint64_t key, int delta) {
+        _Atomic uint8_t *c = &filter[filter_index((void *) key)];
+        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+        if (v == UINT8_MAX || (delta < 0 && v == 0))
+                return;
+        atomic_store_explicit(c, (uint8_t) (v + delta), memory_order_release);
+}
+
+/* Inserts KEY into the set alone. Under lock. */
+static bool set_put(uint64_t key) {
         if (set_used >= SET_SIZE / 2)
                 return false;
         for (uint32_t i = set_index(key);; i = (i + 1) & (SET_SIZE - 1)) {
@@ -246,13 +252,30 @@ static bool set_insert(uint64_t key) {
                                 set_used++;
                         set_live++;
                         atomic_store_explicit(&set[i], key, memory_order_release);
-                        uint32_t f = filter_index((void *) key);
-                        for (size_t b = 0; b < 2; b++)
-                                atomic_fetch_or_explicit(&filters[b].words[f / 64], UINT64_C(1) << (f % 64),
-                                                         memory_order_release);
                         return true;
                 }
         }
+}
+
+static bool set_insert(uint64_t key) {
+        if (!set_put(key))
+                return false;
+        filter_add(key, +1);
+        return true;
+}
+
+/* Whether KEY is in the set: a probe without the lock, so that a free the filter let
+ * through by a collision costs no lock. A racing insert or removal of KEY cannot happen:
+ * KEY is the block being freed, which nobody else holds. */
+static bool set_contains(uint64_t key) {
+        for (uint32_t i = set_index(key), n = 0; n < SET_SIZE; i = (i + 1) & (SET_SIZE - 1), n++) {
+                uint64_t k = atomic_load_explicit(&set[i], memory_order_acquire);
+                if (k == 0)
+                        return false;
+                if (k == key)
+                        return true;
+        }
+        return false;
 }
 
 /* Removes KEY; true when it was there. Under lock. */
@@ -264,13 +287,12 @@ static bool set_remove(uint64_t key) {
                 if (k == key) {
                         atomic_store_explicit(&set[i], SET_TOMBSTONE, memory_order_release);
                         set_live--;
-                        return true;    /* its filter bit goes at the next rebuild */
+                        filter_add(key, -1);
+                        return true;
                 }
         }
 }
 
-/* Clears the bits of freed samples: the inactive buffer is rebuilt from the set and
- * becomes the current one. [agent thread] */
 /* Zeroes [P, P + N): whole pages by handing them back (they read as zeros), the ragged
  * ends by hand. */
 static void zero_and_release(void *p, size_t n) {
@@ -285,7 +307,9 @@ static void zero_and_release(void *p, size_t n) {
 }
 
 /* Drops the tombstones, which would otherwise fill the set for good: every live key is
- * inserted again into an emptied set. Under lock; the set is only read under it. */
+ * put again into an emptied set (the filter's counts stay as they are). Under lock. A
+ * free probing without the lock meanwhile may miss its key and leave a sample counted
+ * live: a rare, harmless error, where a crash would not be. */
 static void compact_set(void) {
         size_t n = set_live, k = 0;
         uint64_t *keys = n ? mmap(NULL, n * sizeof *keys, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -300,26 +324,16 @@ static void compact_set(void) {
         zero_and_release((void *) set, sizeof set);
         set_used = set_live = 0;
         for (size_t i = 0; i < k; i++)
-                (void) set_insert(keys[i]);
+                (void) set_put(keys[i]);
         if (keys)
                 munmap(keys, n * sizeof *keys);
 }
 
-static void rebuild_filter(void) {
+/* Keeps the set from filling with tombstones. [agent thread] */
+static void tidy_set(void) {
         lock_take();
         if (set_used - set_live > SET_SIZE / 8)
                 compact_set();
-        Filter *next = atomic_load(&filter) == &filters[0] ? &filters[1] : &filters[0];
-        memset((void *) next, 0, sizeof *next);
-        for (uint32_t i = 0; i < SET_SIZE; i++) {
-                uint64_t k = atomic_load_explicit(&set[i], memory_order_relaxed);
-                if (k > SET_TOMBSTONE) {
-                        uint32_t f = filter_index((void *) k);
-                        atomic_fetch_or_explicit(&next->words[f / 64], UINT64_C(1) << (f % 64), memory_order_relaxed);
-                }
-        }
-        atomic_store_explicit(&filter, next, memory_order_release);
-        /* The other buffer keeps receiving every insert, so either may be read. */
         lock_release();
 }
 
@@ -332,6 +346,26 @@ static void write_free(uint64_t address) {
 }
 
 /* ---- sampling ---- */
+
+/* This thread's id and stack bounds, once: pthread knows them (for the main thread it
+ * reads /proc/self/maps, and it may allocate: we are inside the agent, so that is not
+ * sampled). */
+static void learn_thread(void) {
+        pthread_attr_t attr;
+        void *addr;
+        size_t size;
+
+        own_tid = (uint32_t) syscall(SYS_gettid);
+        stack_lo = 0;
+        stack_hi = 1;                   /* unknown: nothing is inside */
+        if (pthread_getattr_np(pthread_self(), &attr) != 0)
+                return;
+        if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
+                stack_lo = (uintptr_t) addr;
+                stack_hi = (uintptr_t) addr + size;
+        }
+        pthread_attr_destroy(&attr);
+}
 
 /* Records the allocation P of N bytes with the registers and stack of this call. noinline:
  * the registers it reads are its own, with unwind info cprofd can follow up to the hook. */
@@ -350,7 +384,15 @@ __attribute__((noinline)) static void record_alloc(void *p, size_t n) {
                          : "r"(&regs)
                          : "rax", "memory");
         uint64_t address = (uintptr_t) p;
-        uint32_t tid = (uint32_t) syscall(SYS_gettid);
+        if (own_tid == 0)
+                learn_thread();
+        /* The live part of the stack, from sp to its top: often a few KiB. A sp outside the
+         * known stack (a signal stack, a coroutine's) is copied through the kernel, which
+         * stops at the end of a mapping instead of faulting. */
+        size_t want = AGENT_STACK_COPY_MAX;
+        bool known = regs.rsp >= stack_lo && regs.rsp < stack_hi;
+        if (known && stack_hi - regs.rsp < want)
+                want = stack_hi - regs.rsp;
 
         lock_take();
         if (!shm || !atomic_load(&active)) {
@@ -360,7 +402,7 @@ __attribute__((noinline)) static void record_alloc(void *p, size_t n) {
         /* A sampled address freed where no hook saw it, now handed out again. */
         if (set_remove(address))
                 write_free(address);
-        uint32_t size = (uint32_t) ((sizeof(AgentAlloc) + AGENT_STACK_COPY_MAX + 7) & ~7u);
+        uint32_t size = (uint32_t) ((sizeof(AgentAlloc) + want + 7) & ~(size_t) 7);
         AgentAlloc *a = ring_reserve(size);
         if (!a) {
                 __atomic_fetch_add(&shm->lost, 1, __ATOMIC_RELAXED);
@@ -372,19 +414,22 @@ __attribute__((noinline)) static void record_alloc(void *p, size_t n) {
                 lock_release();         /* nothing committed: the reservation is reused */
                 return;
         }
-        /* Our own memory, read through the kernel: a copy that runs past the end of the
-         * stack stops there instead of faulting. */
-        struct iovec local = { .iov_base = (uint8_t *) a + sizeof *a, .iov_len = AGENT_STACK_COPY_MAX };
-        struct iovec remote = { .iov_base = (void *) (uintptr_t) regs.rsp, .iov_len = AGENT_STACK_COPY_MAX };
-        ssize_t copied = process_vm_readv(host_pid, &local, 1, &remote, 1, 0);
-        if (copied < 0)
-                copied = 0;
+        ssize_t copied = (ssize_t) want;
+        if (known)
+                memcpy((uint8_t *) a + sizeof *a, (const void *) (uintptr_t) regs.rsp, want);
+        else {
+                struct iovec local = { .iov_base = (uint8_t *) a + sizeof *a, .iov_len = want };
+                struct iovec remote = { .iov_base = (void *) (uintptr_t) regs.rsp, .iov_len = want };
+                copied = process_vm_readv(host_pid, &local, 1, &remote, 1, 0);
+                if (copied < 0)
+                        copied = 0;
+        }
         uint32_t used = (uint32_t) ((sizeof *a + (size_t) copied + 7) & ~(size_t) 7);
         *a = (AgentAlloc) {
                 .h = { AGENT_RECORD_ALLOC, used },
                 .address = address,
                 .bytes = n,
-                .tid = tid,
+                .tid = own_tid,
                 .stack_len = (uint32_t) copied,
                 .stack_start = regs.rsp,
                 .regs = regs,
@@ -404,6 +449,8 @@ static void *sample_alloc(void *p, size_t n) {
 
 /* The slow half of free: P may be sampled. */
 static void forget(void *p) {
+        if (!set_contains((uintptr_t) p))
+                return;
         lock_take();
         if (shm && set_remove((uintptr_t) p))
                 write_free((uintptr_t) p);
@@ -411,9 +458,7 @@ static void forget(void *p) {
 }
 
 static bool maybe_sampled(const void *p) {
-        uint32_t f = filter_index(p);
-        const Filter *current = atomic_load_explicit(&filter, memory_order_acquire);
-        return (atomic_load_explicit(&current->words[f / 64], memory_order_relaxed) >> (f % 64)) & 1;
+        return atomic_load_explicit(&filter[filter_index(p)], memory_order_relaxed) != 0;
 }
 
 /* ---- hooks ---- */
@@ -660,7 +705,7 @@ static void release_shared_memory(void) {
         memfd = -1;
         /* Forget every sampled address, giving the pages back to the kernel. */
         zero_and_release((void *) set, sizeof set);
-        memset((void *) filters, 0, sizeof filters);
+        zero_and_release((void *) filter, sizeof filter);
         set_used = set_live = 0;
 }
 
@@ -696,7 +741,7 @@ static void *agent_main(void *arg) {
                                 break;
                         if (ms >= RESCAN_MS) {
                                 hook_all_modules();
-                                rebuild_filter();
+                                tidy_set();
                                 ms = 0;
                         }
                         struct pollfd p = { .fd = pidfd, .events = POLLIN };
