@@ -296,15 +296,19 @@ def http_get(port, path, timeout=30):
 
 # --- /proc --------------------------------------------------------------------------------
 
+def task_ids(pid):
+    """The thread ids of PID as /proc lists them (strings), [] once it is gone."""
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+
+
 def thread_stats(pid):
     """{tid: the fields of /proc/PID/task/TID/stat after "(comm)", and comm} of every
     thread of PID; threads that exit meanwhile are left out."""
     out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
+    for tid in task_ids(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 stat = f.read()

@@ -83,15 +83,7 @@ def check_progress(target, what, timeout=30):
 
 def task_tracers(pid):
     """{tid: TracerPid} of every thread of PID."""
-    out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        t = ct.tracer_pid(f"{pid}/task/{tid}")
-        out[int(tid)] = t
-    return out
+    return {int(tid): ct.tracer_pid(f"{pid}/task/{tid}") for tid in ct.task_ids(pid)}
 
 
 def perf_fds(pid):

@@ -71,11 +71,7 @@ def heap_realloc_target(args=()):
 
 def agent_threads(pid):
     out = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
+    for tid in ct.task_ids(pid):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 if f.read().rstrip("\n") == AGENT_THREAD:
@@ -387,6 +383,14 @@ def check_bad_params(daemon):
             check(names in r.text, f"{what}: the reason names {names}", r.text)
 
 
+def stop_daemon(daemon, what):
+    """SIGTERM: cprofd exits 0, and its stderr has no sanitizer report."""
+    check("Sanitizer" not in daemon.stderr(), f"{what}: cprofd's stderr has no sanitizer "
+          "report", daemon.stderr()[-3000:])
+    status = daemon.stop()
+    check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+
+
 def start_daemon(target, what, args=("--heap-rate", str(RATE))):
     try:
         daemon = ct.Daemon([target.pid], args)
@@ -526,11 +530,8 @@ def check_leak():
               f"{what}: allocs: leak_site is first in inuse_space", out[-3000:])
 
         ct.check_not_stopped(target.pid, what)
-        check("Sanitizer" not in daemon.stderr(), f"{what}: cprofd's stderr has no sanitizer "
-              "report", daemon.stderr()[-3000:])
         check(daemon.alive(), f"{what}: cprofd is still running", daemon.stderr()[-2000:])
-        status = daemon.stop()
-        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+        stop_daemon(daemon, what)
         check_runs_on(target, f"{what}: after cprofd exited")
     finally:
         if daemon:
@@ -572,10 +573,7 @@ def check_cpp():
               "new_leak_site's", out[-3000:])
 
         ct.check_not_stopped(target.pid, what)
-        check("Sanitizer" not in daemon.stderr(), f"{what}: cprofd's stderr has no sanitizer "
-              "report", daemon.stderr()[-3000:])
-        status = daemon.stop()
-        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+        stop_daemon(daemon, what)
         check_runs_on(target, f"{what}: after cprofd exited")
     finally:
         if daemon:
@@ -631,10 +629,7 @@ def check_realloc():
                   f"next to nothing in use ({mb(v)})", irows[:20])
 
         ct.check_not_stopped(target.pid, what)
-        check("Sanitizer" not in daemon.stderr(), f"{what}: cprofd's stderr has no sanitizer "
-              "report", daemon.stderr()[-3000:])
-        status = daemon.stop()
-        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+        stop_daemon(daemon, what)
         check_runs_on(target, f"{what}: after cprofd exited")
         check("corrupt" not in output(target), f"{what}: every block the target got was sound",
               output(target)[-2000:])
@@ -699,10 +694,7 @@ def check_detach(how):
         # A cprofd started again (a restarted service) finds the agent it left and tracks.
         what = "attach again after SIGTERM"
         daemon = attach(target, what)
-        check("Sanitizer" not in daemon.stderr(), f"{what}: cprofd's stderr has no sanitizer "
-              "report", daemon.stderr()[-3000:])
-        status = daemon.stop()
-        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+        stop_daemon(daemon, what)
         check_detached(target, what, baseline)
     finally:
         if daemon:
@@ -735,8 +727,7 @@ def check_uprobes():
         check_within(top_value(rows, "leak_site"), 0.5e6, 6e6, f"{what}: heap?seconds=4: "
                      "leak_site in use (4 s × 1000/s × 1 KiB = 4.1 MB at most)", out[-3000:])
         ct.check_not_stopped(target.pid, what)
-        status = daemon.stop()
-        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})", daemon.stderr()[-2000:])
+        stop_daemon(daemon, what)
         check_runs_on(target, f"{what}: after cprofd exited")
     finally:
         if daemon:
