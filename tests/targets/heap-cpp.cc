@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "target-args.h"
+#include "target-clock.h"
 
 #define _noinline_ __attribute__((noinline, noipa))
 
@@ -53,20 +54,6 @@ struct Leaked {
 };
 
 Leaked *leak_list;
-
-int64_t now_us() {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void sleep_us(long us) {
-        struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
 
 _noinline_ void newdel_site() {
         Node *one = new Node;

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "target-clock.h"
+
 #define _noinline_ __attribute__((noinline, noipa))
 
 #define LEAK_SIZE 1024
@@ -49,20 +51,6 @@ static inline void escape(void *p) {
 static void die(const char *what, int err) {
         fprintf(stderr, "cprofd-test-heap-leak: %s: %s\n", what, strerror(err));
         exit(EXIT_FAILURE);
-}
-
-static int64_t now_us(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_us(long us) {
-        struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
 }
 
 /* How many of PER_MS-a-millisecond events are due since START_US, after DONE of them; when

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "target-args.h"
+#include "target-clock.h"
 
 #define _noinline_ __attribute__((noinline, noipa))
 
@@ -68,20 +69,6 @@ static void *check_alloc(void *p, const char *what) {
         if (!p)
                 corrupt(what);
         return p;
-}
-
-static int64_t now_us(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_us(long us) {
-        struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
 }
 
 /* What a buffer holds: pattern + SEED % 256, compared with memcmp (fast enough to check
