@@ -29,10 +29,6 @@
 #define XSTATE_MAX 8192                 /* bytes of FPU/vector state (XSAVE area) */
 #define DEFERRED_SIGNALS_MAX 8
 #define STACK_SKIP 512                  /* below the thread's sp: red zone and then some */
-#define ERESTARTSYS 512
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
-#define ERESTART_RESTARTBLOCK 516
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
@@ -186,10 +182,9 @@ static bool waits(int nr) {
 /* The stop interrupted a waiting syscall: it restarts when we let go, or (sigtimedwait,
  * epoll_wait and the like) returns EINTR, as under any debugger's stop. */
 static bool interrupted_syscall(const struct user_regs_struct *regs) {
-        long rv = (long) regs->rax;
-        return (long) regs->orig_rax >= 0 && waits((int) regs->orig_rax) &&
-               (rv == -ERESTARTSYS || rv == -ERESTARTNOINTR || rv == -ERESTARTNOHAND ||
-                rv == -ERESTART_RESTARTBLOCK || rv == -EINTR);
+        long nr = (long) regs->orig_rax;
+        return nr >= 0 && nr < 4096 && waits((int) nr) &&
+               (tracee_restarted_syscall(regs) >= 0 || (long) regs->rax == -EINTR);
 }
 
 typedef struct Borrowed {

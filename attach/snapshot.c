@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,6 +132,23 @@ size_t snapshot_reap_stragglers(void) {
  * the exec waits for that zombie to be reaped while it holds the lock our next
  * PTRACE_SEIZE waits for (cred_guard_mutex). Dying takes microseconds; the wait is
  * bounded all the same, and a thread that takes longer becomes a straggler. */
+/* The kernel's internal "restart me" returns (include/linux/errno.h): what a blocking
+ * syscall interrupted by a stop leaves in rax until it is restarted. */
+#define ERESTARTSYS 512
+#define ERESTARTNOINTR 513
+#define ERESTARTNOHAND 514
+#define ERESTART_RESTARTBLOCK 516
+
+int tracee_restarted_syscall(const struct user_regs_struct *regs) {
+        long nr = (long) regs->orig_rax, rv = (long) regs->rax;
+
+        if (nr < 0 || nr >= 4096)
+                return -1;
+        if (rv == -ERESTART_RESTARTBLOCK)
+                return SYS_restart_syscall;
+        return rv == -ERESTARTSYS || rv == -ERESTARTNOINTR || rv == -ERESTARTNOHAND ? (int) nr : -1;
+}
+
 static void reap_dying(pid_t tid) {
         int status;
         int r = tracee_wait_stop(tid, STOP_TIMEOUT_NS, &status);

@@ -73,6 +73,10 @@ struct Snapshot *snapshot_free(struct Snapshot *s);
 /* Waits up to TIMEOUT_NS for a seized thread's next stop, with SIGCHLD blocked by the
  * caller: 0 and its wait status, -ESRCH when the thread is gone, or -ETIMEDOUT. */
 int tracee_wait_stop(pid_t tid, uint64_t timeout_ns, int *ret_status);
+/* For a thread stopped by us inside a blocking syscall: the syscall /proc shows it in once
+ * let go, as the kernel restarts it (NR itself, or restart_syscall for a restart block);
+ * -1 when REGS show no syscall the stop interrupted for a restart. */
+int tracee_restarted_syscall(const struct user_regs_struct *regs);
 /* Records a thread that did not stop in time, or died while traced: it is detached or
  * reaped by snapshot_reap_stragglers(). */
 void tracee_add_straggler(pid_t tid);

@@ -2,18 +2,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/user.h>
 
 #include "macro.h"
 #include "thread-cache.h"
-
-/* The kernel's internal "restart me" returns (include/linux/errno.h): what a blocking
- * syscall interrupted by our stop leaves in rax until it is restarted at detach. */
-#define ERESTARTSYS 512
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
-#define ERESTART_RESTARTBLOCK 516
 
 static void entry_done(ThreadCacheEntry *e) {
         free(e->stack.frames);
@@ -71,17 +63,15 @@ bool thread_cache_unchanged(void *userdata, pid_t tid, const ThreadInfo *info) {
 }
 
 bool thread_cache_place_from_regs(const struct user_regs_struct *regs, SyscallPlace *ret) {
-        long nr = (long) regs->orig_rax, rv = (long) regs->rax;
+        int nr = tracee_restarted_syscall(regs);
 
-        if (nr < 0 || nr >= 4096)
+        if (nr < 0)
                 return false;
-        if (rv != -ERESTARTSYS && rv != -ERESTARTNOINTR && rv != -ERESTARTNOHAND && rv != -ERESTART_RESTARTBLOCK)
-                return false;
-        /* A restart block resumes through restart_syscall; the others re-enter NR. The
-         * argument registers, sp and the pc after the syscall instruction are unchanged. */
+        /* The argument registers, sp and the pc after the syscall instruction are what the
+         * restart leaves them. */
         *ret = (SyscallPlace) {
                 .known = true,
-                .nr = rv == -ERESTART_RESTARTBLOCK ? SYS_restart_syscall : (int) nr,
+                .nr = nr,
                 .args = { regs->rdi, regs->rsi, regs->rdx, regs->r10, regs->r8, regs->r9 },
                 .sp = regs->rsp,
                 .pc = regs->rip,
