@@ -26,7 +26,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -44,6 +43,7 @@
 #include <unistd.h>
 
 #include "agent-protocol.h"
+#include "sample-interval.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define TLS __thread __attribute__((tls_model("initial-exec")))
@@ -161,21 +161,10 @@ static uint32_t set_index(uint64_t key) {
         return (uint32_t) (((key >> 4) * UINT64_C(0xC2B2AE3D27D4EB4F)) >> (64 - SET_BITS));
 }
 
-/* xorshift64*: per thread, seeded from the tid and the clock. */
-static uint64_t next_random(void) {
-        uint64_t x = rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        rng = x;
-        return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-/* Bytes until the next sample: exponential with mean `rate`, as Go's nextSample(). */
+/* Bytes until this thread's next sample (rng: per thread, seeded from the tid and the
+ * clock). */
 static int64_t draw_interval(void) {
-        double u = (double) ((next_random() >> 11) + 1) / 9007199254740993.0;  /* (0, 1] */
-        double v = -log(u) * (double) rate;
-        return v > 1e15 ? INT64_C(1000000000000000) : (int64_t) v;
+        return sample_interval(&rng, rate);
 }
 
 /* The slow path of every allocation hook: true when an allocation of N bytes is sampled

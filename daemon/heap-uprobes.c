@@ -9,7 +9,6 @@
  * pair an entry with the next call's result. */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "inject.h"
 #include "macro.h"
 #include "perf.h"
+#include "sample-interval.h"
 #include "procfs.h"
 
 #define WATERMARK_NS (50 * NSEC_PER_MSEC)
@@ -181,15 +181,6 @@ int heap_uprobes_start(pid_t pid, uint64_t rate, HeapUprobes **ret, char *err, s
         return 0;
 }
 
-/* Bytes until a thread's next sample: exponential with mean RATE (Go's nextSample). */
-static int64_t draw_interval(Countdown *c, uint64_t rate) {
-        c->rng ^= c->rng >> 12;
-        c->rng ^= c->rng << 25;
-        c->rng ^= c->rng >> 27;
-        double x = (double) (((c->rng * UINT64_C(0x2545F4914F6CDD1D)) >> 11) + 1) / 9007199254740993.0;
-        return (int64_t) (-log(x) * (double) rate);
-}
-
 /* Whether an allocation of SIZE bytes by TID crosses its countdown, as the agent decides. */
 static bool sampled(HeapUprobes *u, pid_t tid, uint64_t size) {
         Countdown *c = u64map_get(&u->countdown, (uint64_t) tid);
@@ -198,13 +189,13 @@ static bool sampled(HeapUprobes *u, pid_t tid, uint64_t size) {
                 if (!c)
                         return false;
                 c->rng = ((uint64_t) tid << 32) ^ now_monotonic_ns() ^ 0x9E3779B97F4A7C15ull;
-                c->left = draw_interval(c, u->rate);
+                c->left = sample_interval(&c->rng, u->rate);
                 u64map_put(&u->countdown, (uint64_t) tid, c);
         }
         c->left -= (int64_t) MIN(size, (uint64_t) INT64_MAX / 2);
         if (c->left >= 0)
                 return false;
-        c->left = draw_interval(c, u->rate);
+        c->left = sample_interval(&c->rng, u->rate);
         return true;
 }
 
