@@ -41,9 +41,11 @@ static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
 
 /* ---- finding functions in the target ---- */
 
-/* The value of dynamic symbol NAME in the ELF file at PATH, and the vaddr its first
- * PT_LOAD is linked at. 0, -ENOENT (no such symbol), -EIO (unreadable or not ELF). */
-static int elf_dynamic_symbol(const char *path, const char *name, uint64_t *ret_value, uint64_t *ret_first_load) {
+/* Dynamic function NAME of the ELF file at PATH: its value, the vaddr its first PT_LOAD
+ * is linked at, and the file offset of its code (where a uprobe goes). 0, -ENOENT (no
+ * such function), -EIO (unreadable, not ELF, or the function in no loaded segment). */
+static int elf_function(const char *path, const char *name, uint64_t *ret_value, uint64_t *ret_first_load,
+                        uint64_t *ret_file_offset) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -EIO;
@@ -53,18 +55,9 @@ static int elf_dynamic_symbol(const char *path, const char *name, uint64_t *ret_
         size_t n_phdr;
         if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getphdrnum(elf, &n_phdr) < 0)
                 goto out;
-        bool have_load = false;
-        for (size_t i = 0; i < n_phdr && !have_load; i++) {
-                GElf_Phdr ph;
-                if (gelf_getphdr(elf, (int) i, &ph) && ph.p_type == PT_LOAD) {
-                        *ret_first_load = ph.p_vaddr & ~(uint64_t) 0xfff;
-                        have_load = true;
-                }
-        }
-        if (!have_load)
-                goto out;
+        uint64_t value = 0;
         r = -ENOENT;
-        for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn; scn = elf_nextscn(elf, scn)) {
+        for (Elf_Scn *scn = elf_nextscn(elf, NULL); scn && r == -ENOENT; scn = elf_nextscn(elf, scn)) {
                 GElf_Shdr sh;
                 if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0)
                         continue;
@@ -79,12 +72,30 @@ static int elf_dynamic_symbol(const char *path, const char *name, uint64_t *ret_
                                 continue;
                         const char *s = elf_strptr(elf, sh.sh_link, sym.st_name);
                         if (s && strcmp(s, name) == 0) {
-                                *ret_value = sym.st_value;
+                                value = sym.st_value;
                                 r = 0;
-                                goto out;
+                                break;
                         }
                 }
         }
+        if (r < 0)
+                goto out;
+        bool have_load = false, have_offset = false;
+        for (size_t i = 0; i < n_phdr; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(elf, (int) i, &ph) || ph.p_type != PT_LOAD)
+                        continue;
+                if (!have_load) {
+                        *ret_first_load = ph.p_vaddr & ~(uint64_t) 0xfff;
+                        have_load = true;
+                }
+                if (!have_offset && value >= ph.p_vaddr && value < ph.p_vaddr + ph.p_filesz) {
+                        *ret_file_offset = value - ph.p_vaddr + ph.p_offset;
+                        have_offset = true;
+                }
+        }
+        *ret_value = value;
+        r = have_load && have_offset ? 0 : -EIO;
 out:
         if (elf)
                 elf_end(elf);
@@ -94,29 +105,7 @@ out:
 
 int elf_function_file_offset(const char *path, const char *name, uint64_t *ret) {
         uint64_t value, first_load;
-        int r = elf_dynamic_symbol(path, name, &value, &first_load);
-        if (r < 0)
-                return r;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -EIO;
-        Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-        size_t n_phdr;
-        r = -EIO;
-        if (elf && elf_getphdrnum(elf, &n_phdr) == 0)
-                for (size_t i = 0; i < n_phdr; i++) {
-                        GElf_Phdr ph;
-                        if (gelf_getphdr(elf, (int) i, &ph) && ph.p_type == PT_LOAD && value >= ph.p_vaddr &&
-                            value < ph.p_vaddr + ph.p_filesz) {
-                                *ret = value - ph.p_vaddr + ph.p_offset;
-                                r = 0;
-                                break;
-                        }
-                }
-        if (elf)
-                elf_end(elf);
-        close(fd);
-        return r;
+        return elf_function(path, name, &value, &first_load, ret);
 }
 
 /* The mapping of offset 0 of the module whose path satisfies MATCH. */
@@ -147,11 +136,11 @@ static bool is_path(const char *path, const void *arg) {
  * target maps (through /proc/PID/map_files, so a container's own libc is the one read). */
 static int target_symbol(pid_t pid, const MapEntry *m, const char *name, uint64_t *ret) {
         char path[128];
-        uint64_t value, first_load;
+        uint64_t value, first_load, file_offset;
         snprintf(path, sizeof path, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int) pid, m->start, m->end);
-        int r = elf_dynamic_symbol(path, name, &value, &first_load);
+        int r = elf_function(path, name, &value, &first_load, &file_offset);
         if (r == -EIO)
-                r = elf_dynamic_symbol(m->path, name, &value, &first_load);
+                r = elf_function(m->path, name, &value, &first_load, &file_offset);
         if (r < 0)
                 return r;
         *ret = m->start - first_load + value;

@@ -81,7 +81,7 @@ struct HeapUprobes {
         U64Map countdown;               /* tid → Countdown */
         uint64_t lost_seen;
         AddressSpace *as;               /* during a drain */
-        int drain_error;
+        bool maps_read;                 /* during a drain: AS knows the current maps */
 };
 
 static void free_open(void *p) {
@@ -233,6 +233,16 @@ static int on_sample(const PerfSample *s, void *userdata) {
         if (probes[ctx->kind].entry_with_stack && e.value > 0 && sampled(u, s->tid, e.value)) {
                 ThreadCapture c;
                 Stack *stack = calloc(1, sizeof *stack);
+                /* A sampled call may come from a module loaded since: read the maps, once
+                 * per drain and only when something is to be unwound. */
+                if (!u->maps_read) {
+                        Maps maps;
+                        if (procfs_read_maps(u->pid, &maps) == 0) {
+                                (void) address_space_update(u->as, &maps);
+                                maps_done(&maps);
+                        }
+                        u->maps_read = true;
+                }
                 if (stack && perf_sample_as_capture(s, &c) == 0 && address_space_unwind(u->as, &c, stack) == 0) {
                         /* The probe fires on the allocator's first instruction: its caller
                          * is where the allocation happens, as in the agent's samples. */
@@ -266,12 +276,8 @@ static void clear_open(HeapUprobes *u) {
 
 uint64_t heap_uprobes_drain(HeapUprobes *u, AddressSpace *as, Heap *heap) {
         uint64_t samples = 0;
-        Maps maps;
-        if (procfs_read_maps(u->pid, &maps) == 0) {
-                (void) address_space_update(as, &maps);
-                maps_done(&maps);
-        }
         u->as = as;
+        u->maps_read = false;
         uint64_t lost = 0;
         for (size_t i = 0; i < _PROBE_MAX; i++) {
                 DrainContext ctx = { .u = u, .kind = (ProbeKind) i };
