@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-clock.h"
+
 #define _noinline_ __attribute__((noinline, noipa))
 #define WINDOW 512
 #define WARMUP 1000000L
@@ -62,21 +64,6 @@ _noinline_ static void pairs(long n, uint64_t *x) {
                 p[size - 1] = (unsigned char) (r >> 8);
                 slots[slot] = p;
         }
-}
-
-static double now(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void) {
-        struct rusage ru;
-
-        getrusage(RUSAGE_SELF, &ru);
-        return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 int main(int argc, char *argv[]) {
