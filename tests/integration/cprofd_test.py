@@ -343,6 +343,27 @@ def tracer_pid(pid):
     return 0
 
 
+def release_gdb(gdb, fifo, timeout=30):
+    """Lets the `read` gdb runs (`-ex "shell read line < FIFO"`) return, so gdb detaches and
+    exits on its own: killing gdb instead could leave the target stopped (gdb stops
+    threads with SIGSTOP). Waits TIMEOUT seconds for it to exit before terminating it."""
+    deadline = time.monotonic() + 30
+    while gdb.poll() is None and time.monotonic() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:         # ENXIO: gdb's shell has not opened the FIFO yet
+            time.sleep(0.05)
+            continue
+        os.write(fd, b"\n")
+        os.close(fd)
+        break
+    try:
+        gdb.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        gdb.terminate()
+        gdb.wait(timeout=10)
+
+
 def check_not_stopped(pid, what, samples=5):
     """No thread of PID is stopped ('t' traced or 'T' job control) or still traced, over
     a few samples (a thread caught between two snapshots would be a false alarm)."""

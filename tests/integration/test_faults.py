@@ -483,7 +483,7 @@ def scenario_gdb():
         if gdb.poll() is None and held and "warning" not in open(gdb_out).read().lower():
             break
         # gdb lost the race with a snapshot, or failed: let it go and try again.
-        release(gdb, fifo)
+        ct.release_gdb(gdb, fifo, timeout=60)
     else:
         raise ct.TestFailure("gdb could not attach")
     log(f"        gdb {gdb.pid} holds {target.pid} (attempt {attempt + 1})")
@@ -496,7 +496,7 @@ def scenario_gdb():
     check(daemon.alive(), "cprofd still runs while gdb holds the target", daemon.stderr())
     check(set(task_tracers(target.pid).values()) == {gdb.pid},
           "gdb still traces every thread", task_tracers(target.pid))
-    release(gdb, fifo)
+    ct.release_gdb(gdb, fifo, timeout=60)
     check(gdb.returncode == 0, f"gdb exits 0 (exit {gdb.returncode})", open(gdb_out).read())
     out = open(gdb_out).read()
     listings = out.split("\n  Id ")
@@ -515,26 +515,6 @@ def scenario_gdb():
     check_released(target.pid, "after gdb and cprofd")
     check_progress(target, "after gdb and cprofd")
     target.kill()
-
-
-def release(gdb, fifo):
-    """Lets gdb's `read` return, so it detaches and exits on its own (killing gdb could
-    leave the target stopped: gdb stops threads with SIGSTOP)."""
-    deadline = time.monotonic() + 30
-    while gdb.poll() is None and time.monotonic() < deadline:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:         # ENXIO: gdb's shell has not opened the FIFO yet
-            time.sleep(0.05)
-            continue
-        os.write(fd, b"\n")
-        os.close(fd)
-        break
-    try:
-        gdb.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        gdb.terminate()
-        gdb.wait(timeout=10)
 
 
 def scenario_sigstop():

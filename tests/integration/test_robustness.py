@@ -182,28 +182,8 @@ def hold_with_gdb(pid, attempts=10):
                 return gdb, fifo
             time.sleep(0.05)
         # gdb lost the race with a snapshot (or failed): let it go and try again.
-        release_gdb(gdb, fifo)
+        ct.release_gdb(gdb, fifo)
     raise ct.TestFailure(f"gdb could not attach to {pid}")
-
-
-def release_gdb(gdb, fifo):
-    """Lets the `read` gdb runs return, so gdb detaches and exits on its own. (Killing
-    gdb instead could leave the target stopped: gdb stops threads with SIGSTOP.)"""
-    deadline = time.monotonic() + 30
-    while gdb.poll() is None and time.monotonic() < deadline:
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:         # ENXIO: the shell has not opened the FIFO yet
-            time.sleep(0.05)
-            continue
-        os.write(fd, b"\n")
-        os.close(fd)
-        break
-    try:
-        gdb.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        gdb.terminate()
-        gdb.wait(timeout=10)
 
 
 def test_gdb_holds():
@@ -224,7 +204,7 @@ def test_gdb_holds():
               r.text)
     check(daemon.alive(), "cprofd still runs while gdb holds the target", daemon.stderr())
 
-    release_gdb(gdb, fifo)
+    ct.release_gdb(gdb, fifo)
     deadline = time.monotonic() + 10
     while ct.tracer_pid(target.pid) != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
