@@ -27,7 +27,12 @@ static HeapTracker *tracker(Service *s, Target *target, char *err, size_t errlen
                                 : heap_tracker_start(target->pid, s->heap.agent_path, s->heap.rate, &target->heap,
                                                      err, errlen);
         if (r < 0) {
-                log_warning("Heap tracking of pid %d: %s", (int) target->pid, err);
+                /* No thread to borrow right now is retried every second under --heap: not
+                 * worth a warning each time. */
+                if (r == -EAGAIN)
+                        log_debug("Heap tracking of pid %d: %s", (int) target->pid, err);
+                else
+                        log_warning("Heap tracking of pid %d: %s", (int) target->pid, err);
                 target->heap = NULL;
                 return NULL;
         }

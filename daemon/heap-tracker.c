@@ -142,6 +142,7 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .agent_tid = find_agent_thread(pid),
                 .last_check_ns = now_monotonic_ns(),
         };
+        snprintf(t->agent_path, sizeof t->agent_path, "%s", resolved);
         heap_init(&t->heap, rate);
         log_info("Heap tracking of pid %d started: agent loaded by thread %d in %.1f ms, %u modules, %llu GOT "
                  "entries redirected", (int) pid, (int) res.tid, (double) res.pause_ns / 1e6,
@@ -169,10 +170,10 @@ int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char
 
 /* Leading frames in the agent (the hook, its sampling function) are cprofd's, not the
  * program's. */
-static void drop_agent_frames(Stack *s) {
+static void drop_agent_frames(const HeapTracker *t, Stack *s) {
         size_t k = 0;
         while (k < s->n && s->frames[k].loc && s->frames[k].loc->module &&
-               strstr(s->frames[k].loc->module, "libcprofd-agent"))
+               strcmp(s->frames[k].loc->module, t->agent_path) == 0)
                 k++;
         if (k == 0 || k >= s->n)
                 return;
@@ -216,7 +217,7 @@ static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userd
                 t->bad_records++;
                 return 0;
         }
-        drop_agent_frames(&stack);
+        drop_agent_frames(t, &stack);
         if (heap_alloc(&t->heap, a.address, a.bytes, &stack) == 0)
                 t->samples++;
         return 0;

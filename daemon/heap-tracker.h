@@ -4,6 +4,7 @@
  * (profile/heap). All [worker]. */
 #pragma once
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -17,6 +18,7 @@
 
 typedef struct HeapTracker {
         pid_t pid;
+        char agent_path[PATH_MAX];      /* as the target maps it; "" with uprobes */
         HeapUprobes *uprobes;           /* the fallback, when chosen: then no agent */
         AgentHeader *shm;               /* the agent's memfd, mapped; the target can write it */
         size_t shm_size;
