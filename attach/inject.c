@@ -177,7 +177,7 @@ static bool interrupted_syscall(const struct user_regs_struct *regs) {
 }
 
 typedef struct Borrowed {
-        pid_t tid;
+        pid_t pid, tid;
         struct user_regs_struct regs;
         uint8_t xstate[XSTATE_MAX];
         size_t xstate_len;
@@ -209,13 +209,14 @@ static void give_back(Borrowed *b) {
         if (ptrace(PTRACE_DETACH, b->tid, NULL, (void *) (long) first) < 0 && errno == ESRCH)
                 tracee_add_straggler(b->tid);
         for (size_t i = 1; i < b->n_deferred; i++)
-                (void) syscall(SYS_tgkill, getpid() == b->tid ? 0 : (int) b->tid, (int) b->tid, b->deferred[i]);
+                (void) syscall(SYS_tgkill, (int) b->pid, (int) b->tid, b->deferred[i]);
 }
 
 /* Seizes TID and stops it; keeps it only if it sits in an interrupted waiting syscall. */
-static int borrow(pid_t tid, Borrowed *b) {
+static int borrow(pid_t pid, pid_t tid, Borrowed *b) {
         if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
                 return -errno;
+        b->pid = pid;
         b->tid = tid;
         b->t0 = now_monotonic_ns();
         if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
@@ -395,7 +396,7 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         r = -EAGAIN;
         for (size_t i = 0; i < n && r < 0; i++) {
                 *b = (Borrowed) {};
-                r = borrow(tids[i], b);
+                r = borrow(pid, tids[i], b);
                 if (r == -EPERM) {
                         pthread_sigmask(SIG_SETMASK, &saved, NULL);
                         return fail(err, errlen, r, "pid %d is traced by another process", (int) pid);
