@@ -303,9 +303,8 @@ static int remote_call(pid_t pid, Borrowed *b, uint64_t sp, uint64_t fn, const u
                 r = now < deadline ? tracee_wait_stop(b->tid, deadline - now, &status) : -ETIMEDOUT;
                 if (r == -ETIMEDOUT) {
                         /* Take it back mid-call: nothing better to do than to restore it. */
-                        if (ptrace(PTRACE_INTERRUPT, b->tid, NULL, NULL) < 0 ||
-                            tracee_wait_stop(b->tid, 200 * NSEC_PER_MSEC, &status) < 0)
-                                return -ETIMEDOUT;
+                        if (ptrace(PTRACE_INTERRUPT, b->tid, NULL, NULL) == 0)
+                                (void) tracee_wait_stop(b->tid, 200 * NSEC_PER_MSEC, &status);
                         return -ETIMEDOUT;
                 }
                 if (r < 0)
