@@ -1,7 +1,7 @@
 /* agent/agent-protocol.h -- what the heap agent (inside the target) and cprofd share: one
  * memfd the agent creates and cprofd maps, a header and a ring of records.
  *
- * The agent's threads produce (under a lock of the agent's own), cprofd consumes. Both
+ * The target's threads produce (under a lock of the agent's own), cprofd consumes. Both
  * sides treat the other as untrusted: cprofd bounds-checks every record it reads (the
  * target can scribble on the ring), the agent never trusts what cprofd wrote beyond the
  * few words it reads (command, tail).
@@ -14,10 +14,11 @@
 #include <stdint.h>
 
 #define AGENT_MAGIC UINT64_C(0x31706165646f7270)    /* "prodeap1" */
-#define AGENT_VERSION 1u
+#define AGENT_VERSION 2u
 #define AGENT_SHM_NAME "cprofd-agent"                /* memfd name: /memfd:cprofd-agent */
-#define AGENT_START_SYMBOL "cprofd_agent_start"
-#define AGENT_THREAD_NAME "cprofd-agent"
+#define AGENT_START_SYMBOL "cprofd_agent_start"      /* int (int daemon_pid, u64 rate, u64 ring) */
+#define AGENT_STOP_SYMBOL "cprofd_agent_stop"        /* int (void) */
+#define AGENT_RESCAN_SYMBOL "cprofd_agent_rescan"    /* int (void) */
 
 #define AGENT_RING_SIZE_DEFAULT (8u << 20)
 #define AGENT_STACK_COPY_MAX (16u * 1024u)          /* bytes of stack copied per sample */
@@ -26,13 +27,13 @@
 enum {
         AGENT_STATE_STARTING = 1,               /* hooks being installed */
         AGENT_STATE_ACTIVE = 2,                 /* sampling */
-        AGENT_STATE_STOPPED = 3,                /* hooks restored; the agent thread is gone */
+        AGENT_STATE_STOPPED = 3,                /* hooks restored, shared memory let go */
 };
 
 /* AgentHeader.command, written by cprofd. */
 enum {
         AGENT_COMMAND_RUN = 0,
-        AGENT_COMMAND_STOP = 1,                 /* restore every hook, unmap, exit the thread */
+        AGENT_COMMAND_STOP = 1,                 /* restore every hook and unmap, at the next sample */
 };
 
 /* Record types. */
@@ -75,10 +76,11 @@ typedef struct AgentHeader {
         uint64_t rate;                          /* mean bytes between samples */
         int32_t daemon_pid;                     /* the agent stops when it exits */
         uint32_t state;                         /* AGENT_STATE_*, agent → cprofd */
-        uint32_t command;                       /* AGENT_COMMAND_*, cprofd → agent (futex) */
+        uint32_t command;                       /* AGENT_COMMAND_*, cprofd → agent */
         uint32_t hooked_modules;                /* modules whose GOT is redirected */
         uint64_t hooked_slots;                  /* GOT entries redirected */
         uint64_t started_ns;                    /* CLOCK_REALTIME when sampling began */
+        uint64_t scanned_ns;                    /* CLOCK_REALTIME of the last look for modules */
         uint64_t head;                          /* bytes written, agent */
         uint64_t tail;                          /* bytes consumed, cprofd */
         uint64_t lost;                          /* samples dropped: ring full */

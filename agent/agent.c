@@ -1,24 +1,35 @@
 /* agent/agent.c -- libcprofd-agent.so: cprofd's heap sampler, loaded into a running target
  * by cprofd (ptrace + dlopen), never linked or preloaded by the user.
  *
- * cprofd_agent_start() runs on a thread cprofd borrowed for a moment: it only creates the
- * shared memory and the agent's thread, and returns. The thread redirects the allocation
- * functions in the GOT of every loaded module (and of modules loaded later: it rescans
- * every second), watches cprofd through a pidfd, and on cprofd's exit or STOP command puts
- * every GOT entry back, unmaps and closes the shared memory, and ends. Its code stays
- * mapped, inert: unloading it could pull code from under a thread still inside a hook.
+ * The agent has no thread of its own: a second thread would cost a single-threaded target
+ * for good (glibc's malloc takes its locks once a process has ever had two threads).
+ * cprofd_agent_start() runs on a thread cprofd borrowed for a moment: it creates the shared
+ * memory and redirects the allocation functions in the GOT of every loaded module, and
+ * returns. The agent's periodic work is done by whichever thread takes a sample, at most
+ * every CHECK_NS: it stops when cprofd asked it to or is gone (a pidfd), and hooks the
+ * modules loaded since (at the first sample after a dlopen through a hooked GOT, else
+ * every RESCAN_NS). cprofd calls cprofd_agent_rescan() the same way when it sees a new
+ * module that no sample has hooked (a program whose allocations all go through it would
+ * never take one), and cprofd_agent_stop() when it detaches: every GOT entry back, the
+ * shared memory unmapped and closed. Its code stays mapped, inert:
+ * unloading it could pull code from under a thread still inside a hook.
  *
  * The hooks are what every allocation pays, so their fast paths are a few instructions:
  * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
- * as Go's runtime does) and jumps on; free tests one byte of a counting filter of the
- * sampled addresses (32 KiB, so it stays in cache) and jumps on. Only a sampled allocation, or the free of a possibly sampled
- * address, takes the slow path: the agent's lock, the set of sampled addresses, and a
- * record in the ring for cprofd (the registers and a copy of the stack: cprofd unwinds and
- * symbolizes them with the same code as its thread dumps).
+ * as Go's runtime does) and jumps on; free tests one bit of a filter of the sampled
+ * addresses and jumps on. The bit stands for the 512-byte piece of memory the address is
+ * in (addresses 128 MiB apart share it), so the frees of neighbouring blocks read the same
+ * few cache lines, and a free takes the slow path only when a sampled block is that
+ * close. Only a sampled
+ * allocation, or the free of a possibly sampled address, takes the slow path: the agent's
+ * lock, the set of sampled addresses, and a record in the ring for cprofd (the registers
+ * and a copy of the stack: cprofd unwinds and symbolizes them with the same code as its
+ * thread dumps).
  *
  * The agent must never harm its host: it never allocates on the hooks' paths (its memory
- * is static or mmapped), blocks every signal on its thread, checks every pointer it is
- * given against its own tables only, and on fork the child puts the GOT back at once. */
+ * is static or mmapped), never waits for a lock a program thread may hold while it holds
+ * its own, checks every pointer it is given against its own tables only, and on fork the
+ * child puts the GOT back at once. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -55,8 +66,8 @@
 #define SET_TOMBSTONE UINT64_C(1)
 #define FILTER_BITS 15
 #define SLOTS_MAX 4096                  /* GOT entries redirected at most */
-#define RESCAN_MS 1000
-#define POLL_MS 100
+#define CHECK_NS (100 * 1000000ull)      /* how often a sample looks at cprofd */
+#define RESCAN_NS (1000 * 1000000ull)    /* how often it looks for modules loaded since */
 
 /* ---- the real functions, and ours ---- */
 
@@ -69,6 +80,10 @@ static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 static void *(*real_memalign)(size_t, size_t);
 static void *(*real_valloc)(size_t);
+/* dlopen's hooks are written in assembly (below), hence these names. */
+__attribute__((visibility("hidden"))) void *(*cprofd_real_dlopen)(const char *, int);
+__attribute__((visibility("hidden"))) void *(*cprofd_real_dlmopen)(long, const char *, int);
+__attribute__((visibility("hidden"))) atomic_bool cprofd_rescan_wanted;
 
 static void *hook_malloc(size_t n);
 static void *hook_calloc(size_t n, size_t size);
@@ -79,6 +94,8 @@ static int hook_posix_memalign(void **ret, size_t align, size_t n);
 static void *hook_aligned_alloc(size_t align, size_t n);
 static void *hook_memalign(size_t align, size_t n);
 static void *hook_valloc(size_t n);
+__attribute__((visibility("hidden"))) void *cprofd_hook_dlopen(const char *file, int mode);
+__attribute__((visibility("hidden"))) void *cprofd_hook_dlmopen(long ns, const char *file, int mode);
 
 static const struct {
         const char *name;
@@ -94,6 +111,8 @@ static const struct {
         { "aligned_alloc", (void *) hook_aligned_alloc, (void **) &real_aligned_alloc },
         { "memalign", (void *) hook_memalign, (void **) &real_memalign },
         { "valloc", (void *) hook_valloc, (void **) &real_valloc },
+        { "dlopen", (void *) cprofd_hook_dlopen, (void **) &cprofd_real_dlopen },
+        { "dlmopen", (void *) cprofd_hook_dlmopen, (void **) &cprofd_real_dlmopen },
 };
 #define N_HOOKS (sizeof hooks / sizeof hooks[0])
 
@@ -107,15 +126,24 @@ static uint64_t ring_size;
 static uint64_t rate = 512 * 1024;
 static int memfd = -1;
 static pid_t host_pid;
-static pthread_t agent_thread;
-static atomic_bool running;             /* from start until the thread has cleaned up */
+static uintptr_t main_stack_end;        /* __libc_stack_end: _start's sp */
+static int daemon_pidfd = -1;
+static atomic_bool running;             /* from start until stopped */
+/* Start, stop and the periodic work, one at a time. Never waited for by a hook: a thread
+ * that finds it taken leaves the work to its holder. */
+static atomic_flag busy = ATOMIC_FLAG_INIT;
+static _Atomic uint64_t next_check_ns;  /* when a sample looks at cprofd again */
+static uint64_t next_rescan_ns;         /* under busy */
 
 static _Atomic uint64_t set[SET_SIZE];  /* sampled addresses; 0 empty, 1 tombstone */
 static size_t set_used;                 /* live + tombstones, under lock */
 static size_t set_live;                 /* under lock */
-/* How many live samples hash to each byte (saturating: a counter at its maximum stays
- * there). Written under lock, read by every free without it. */
+/* Bit (address >> 9) % 8 of byte (address >> 12) % 2^FILTER_BITS: some live sample may
+ * be in that 512-byte piece. Written under lock, read by every free without it. */
 static _Atomic uint8_t filter[1u << FILTER_BITS];
+/* How many live samples each bit stands for (saturating: a count at its maximum stays
+ * there, and so does its bit). Under lock. */
+static uint8_t filter_counts[8u << FILTER_BITS];
 
 typedef struct Slot {
         uintptr_t module_base;          /* restored only while that module is loaded */
@@ -153,8 +181,12 @@ static uint64_t now_realtime_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
-static uint32_t filter_index(const void *p) {
-        return (uint32_t) ((((uintptr_t) p >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - FILTER_BITS));
+static uint32_t filter_index(uintptr_t p) {
+        return (uint32_t) (p >> 12) & ((1u << FILTER_BITS) - 1);
+}
+
+static uint8_t filter_bit(uintptr_t p) {
+        return (uint8_t) (1u << ((p >> 9) & 7));
 }
 
 static uint32_t set_index(uint64_t key) {
@@ -169,7 +201,10 @@ static int64_t draw_interval(void) {
 
 /* The slow path of every allocation hook: true when an allocation of N bytes is sampled
  * (it crossed the countdown, which restarts). */
+static void tend(void);
+
 static bool crossed(size_t n) {
+        tend();
         if (unlikely(rng == 0)) {
                 /* A thread's first allocation: its countdown starts now, and the
                  * exponential has no memory, so this one may already cross it (a thread
@@ -223,11 +258,16 @@ static void ring_commit(uint32_t used) {
 /* ---- the set of sampled addresses ---- */
 
 static void filter_add(uint64_t key, int delta) {
-        _Atomic uint8_t *c = &filter[filter_index((void *) key)];
-        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-        if (v == UINT8_MAX || (delta < 0 && v == 0))
+        uint32_t i = filter_index(key);
+        uint8_t bit = filter_bit(key);
+        uint8_t *count = &filter_counts[i * 8 + (uint32_t) ((key >> 9) & 7)];
+        if (*count == UINT8_MAX || (delta < 0 && *count == 0))
                 return;
-        atomic_store_explicit(c, (uint8_t) (v + delta), memory_order_release);
+        *count = (uint8_t) (*count + delta);
+        if (delta > 0)
+                atomic_fetch_or_explicit(&filter[i], bit, memory_order_release);
+        else if (*count == 0)
+                atomic_fetch_and_explicit(&filter[i], (uint8_t) ~bit, memory_order_release);
 }
 
 /* Inserts KEY into the set alone. Under lock. */
@@ -336,9 +376,11 @@ static void write_free(uint64_t address) {
 
 /* ---- sampling ---- */
 
-/* This thread's id and stack bounds, once: pthread knows them (for the main thread it
- * reads /proc/self/maps, and it may allocate: we are inside the agent, so that is not
- * sampled). */
+/* This thread's id and the bounds of its stack worth copying, once. pthread knows the
+ * stack (for the main thread it reads /proc/self/maps, and it may allocate: we are inside
+ * the agent, so that is not sampled), but its top holds what no frame needs: the main
+ * thread's argv, environment and auxv strings above __libc_stack_end, another thread's
+ * descriptor and static TLS (ours among it) above its first frame. */
 static void learn_thread(void) {
         pthread_attr_t attr;
         void *addr;
@@ -354,6 +396,9 @@ static void learn_thread(void) {
                 stack_hi = (uintptr_t) addr + size;
         }
         pthread_attr_destroy(&attr);
+        uintptr_t top = own_tid == (uint32_t) host_pid ? main_stack_end + 64 : (uintptr_t) &bytes_left;
+        if (top > stack_lo && top < stack_hi)
+                stack_hi = top;
 }
 
 /* Records the allocation P of N bytes with the registers and stack of this call. noinline:
@@ -447,7 +492,7 @@ static void forget(void *p) {
 }
 
 static bool maybe_sampled(const void *p) {
-        return atomic_load_explicit(&filter[filter_index(p)], memory_order_relaxed) != 0;
+        return atomic_load_explicit(&filter[filter_index((uintptr_t) p)], memory_order_relaxed) & filter_bit((uintptr_t) p);
 }
 
 /* ---- hooks ---- */
@@ -470,7 +515,8 @@ static void *hook_calloc(size_t n, size_t size) {
 }
 
 static void hook_free(void *p) {
-        if (unlikely(p && maybe_sampled(p)))
+        /* NULL needs no test of its own: the set never holds 0. */
+        if (unlikely(maybe_sampled(p)))
                 forget(p);
         real_free(p);
 }
@@ -653,6 +699,8 @@ static int hook_module(struct dl_phdr_info *info, size_t size, void *data) {
 static void hook_all_modules(void) {
         uintptr_t self = own_base();
         dl_iterate_phdr(hook_module, &self);
+        if (shm)
+                __atomic_store_n(&shm->scanned_ns, now_realtime_ns(), __ATOMIC_RELEASE);
 }
 
 /* Puts back the entries of one loaded module that still point at a hook (one that someone
@@ -679,7 +727,50 @@ static void unhook_all(void) {
         n_hooked_bases = 0;
 }
 
+/* ---- dlopen ---- */
+
+/* dlopen finds its caller's module from the return address (whose RPATH it searches, in
+ * whose namespace it loads): its hooks must leave that in place, so they only ask for a
+ * rescan and jump on. The next sample hooks what the call loaded. */
+__asm__(".pushsection .text\n"
+        ".p2align 4\n"
+        ".globl cprofd_hook_dlopen\n"
+        ".hidden cprofd_hook_dlopen\n"
+        ".type cprofd_hook_dlopen, @function\n"
+        "cprofd_hook_dlopen:\n"
+        "\t.cfi_startproc\n"
+        "\tmovb $1, cprofd_rescan_wanted(%rip)\n"
+        "\tjmp *cprofd_real_dlopen(%rip)\n"
+        "\t.cfi_endproc\n"
+        ".size cprofd_hook_dlopen, .-cprofd_hook_dlopen\n"
+        ".p2align 4\n"
+        ".globl cprofd_hook_dlmopen\n"
+        ".hidden cprofd_hook_dlmopen\n"
+        ".type cprofd_hook_dlmopen, @function\n"
+        "cprofd_hook_dlmopen:\n"
+        "\t.cfi_startproc\n"
+        "\tmovb $1, cprofd_rescan_wanted(%rip)\n"
+        "\tjmp *cprofd_real_dlmopen(%rip)\n"
+        "\t.cfi_endproc\n"
+        ".size cprofd_hook_dlmopen, .-cprofd_hook_dlmopen\n"
+        ".popsection\n");
+
 /* ---- lifecycle ---- */
+
+static uint64_t now_coarse_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static void busy_take(void) {
+        while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+                sched_yield();
+}
+
+static void busy_release(void) {
+        atomic_flag_clear_explicit(&busy, memory_order_release);
+}
 
 static void release_shared_memory(void) {
         lock_take();
@@ -695,63 +786,65 @@ static void release_shared_memory(void) {
         /* Forget every sampled address, giving the pages back to the kernel. */
         zero_and_release((void *) set, sizeof set);
         zero_and_release((void *) filter, sizeof filter);
+        zero_and_release(filter_counts, sizeof filter_counts);
         set_used = set_live = 0;
 }
 
-static bool daemon_gone(int pidfd) {
-        if (pidfd < 0)
+/* cprofd asked the agent to stop, or is gone (exited, killed). Under busy. */
+static bool stop_wanted(void) {
+        if (!shm)
+                return true;
+        if (__atomic_load_n(&shm->command, __ATOMIC_ACQUIRE) == AGENT_COMMAND_STOP)
+                return true;
+        if (daemon_pidfd < 0)
                 return kill(shm->daemon_pid, 0) < 0 && errno == ESRCH;
-        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        struct pollfd p = { .fd = daemon_pidfd, .events = POLLIN };
         return poll(&p, 1, 0) > 0;
 }
 
-static void *agent_main(void *arg) {
-        (void) arg;
-        in_agent = true;
-        prctl(PR_SET_NAME, AGENT_THREAD_NAME);
-
-        for (size_t i = 0; i < N_HOOKS; i++)
-                *hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name);
-        bool complete = true;
-        for (size_t i = 0; i < N_HOOKS; i++)
-                complete = complete && *hooks[i].real;
-        int pidfd = (int) syscall(SYS_pidfd_open, shm->daemon_pid, 0);
-
-        if (!complete) {
-                strncpy(shm->error, "the allocation functions are not all exported", sizeof shm->error - 1);
-        } else {
-                hook_all_modules();
-                shm->started_ns = now_realtime_ns();
-                atomic_store(&active, true);
-                __atomic_store_n(&shm->state, AGENT_STATE_ACTIVE, __ATOMIC_RELEASE);
-                for (unsigned ms = 0;; ms += POLL_MS) {
-                        if (__atomic_load_n(&shm->command, __ATOMIC_ACQUIRE) == AGENT_COMMAND_STOP ||
-                            daemon_gone(pidfd))
-                                break;
-                        if (ms >= RESCAN_MS) {
-                                hook_all_modules();
-                                tidy_set();
-                                ms = 0;
-                        }
-                        struct pollfd p = { .fd = pidfd, .events = POLLIN };
-                        if (pidfd >= 0)
-                                (void) poll(&p, 1, POLL_MS);
-                        else
-                                usleep(POLL_MS * 1000);
-                }
-        }
+/* Hooks back, shared memory gone. Under busy. Threads still inside a hook finish with the
+ * real functions. */
+static void stop_now(void) {
         atomic_store(&active, false);
         unhook_all();
-        if (pidfd >= 0)
-                close(pidfd);
-        __atomic_store_n(&shm->state, AGENT_STATE_STOPPED, __ATOMIC_RELEASE);
+        if (daemon_pidfd >= 0)
+                close(daemon_pidfd);
+        daemon_pidfd = -1;
+        if (shm)
+                __atomic_store_n(&shm->state, AGENT_STATE_STOPPED, __ATOMIC_RELEASE);
         release_shared_memory();
         atomic_store(&running, false);
-        return NULL;
 }
 
-/* In a child after fork: no agent thread, no cprofd listening. Put the GOT back. */
+/* The agent's periodic work, done on the thread of a sample (or of a thread's first
+ * allocation) when it is due: stop if cprofd wants it or is gone, hook modules loaded
+ * since, keep the set tidy. Never on the agent's lock: it may take the loader's. */
+static void tend(void) {
+        bool rescan = atomic_load_explicit(&cprofd_rescan_wanted, memory_order_relaxed);
+        uint64_t now = now_coarse_ns();
+        if (!rescan && now < atomic_load_explicit(&next_check_ns, memory_order_relaxed))
+                return;
+        if (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+                return;
+        if (atomic_load(&running)) {
+                atomic_store_explicit(&next_check_ns, now + CHECK_NS, memory_order_relaxed);
+                if (stop_wanted())
+                        stop_now();
+                else if (rescan || now >= next_rescan_ns) {
+                        atomic_store_explicit(&cprofd_rescan_wanted, false, memory_order_relaxed);
+                        hook_all_modules();
+                        tidy_set();
+                        next_rescan_ns = now + RESCAN_NS;
+                }
+        }
+        busy_release();
+}
+
+/* In a child after fork: cprofd does not follow it. Put the GOT back. Only this thread
+ * exists: locks held by others at the fork are theirs no more. */
 static void after_fork_in_child(void) {
+        atomic_flag_clear(&busy);
+        atomic_flag_clear(&lock);
         if (!atomic_load(&running))
                 return;
         atomic_store(&active, false);
@@ -761,24 +854,26 @@ static void after_fork_in_child(void) {
         if (memfd >= 0)
                 close(memfd);
         memfd = -1;
+        if (daemon_pidfd >= 0)
+                close(daemon_pidfd);
+        daemon_pidfd = -1;
         atomic_store(&running, false);
 }
 
-/* Called by cprofd on a borrowed thread of the target: returns the memfd of the shared
- * memory (cprofd opens it through /proc), or a negative errno. Quick and lock-free as far
- * as the target's own locks go: the GOT work happens on the agent's thread. */
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes);
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
+/* Under busy: the shared memory and the hooks. Returns the memfd or a negative errno. */
+static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
         static bool atfork_registered;
-        bool expected = false;
 
-        if (!atomic_compare_exchange_strong(&running, &expected, true))
-                return -EBUSY;
+        for (size_t i = 0; i < N_HOOKS; i++)
+                if (!(*hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name)))
+                        return -ENOSYS;         /* an allocator without all of them */
         if (ring_bytes < (1u << 20) || ring_bytes > (1u << 30))
                 ring_bytes = AGENT_RING_SIZE_DEFAULT;
         ring_bytes &= ~(uint64_t) 4095;
         rate = sample_rate > 0 ? sample_rate : 512 * 1024;
         host_pid = getpid();
+        void **stack_end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
+        main_stack_end = stack_end ? (uintptr_t) *stack_end : 0;
 
         size_t header = 4096, total = header + ring_bytes;
         int fd = (int) syscall(SYS_memfd_create, AGENT_SHM_NAME, MFD_CLOEXEC);
@@ -786,7 +881,6 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
                 int r = -errno;
                 if (fd >= 0)
                         close(fd);
-                atomic_store(&running, false);
                 return r;
         }
         void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -794,14 +888,12 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
                 slots = mmap(NULL, SLOTS_MAX * sizeof *slots, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                              -1, 0);
         if (mem == MAP_FAILED || slots == MAP_FAILED) {
-                int r = -ENOMEM;
                 if (mem != MAP_FAILED)
                         munmap(mem, total);
                 if (slots == MAP_FAILED)
                         slots = NULL;
                 close(fd);
-                atomic_store(&running, false);
-                return r;
+                return -ENOMEM;
         }
         AgentHeader *h = mem;
         *h = (AgentHeader) {
@@ -817,24 +909,64 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
         ring = (uint8_t *) mem + header;
         ring_size = ring_bytes;
         memfd = fd;
+        daemon_pidfd = (int) syscall(SYS_pidfd_open, daemon_pid, 0);
         if (!atfork_registered && pthread_atfork(NULL, NULL, after_fork_in_child) == 0)
                 atfork_registered = true;
 
-        /* The agent's thread takes no signal meant for the program. */
-        sigset_t all, saved;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &saved);
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int r = pthread_create(&agent_thread, &attr, agent_main, NULL);
-        pthread_attr_destroy(&attr);
-        pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (r != 0) {
-                release_shared_memory();
-                atomic_store(&running, false);
-                return -r;
-        }
+        atomic_store(&cprofd_rescan_wanted, false);
+        hook_all_modules();
+        uint64_t now = now_coarse_ns();
+        next_rescan_ns = now + RESCAN_NS;
+        atomic_store(&next_check_ns, now + CHECK_NS);
+        shm->started_ns = now_realtime_ns();
+        atomic_store(&running, true);
+        atomic_store(&active, true);
+        __atomic_store_n(&shm->state, AGENT_STATE_ACTIVE, __ATOMIC_RELEASE);
         return fd;
+}
+
+/* Called by cprofd on a borrowed thread of the target: returns the memfd of the shared
+ * memory (cprofd opens it through /proc), or a negative errno: -EBUSY when another
+ * cprofd, still running, tracks this process. An agent whose cprofd is gone without its
+ * next sample having noticed is stopped and started anew. */
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes);
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
+        busy_take();
+        if (atomic_load(&running)) {
+                if (!stop_wanted()) {
+                        busy_release();
+                        return -EBUSY;
+                }
+                stop_now();
+        }
+        bool saved_in_agent = in_agent;
+        in_agent = true;                /* dlsym may allocate: not a sample */
+        int r = start_now(daemon_pid, sample_rate, ring_bytes);
+        in_agent = saved_in_agent;
+        busy_release();
+        return r;
+}
+
+/* Called by cprofd the same way when it detaches: 0, or -ESRCH when the agent was not
+ * running. */
+EXPORT int cprofd_agent_stop(void);
+EXPORT int cprofd_agent_stop(void) {
+        busy_take();
+        bool was = atomic_load(&running);
+        if (was)
+                stop_now();
+        busy_release();
+        return was ? 0 : -ESRCH;
+}
+
+/* Called by cprofd the same way when the target has loaded modules that no sample has
+ * hooked yet: 0, or -ESRCH when the agent is not running. */
+EXPORT int cprofd_agent_rescan(void);
+EXPORT int cprofd_agent_rescan(void) {
+        busy_take();
+        bool was = atomic_load(&running);
+        if (was)
+                hook_all_modules();
+        busy_release();
+        return was ? 0 : -ESRCH;
 }

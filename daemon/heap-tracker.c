@@ -27,8 +27,8 @@
 
 #define RECORD_MAX (sizeof(AgentAlloc) + AGENT_STACK_COPY_MAX)
 #define START_WAIT_NS (2 * NSEC_PER_SEC)
-#define STOP_WAIT_NS (NSEC_PER_SEC)
 #define CHECK_EVERY_NS (NSEC_PER_SEC)
+#define RESCAN_CALL_EVERY_NS (5 * NSEC_PER_SEC)
 
 static char agent_path[PATH_MAX];
 
@@ -51,17 +51,20 @@ const char *heap_agent_default_path(void) {
         return CPROFD_AGENT_PATH;
 }
 
-static pid_t find_agent_thread(pid_t pid) {
-        _cleanup_free_ pid_t *tids = NULL;
-        size_t n;
-        if (procfs_list_threads(pid, &tids, &n) < 0)
+/* A digest of the target's executable file mappings: it changes when a module is loaded
+ * or unloaded. 0 when the maps cannot be read. */
+static uint64_t modules_signature(pid_t pid) {
+        Maps maps;
+        if (procfs_read_maps(pid, &maps) < 0)
                 return 0;
-        for (size_t i = n; i-- > 0;) {
-                ThreadInfo info;
-                if (procfs_read_thread_stat(pid, tids[i], &info) == 0 && strcmp(info.name, AGENT_THREAD_NAME) == 0)
-                        return tids[i];
+        uint64_t sig = UINT64_C(0xcbf29ce484222325);
+        for (size_t i = 0; i < maps.n; i++) {
+                const MapEntry *e = &maps.entries[i];
+                if (e->executable && e->path && e->path[0] == '/')
+                        sig = (sig ^ e->start ^ (e->inode << 17)) * UINT64_C(0x100000001b3);
         }
-        return 0;
+        maps_done(&maps);
+        return sig;
 }
 
 int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker **ret, char *err, size_t errlen) {
@@ -83,6 +86,9 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 r = (int) res.start_result;
                 if (r == -EBUSY)
                         snprintf(err, errlen, "pid %d is already heap-tracked by another cprofd", (int) pid);
+                else if (r == -ENOSYS)
+                        snprintf(err, errlen, "pid %d's allocator does not export every allocation function",
+                                 (int) pid);
                 else
                         snprintf(err, errlen, "the agent could not start in pid %d: %s", (int) pid, strerror(-r));
                 return r;
@@ -101,6 +107,7 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 return -EIO;
         }
         size_t size = (size_t) st.st_size;
+        uint64_t ino = (uint64_t) st.st_ino;
         void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         close(fd);
         if (mem == MAP_FAILED) {
@@ -139,8 +146,10 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .shm_size = size,
                 .started_ns = now_realtime_ns(),
                 .inject_pause_ns = res.pause_ns,
-                .agent_tid = find_agent_thread(pid),
+                .agent_fd = (int) res.start_result,
+                .agent_ino = ino,
                 .last_check_ns = now_monotonic_ns(),
+                .modules_signature = modules_signature(pid),
         };
         snprintf(t->agent_path, sizeof t->agent_path, "%s", resolved);
         heap_init(&t->heap, rate);
@@ -223,18 +232,62 @@ static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userd
         return 0;
 }
 
-/* Whether the agent is still there: it stops on its own when its thread cannot go on
- * (the target exec'd, say), and it is gone with the target. */
+/* Whether the target still holds the agent's memfd: an exec closes it (and drops the
+ * agent with the old image), an exit too. */
+static bool agent_held(const HeapTracker *t) {
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int) t->pid, t->agent_fd);
+        return stat(path, &st) == 0 && (uint64_t) st.st_ino == t->agent_ino;
+}
+
+/* The agent hooks modules loaded since it started at its next sample, which never comes
+ * when all the allocating goes through the new module. Given a second for that, cprofd
+ * has a borrowed thread do it (once in RESCAN_CALL_EVERY_NS at most). */
+static void check_modules(HeapTracker *t, uint64_t now) {
+        uint64_t sig = modules_signature(t->pid);
+        if (sig == 0)
+                return;
+        if (sig != t->modules_signature) {
+                if (t->modules_signature != 0 && t->modules_changed_ns == 0)
+                        t->modules_changed_ns = now_realtime_ns();
+                t->modules_signature = sig;
+                return;
+        }
+        if (t->modules_changed_ns == 0)
+                return;
+        if (__atomic_load_n(&t->shm->scanned_ns, __ATOMIC_ACQUIRE) >= t->modules_changed_ns) {
+                t->modules_changed_ns = 0;
+                return;
+        }
+        if (t->rescan_called_ns && now - t->rescan_called_ns < RESCAN_CALL_EVERY_NS)
+                return;
+        t->rescan_called_ns = now;
+        InjectRequest req = { .agent_path = t->agent_path, .start_symbol = AGENT_RESCAN_SYMBOL };
+        InjectResult res;
+        char err[256];
+        if (inject_agent(t->pid, &req, &res, err, sizeof err) < 0) {
+                log_debug("Heap agent in pid %d: new modules not hooked yet (%s)", (int) t->pid, err);
+                return;
+        }
+        t->modules_changed_ns = 0;
+        t->rescans++;
+        log_info("Heap agent in pid %d hooked the modules loaded since, on thread %d in %.1f ms", (int) t->pid,
+                 (int) res.tid, (double) res.pause_ns / 1e6);
+}
+
+/* Whether the agent is still there (it may stop on its own, and it is gone with the
+ * target's image), and whether it has hooked every module. */
 static void check_agent(HeapTracker *t) {
         uint64_t now = now_monotonic_ns();
         if (now - t->last_check_ns < CHECK_EVERY_NS)
                 return;
         t->last_check_ns = now;
-        ThreadInfo info;
-        if (__atomic_load_n(&t->shm->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE ||
-            (t->agent_tid > 0 && (procfs_read_thread_stat(t->pid, t->agent_tid, &info) < 0 ||
-                                  strcmp(info.name, AGENT_THREAD_NAME) != 0)))
+        if (__atomic_load_n(&t->shm->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE || !agent_held(t)) {
                 t->gone = true;
+                return;
+        }
+        check_modules(t, now);
 }
 
 void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
@@ -267,12 +320,18 @@ HeapTracker *heap_tracker_stop(HeapTracker *t) {
                 free(t);
                 return NULL;
         }
-        if (!t->gone) {
+        if (!t->gone && agent_held(t)) {
+                /* The command alone is seen at the agent's next sample, which an idle
+                 * target may never take: a borrowed thread stops it now. */
                 __atomic_store_n(&t->shm->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
-                uint64_t deadline = now_monotonic_ns() + STOP_WAIT_NS;
-                while (__atomic_load_n(&t->shm->state, __ATOMIC_ACQUIRE) == AGENT_STATE_ACTIVE &&
-                       now_monotonic_ns() < deadline && kill(t->pid, 0) == 0)
-                        usleep(2000);
+                InjectRequest req = { .agent_path = t->agent_path, .start_symbol = AGENT_STOP_SYMBOL };
+                InjectResult res;
+                char err[256];
+                if (inject_agent(t->pid, &req, &res, err, sizeof err) < 0)
+                        log_info("Heap agent in pid %d stops at its next sample (%s)", (int) t->pid, err);
+                else
+                        log_info("Heap agent in pid %d stopped by thread %d in %.1f ms", (int) t->pid, (int) res.tid,
+                                 (double) res.pause_ns / 1e6);
         }
         munmap(t->shm, t->shm_size);
         heap_done(&t->heap);

@@ -26,10 +26,15 @@ typedef struct HeapTracker {
         Heap heap;
         uint64_t started_ns;            /* CLOCK_REALTIME when tracking began */
         uint64_t inject_pause_ns;       /* how long loading the agent held one thread */
-        pid_t agent_tid;
+        int agent_fd;                   /* the memfd's number in the target */
+        uint64_t agent_ino;             /* and its inode: gone once the target exec'd */
         uint64_t samples, frees, bad_records;
         bool gone;                      /* the agent stopped (target exec'd, exited) */
         uint64_t last_check_ns;
+        uint64_t modules_signature;     /* of the target's executable mappings */
+        uint64_t modules_changed_ns;    /* CLOCK_REALTIME they changed; 0: none pending */
+        uint64_t rescan_called_ns;      /* CLOCK_MONOTONIC cprofd last had the agent rescan */
+        uint64_t rescans;               /* rescans cprofd had a borrowed thread do */
 } HeapTracker;
 
 /* Loads and starts the agent in PID. 0, or a negative errno with a one-line reason in ERR
@@ -40,8 +45,8 @@ int heap_tracker_start(pid_t pid, const char *agent_path, uint64_t rate, HeapTra
 int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen);
 /* Reads every sample the agent has handed over into the heap, unwinding with AS. */
 void heap_tracker_drain(HeapTracker *t, AddressSpace *as);
-/* Tells the agent to put everything back, waits for it (a second at most) and lets go.
- * Accepts NULL; returns NULL. */
+/* Tells the agent to put everything back, has a borrowed thread of the target do it at
+ * once (else the agent's next sample does), and lets go. Accepts NULL; returns NULL. */
 HeapTracker *heap_tracker_stop(HeapTracker *t);
 
 /* The agent library: --heap-agent, else the one next to a cprofd run from its build tree,

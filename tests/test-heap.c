@@ -157,8 +157,43 @@ static bool has_memfd(pid_t pid, long fd) {
         return n > 0 && strncmp(link, "/memfd:" AGENT_SHM_NAME, 7 + strlen(AGENT_SHM_NAME)) == 0;
 }
 
+static size_t thread_count(pid_t pid) {
+        pid_t *tids;
+        size_t n;
+        if (procfs_list_threads(pid, &tids, &n) < 0)
+                return 0;
+        free(tids);
+        return n;
+}
+
+static int64_t agent_call(pid_t pid, const char *symbol, uint64_t daemon_pid) {
+        InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = symbol,
+                              .args = { daemon_pid, 4096, AGENT_RING_SIZE_DEFAULT } };
+        InjectResult res;
+        char err[256] = "";
+        if (inject_agent(pid, &req, &res, err, sizeof err) < 0) {
+                fprintf(stderr, "inject_agent %s: %s\n", symbol, err);
+                return INT64_MIN;
+        }
+        return res.start_result;
+}
+
+static AgentHeader *map_agent(pid_t pid, long fd, size_t *size) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%ld", (int) pid, fd);
+        int f = open(path, O_RDWR | O_CLOEXEC);
+        struct stat st;
+        if (f < 0 || fstat(f, &st) < 0)
+                return NULL;
+        *size = (size_t) st.st_size;
+        AgentHeader *h = mmap(NULL, *size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+        close(f);
+        return h == MAP_FAILED ? NULL : h;
+}
+
 TEST(agent_loads_starts_and_stops) {
         pid_t pid = threads_target_start();
+        size_t threads = thread_count(pid);
         InjectRequest req = { .agent_path = AGENT_PATH, .start_symbol = AGENT_START_SYMBOL,
                               .args = { (uint64_t) getpid(), 4096, AGENT_RING_SIZE_DEFAULT } };
         InjectResult res;
@@ -180,47 +215,55 @@ TEST(agent_loads_starts_and_stops) {
         ASSERT_EQ(info.state, 'S');
         ASSERT_TRUE(thread_named(pid, "t-spin") != 0);
 
-        /* The agent's thread runs; its memory says it is sampling. */
-        pid_t agent = 0;
-        for (int i = 0; i < 2000 && !agent; i++, usleep(1000))
-                agent = thread_named(pid, AGENT_THREAD_NAME);
-        ASSERT_TRUE(agent != 0);
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int) pid, (int) res.start_result);
-        int fd = open(path, O_RDWR | O_CLOEXEC);
-        ASSERT_GE(fd, 0);
-        struct stat st;
-        ASSERT_EQ(fstat(fd, &st), 0);
-        AgentHeader *h = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        close(fd);
-        ASSERT_TRUE(h != MAP_FAILED);
+        /* No thread of its own; its memory says it is sampling, from the start on. */
+        ASSERT_EQ(thread_count(pid), threads);
+        size_t size;
+        AgentHeader *h = map_agent(pid, (long) res.start_result, &size);
+        ASSERT_TRUE(h != NULL);
         ASSERT_EQ(h->magic, AGENT_MAGIC);
-        for (int i = 0; i < 2000 && __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE; i++)
-                usleep(1000);
         ASSERT_EQ(h->state, AGENT_STATE_ACTIVE);
         ASSERT_GT(h->hooked_slots, 0);
         ASSERT_EQ(h->rate, 4096);
 
         /* A second start while it runs is refused. */
-        r = inject_agent(pid, &req, &res, err, sizeof err);
-        if (r < 0)
-                TINY_FAIL("inject_agent again: %s", err);
-        ASSERT_EQ(res.start_result, -EBUSY);
+        ASSERT_EQ(agent_call(pid, AGENT_START_SYMBOL, (uint64_t) getpid()), -EBUSY);
 
-        /* STOP: hooks back, thread and memfd gone. */
-        __atomic_store_n(&h->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
-        for (int i = 0; i < 3000 && thread_named(pid, AGENT_THREAD_NAME); i++)
-                usleep(1000);
+        /* Stopped by a borrowed thread: hooks back, memfd gone; a second stop finds
+         * nothing to do. */
+        ASSERT_EQ(agent_call(pid, AGENT_STOP_SYMBOL, 0), 0);
         ASSERT_EQ(h->state, AGENT_STATE_STOPPED);
-        ASSERT_TRUE(thread_named(pid, AGENT_THREAD_NAME) == 0);
         ASSERT_FALSE(has_memfd(pid, (long) res.start_result));
-        munmap(h, (size_t) st.st_size);
+        ASSERT_EQ(agent_call(pid, AGENT_STOP_SYMBOL, 0), -ESRCH);
+        ASSERT_EQ(thread_count(pid), threads);
+        munmap(h, size);
 
         /* And it can start again, in the library already loaded. */
-        r = inject_agent(pid, &req, &res, err, sizeof err);
-        if (r < 0)
-                TINY_FAIL("inject_agent after stop: %s", err);
-        ASSERT_GE(res.start_result, 0);
+        ASSERT_GE(agent_call(pid, AGENT_START_SYMBOL, (uint64_t) getpid()), 0);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
+TEST(agent_started_by_a_cprofd_now_gone_gives_way) {
+        pid_t pid = threads_target_start();
+        pid_t dead = fork();
+        if (dead == 0)
+                _exit(0);
+        ASSERT_GT(dead, 0);
+        waitpid(dead, NULL, 0);
+
+        int64_t first = agent_call(pid, AGENT_START_SYMBOL, (uint64_t) dead);
+        ASSERT_GE(first, 0);
+        size_t size;
+        AgentHeader *h = map_agent(pid, (long) first, &size);
+        ASSERT_TRUE(h != NULL);
+        ASSERT_EQ(h->state, AGENT_STATE_ACTIVE);
+        /* Its cprofd is gone: a new one takes over instead of being refused. */
+        int64_t second = agent_call(pid, AGENT_START_SYMBOL, (uint64_t) getpid());
+        ASSERT_GE(second, 0);
+        ASSERT_EQ(h->state, AGENT_STATE_STOPPED);
+        ASSERT_TRUE(has_memfd(pid, (long) second));
+        ASSERT_TRUE(second == first || !has_memfd(pid, (long) first));
+        munmap(h, size);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
 }

@@ -18,9 +18,14 @@ test programs, read by `go tool pprof` and by a protobuf decoder of our own:
   grow_site in inuse_space; calloc, reallocarray, posix_memalign, aligned_alloc, memalign
   and valloc each at its site in alloc_space, with what it allocated (counted once); the
   target, which checks every block it gets, runs on;
-- cprofd ended by SIGTERM, then by SIGKILL (each on a target started with --heap): within
-  seconds the target has no `cprofd-agent` thread and no `/memfd:cprofd-agent` fd or
-  mapping, no thread stopped, it keeps running, and malloc/free runs as fast as before
+- the agent adds no thread to the target (a second thread would slow a single-threaded
+  program's malloc for good);
+- tests/targets/heap-plugin.c, which loads a module once tracked and allocates only through
+  it: its leak shows (cprofd, seeing the module in the maps, has a borrowed thread hook it,
+  as no sample can);
+- cprofd ended by SIGTERM (the agent is stopped by a borrowed thread), then by SIGKILL (the
+  agent's next sample finds cprofd gone), each on a target started with --heap: within
+  seconds the target has no `/memfd:cprofd-agent` fd or mapping, no thread stopped, it keeps running, and malloc/free runs as fast as before
   cprofd came (`rate N pairs/s` of the target's spinner thread, per CPU second); a
   second cprofd then attaches to the same target again.
 Tests poll with generous timeouts; no check is on a duration.
@@ -46,7 +51,6 @@ TEXT = "text/plain; charset=utf-8"
 RATE = 32768
 KIB = 1024
 MIB = 1024 * 1024
-AGENT_THREAD = "cprofd-agent"
 AGENT_MEMFD = "/memfd:cprofd-agent"
 HEAP_TYPES = [("alloc_objects", "count"), ("alloc_space", "bytes"),
               ("inuse_objects", "count"), ("inuse_space", "bytes")]
@@ -68,18 +72,6 @@ def heap_realloc_target(args=()):
 
 
 # --- the agent in the target, seen from /proc ---------------------------------------------
-
-def agent_threads(pid):
-    out = []
-    for tid in ct.task_ids(pid):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                if f.read().rstrip("\n") == AGENT_THREAD:
-                    out.append(int(tid))
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return out
-
 
 def agent_fds(pid):
     out = []
@@ -106,8 +98,13 @@ def agent_maps(pid):
 
 
 def agent_traces(pid):
-    """What the agent leaves visible in PID while it runs: threads, fds, mappings."""
-    return {"threads": agent_threads(pid), "fds": agent_fds(pid), "maps": agent_maps(pid)}
+    """What the agent leaves visible in PID while it runs: its shared memory, as an fd and
+    a mapping."""
+    return {"fds": agent_fds(pid), "maps": agent_maps(pid)}
+
+
+def thread_count(pid):
+    return len(ct.task_ids(pid))
 
 
 def wait_until(fn, timeout, interval=0.1):
@@ -473,11 +470,15 @@ def check_leak():
     target = heap_leak_target()
     daemon = None
     try:
+        threads = thread_count(target.pid)
         daemon = start_daemon(target, what)
         check_bad_params(daemon)
         r, h = wait_for_site(daemon, "leak_site", what)
-        check(agent_threads(target.pid), f"{what}: a `{AGENT_THREAD}` thread runs in the target",
-              agent_traces(target.pid))
+        traces = agent_traces(target.pid)
+        check(traces["fds"] and traces["maps"], f"{what}: the agent's `{AGENT_MEMFD}` is open "
+              "and mapped in the target", traces)
+        check(thread_count(target.pid) == threads, f"{what}: the agent added no thread "
+              f"({threads} before, {thread_count(target.pid)} now)")
         time.sleep(2)           # for churn_site to have records too
         r, h = fetch_heap_text(daemon, what)
         check_heap_text(target, r, h, f"{what}: heap?debug=1")
@@ -645,12 +646,10 @@ def attach(target, what):
     """cprofd --heap on TARGET, tracking from the start; returns the daemon."""
     daemon = start_daemon(target, what, ["--heap"])
     try:
-        ok, _ = wait_until(lambda: agent_threads(target.pid), 30)
-        require(ok, f"{what}: --heap: a `{AGENT_THREAD}` thread runs in the target within 30 s",
-                f"{agent_traces(target.pid)}\ncprofd's stderr:\n{daemon.stderr()[-2000:]}")
-        traces = agent_traces(target.pid)
-        check(traces["fds"] or traces["maps"], f"{what}: the agent's `{AGENT_MEMFD}` is open or "
-              "mapped in the target", traces)
+        ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+        require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
+                f"within 30 s", f"{agent_traces(target.pid)}\ncprofd's stderr:\n"
+                f"{daemon.stderr()[-2000:]}")
         wait_for_site(daemon, "leak_site", what)
     except BaseException:
         daemon.stop()
@@ -661,8 +660,8 @@ def attach(target, what):
 def check_detached(target, what, baseline):
     ok, _ = wait_until(lambda: not target.alive() or not any(agent_traces(target.pid).values()),
                        10)
-    check(ok and target.alive(), f"{what}: within 10 s the target has no `{AGENT_THREAD}` "
-          f"thread, no `{AGENT_MEMFD}` fd or mapping", agent_traces(target.pid))
+    check(ok and target.alive(), f"{what}: within 10 s the target has no `{AGENT_MEMFD}` fd or "
+          "mapping", agent_traces(target.pid))
     ct.check_not_stopped(target.pid, what)
     check_runs_on(target, what)
     wait_rates(target, 1)       # a second that may have begun before the agent left
@@ -702,6 +701,42 @@ def check_detach(how):
         target.kill()
 
 
+# --- modules loaded later -------------------------------------------------------------------
+
+def check_plugin():
+    """A module loaded after the agent started, through which alone the target allocates:
+    no sample through a module hooked before can notice it, so cprofd, seeing it in the
+    maps, has a borrowed thread hook it."""
+    what = "module loaded later"
+    target = ct.Target("HEAP_PLUGIN_TARGET", [ct.env_binary("HEAP_PLUGIN_LIB")])
+    daemon = None
+    try:
+        daemon = start_daemon(target, what, ("--heap", "--heap-rate", str(RATE)))
+        ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+        require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
+                "within 30 s", daemon.stderr()[-2000:])
+        os.kill(target.pid, signal.SIGUSR1)
+        ct.wait_for_line(target.out, r"^loaded$", target.proc)
+        r, h = wait_for_site(daemon, "plugin_leak_site", what)
+        recs = site_records(h, "plugin_leak_site")
+        check(recs and all(LEAK_SIZE_MIN <= x.inuse_bytes / x.inuse_objects <= LEAK_SIZE_MAX
+                           for x in recs if x.inuse_objects),
+              f"{what}: plugin_leak_site's blocks are 1 KiB",
+              "\n".join("\n".join(x.lines) for x in recs))
+        check("hooked the modules loaded since" in daemon.stderr(),
+              f"{what}: cprofd had a borrowed thread hook the new module", daemon.stderr()[-2000:])
+        ct.check_not_stopped(target.pid, what)
+        stop_daemon(daemon, what)
+        ok, _ = wait_until(lambda: not any(agent_traces(target.pid).values()), 10)
+        check(ok, f"{what}: within 10 s of cprofd's exit the target has no `{AGENT_MEMFD}`",
+              agent_traces(target.pid))
+        check_runs_on(target, f"{what}: after cprofd exited")
+    finally:
+        if daemon:
+            daemon.stop()
+        target.kill()
+
+
 # --- the uprobe fallback -------------------------------------------------------------------
 
 def check_uprobes():
@@ -711,9 +746,8 @@ def check_uprobes():
     try:
         daemon = start_daemon(target, what, ("--heap-rate", str(RATE), "--heap-uprobes"))
         r, h = wait_for_site(daemon, "leak_site", what)
-        check(not agent_threads(target.pid) and not agent_fds(target.pid),
-              f"{what}: no agent in the target: no `{AGENT_THREAD}` thread, no memfd",
-              agent_traces(target.pid))
+        check(not any(agent_traces(target.pid).values()),
+              f"{what}: no agent in the target: no `{AGENT_MEMFD}`", agent_traces(target.pid))
         r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=4", f"{what}: heap?seconds=4")
         check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=4", seconds=4)
         path = save(r, "heap-uprobes-delta.pb.gz")
@@ -752,6 +786,7 @@ def main():
     scenario(check_realloc)
     scenario(check_detach, signal.SIGTERM)
     scenario(check_detach, signal.SIGKILL)
+    scenario(check_plugin)
     scenario(check_uprobes)
 
 
