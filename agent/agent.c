@@ -16,11 +16,11 @@
  *
  * The hooks are what every allocation pays, so their fast paths are a few instructions:
  * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
- * as Go's runtime does) and jumps on; free tests one bit of a filter of the sampled
- * addresses and jumps on. The bit stands for the 512-byte piece of memory the address is
- * in (addresses 128 MiB apart share it), so the frees of neighbouring blocks read the same
- * few cache lines, and a free takes the slow path only when a sampled block is that
- * close. Only a sampled
+ * as Go's runtime does) and jumps on; free tests one byte of a filter of the sampled
+ * addresses and jumps on. The byte counts the live samples in the 512-byte piece of
+ * memory the address is in (addresses 128 MiB apart share it), so the frees of
+ * neighbouring blocks read the same few cache lines, and a free takes the slow path only
+ * when a sampled block is that close. Only a sampled
  * allocation, or the free of a possibly sampled address, takes the slow path: the agent's
  * lock, the set of sampled addresses, and a record in the ring for cprofd (the registers
  * and a copy of the stack: cprofd unwinds and symbolizes them with the same code as its
@@ -64,7 +64,7 @@
 #define SET_BITS 17                     /* sampled addresses tracked: half of 2^17 */
 #define SET_SIZE (1u << SET_BITS)
 #define SET_TOMBSTONE UINT64_C(1)
-#define FILTER_BITS 15
+#define FILTER_BITS 18                  /* 512-byte pieces: 128 MiB, then they wrap */
 #define SLOTS_MAX 4096                  /* GOT entries redirected at most */
 #define CHECK_NS (100 * 1000000ull)      /* how often a sample looks at cprofd */
 #define RESCAN_NS (1000 * 1000000ull)    /* how often it looks for modules loaded since */
@@ -138,12 +138,10 @@ static uint64_t next_rescan_ns;         /* under busy */
 static _Atomic uint64_t set[SET_SIZE];  /* sampled addresses; 0 empty, 1 tombstone */
 static size_t set_used;                 /* live + tombstones, under lock */
 static size_t set_live;                 /* under lock */
-/* Bit (address >> 9) % 8 of byte (address >> 12) % 2^FILTER_BITS: some live sample may
- * be in that 512-byte piece. Written under lock, read by every free without it. */
+/* How many live samples are in each 512-byte piece of memory, byte (address >> 9) %
+ * 2^FILTER_BITS (saturating: a count at its maximum stays there). Written under lock,
+ * read by every free without it. */
 static _Atomic uint8_t filter[1u << FILTER_BITS];
-/* How many live samples each bit stands for (saturating: a count at its maximum stays
- * there, and so does its bit). Under lock. */
-static uint8_t filter_counts[8u << FILTER_BITS];
 
 typedef struct Slot {
         uintptr_t module_base;          /* restored only while that module is loaded */
@@ -157,7 +155,7 @@ static size_t n_slots;
 static uintptr_t hooked_bases[1024];    /* modules already scanned, by load base */
 static size_t n_hooked_bases;
 
-static TLS int64_t bytes_left;          /* until the next sample */
+static TLS uint64_t bytes_left;         /* until the next sample; 0 before a thread's first */
 static TLS uint64_t rng;                /* 0: this thread has not drawn yet */
 static TLS bool in_agent;               /* the agent's own allocations are not sampled */
 static TLS uint32_t own_tid;            /* 0 until the thread's first sample */
@@ -182,11 +180,7 @@ static uint64_t now_realtime_ns(void) {
 }
 
 static uint32_t filter_index(uintptr_t p) {
-        return (uint32_t) (p >> 12) & ((1u << FILTER_BITS) - 1);
-}
-
-static uint8_t filter_bit(uintptr_t p) {
-        return (uint8_t) (1u << ((p >> 9) & 7));
+        return (uint32_t) (p >> 9) & ((1u << FILTER_BITS) - 1);
 }
 
 static uint32_t set_index(uint64_t key) {
@@ -212,18 +206,25 @@ static bool crossed(size_t n) {
                 rng = ((uint64_t) syscall(SYS_gettid) << 32) ^ now_realtime_ns() ^ (uintptr_t) &rng;
                 if (rng == 0)
                         rng = 1;
-                bytes_left = draw_interval() - (int64_t) (n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
-                if (bytes_left >= 0)
+                uint64_t first = (uint64_t) draw_interval();
+                if (n <= first) {
+                        bytes_left = first - n;
                         return false;
+                }
         }
-        bytes_left = draw_interval();
+        bytes_left = (uint64_t) draw_interval();
         return atomic_load_explicit(&active, memory_order_relaxed);
 }
 
+/* True when N bytes cross this thread's countdown (then crossed() restarts it). Two
+ * instructions on the way through: a subtraction from the thread's counter and a branch
+ * on its borrow. */
 static bool count_down(size_t n) {
-        int64_t left = bytes_left - (int64_t) (n > INT64_MAX / 2 ? INT64_MAX / 2 : n);
+        uint64_t left;
+        if (unlikely(__builtin_sub_overflow(bytes_left, (uint64_t) n, &left)))
+                return true;
         bytes_left = left;
-        return left < 0;
+        return false;
 }
 
 /* ---- the ring ---- */
@@ -258,16 +259,11 @@ static void ring_commit(uint32_t used) {
 /* ---- the set of sampled addresses ---- */
 
 static void filter_add(uint64_t key, int delta) {
-        uint32_t i = filter_index(key);
-        uint8_t bit = filter_bit(key);
-        uint8_t *count = &filter_counts[i * 8 + (uint32_t) ((key >> 9) & 7)];
-        if (*count == UINT8_MAX || (delta < 0 && *count == 0))
+        _Atomic uint8_t *c = &filter[filter_index(key)];
+        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+        if (v == UINT8_MAX || (delta < 0 && v == 0))
                 return;
-        *count = (uint8_t) (*count + delta);
-        if (delta > 0)
-                atomic_fetch_or_explicit(&filter[i], bit, memory_order_release);
-        else if (*count == 0)
-                atomic_fetch_and_explicit(&filter[i], (uint8_t) ~bit, memory_order_release);
+        atomic_store_explicit(c, (uint8_t) (v + delta), memory_order_release);
 }
 
 /* Inserts KEY into the set alone. Under lock. */
@@ -374,6 +370,10 @@ static void write_free(uint64_t address) {
         ring_commit(sizeof *f);
 }
 
+static bool maybe_sampled(const void *p) {
+        return atomic_load_explicit(&filter[filter_index((uintptr_t) p)], memory_order_relaxed) != 0;
+}
+
 /* ---- sampling ---- */
 
 /* This thread's id and the bounds of its stack worth copying, once. pthread knows the
@@ -433,8 +433,9 @@ __attribute__((noinline)) static void record_alloc(void *p, size_t n) {
                 lock_release();
                 return;
         }
-        /* A sampled address freed where no hook saw it, now handed out again. */
-        if (set_remove(address))
+        /* A sampled address freed where no hook saw it, now handed out again. The filter
+         * spares the probe of the set for nearly every sample. */
+        if (maybe_sampled(p) && set_remove(address))
                 write_free(address);
         uint32_t size = (uint32_t) ((sizeof(AgentAlloc) + want + 7) & ~(size_t) 7);
         AgentAlloc *a = ring_reserve(size);
@@ -491,9 +492,6 @@ static void forget(void *p) {
         lock_release();
 }
 
-static bool maybe_sampled(const void *p) {
-        return atomic_load_explicit(&filter[filter_index((uintptr_t) p)], memory_order_relaxed) & filter_bit((uintptr_t) p);
-}
 
 /* ---- hooks ---- */
 
@@ -786,7 +784,6 @@ static void release_shared_memory(void) {
         /* Forget every sampled address, giving the pages back to the kernel. */
         zero_and_release((void *) set, sizeof set);
         zero_and_release((void *) filter, sizeof filter);
-        zero_and_release(filter_counts, sizeof filter_counts);
         set_used = set_live = 0;
 }
 
