@@ -484,12 +484,16 @@ static void *sample_alloc(void *p, size_t n) {
 
 /* The slow half of free: P may be sampled. */
 static void forget(void *p) {
-        if (!set_contains((uintptr_t) p))
+        /* in_agent: a signal handler's free while this thread holds the lock would wait
+         * for itself; the sample stays counted live instead. */
+        if (in_agent || !set_contains((uintptr_t) p))
                 return;
+        in_agent = true;
         lock_take();
         if (shm && set_remove((uintptr_t) p))
                 write_free((uintptr_t) p);
         lock_release();
+        in_agent = false;
 }
 
 
@@ -761,9 +765,16 @@ static uint64_t now_coarse_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
-static void busy_take(void) {
-        while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+/* For cprofd's calls, on a borrowed thread: that thread may be the one holding busy (it
+ * was borrowed in the middle of the periodic work, in its poll of the pidfd), so the wait
+ * is bounded and the call can fail with -EAGAIN. */
+static bool busy_take(void) {
+        for (int i = 0; i < 10000; i++) {
+                if (!atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+                        return true;
                 sched_yield();
+        }
+        return false;
 }
 
 static void busy_release(void) {
@@ -928,7 +939,8 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
  * next sample having noticed is stopped and started anew. */
 EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes);
 EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
-        busy_take();
+        if (!busy_take())
+                return -EAGAIN;
         if (atomic_load(&running)) {
                 if (!stop_wanted()) {
                         busy_release();
@@ -944,11 +956,12 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
         return r;
 }
 
-/* Called by cprofd the same way when it detaches: 0, or -ESRCH when the agent was not
- * running. */
+/* Called by cprofd the same way when it detaches: 0, -ESRCH when the agent was not
+ * running, -EAGAIN when it could not be stopped now (its next sample will). */
 EXPORT int cprofd_agent_stop(void);
 EXPORT int cprofd_agent_stop(void) {
-        busy_take();
+        if (!busy_take())
+                return -EAGAIN;
         bool was = atomic_load(&running);
         if (was)
                 stop_now();
@@ -957,10 +970,11 @@ EXPORT int cprofd_agent_stop(void) {
 }
 
 /* Called by cprofd the same way when the target has loaded modules that no sample has
- * hooked yet: 0, or -ESRCH when the agent is not running. */
+ * hooked yet: 0, -ESRCH when the agent is not running, -EAGAIN: try again. */
 EXPORT int cprofd_agent_rescan(void);
 EXPORT int cprofd_agent_rescan(void) {
-        busy_take();
+        if (!busy_take())
+                return -EAGAIN;
         bool was = atomic_load(&running);
         if (was)
                 hook_all_modules();

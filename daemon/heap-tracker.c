@@ -78,7 +78,7 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .start_symbol = AGENT_START_SYMBOL,
                 .args = { (uint64_t) getpid(), rate, AGENT_RING_SIZE_DEFAULT },
         };
-        InjectResult res;
+        InjectResult res = { 0 };
         int r = inject_agent(pid, &req, &res, err, errlen);
         if (r < 0)
                 return r;
@@ -264,10 +264,11 @@ static void check_modules(HeapTracker *t, uint64_t now) {
                 return;
         t->rescan_called_ns = now;
         InjectRequest req = { .agent_path = t->agent_path, .start_symbol = AGENT_RESCAN_SYMBOL };
-        InjectResult res;
+        InjectResult res = { 0 };
         char err[256];
-        if (inject_agent(t->pid, &req, &res, err, sizeof err) < 0) {
-                log_debug("Heap agent in pid %d: new modules not hooked yet (%s)", (int) t->pid, err);
+        if (inject_agent(t->pid, &req, &res, err, sizeof err) < 0 || res.start_result < 0) {
+                log_debug("Heap agent in pid %d: new modules not hooked yet (%s)", (int) t->pid,
+                          res.start_result < 0 ? "busy" : err);
                 return;
         }
         t->modules_changed_ns = 0;
@@ -325,10 +326,12 @@ HeapTracker *heap_tracker_stop(HeapTracker *t) {
                  * target may never take: a borrowed thread stops it now. */
                 __atomic_store_n(&t->shm->command, AGENT_COMMAND_STOP, __ATOMIC_RELEASE);
                 InjectRequest req = { .agent_path = t->agent_path, .start_symbol = AGENT_STOP_SYMBOL };
-                InjectResult res;
+                InjectResult res = { 0 };
                 char err[256];
                 if (inject_agent(t->pid, &req, &res, err, sizeof err) < 0)
                         log_info("Heap agent in pid %d stops at its next sample (%s)", (int) t->pid, err);
+                else if (res.start_result < 0)
+                        log_info("Heap agent in pid %d stops at its next sample (busy)", (int) t->pid);
                 else
                         log_info("Heap agent in pid %d stopped by thread %d in %.1f ms", (int) t->pid, (int) res.tid,
                                  (double) res.pause_ns / 1e6);
