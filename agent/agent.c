@@ -956,28 +956,27 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
         return r;
 }
 
-/* Called by cprofd the same way when it detaches: 0, -ESRCH when the agent was not
- * running, -EAGAIN when it could not be stopped now (its next sample will). */
-EXPORT int cprofd_agent_stop(void);
-EXPORT int cprofd_agent_stop(void) {
+/* WORK under busy, if the agent runs: 0, -ESRCH when it does not, -EAGAIN when busy
+ * stayed taken (try again). */
+static int if_running(void (*work)(void)) {
         if (!busy_take())
                 return -EAGAIN;
         bool was = atomic_load(&running);
         if (was)
-                stop_now();
+                work();
         busy_release();
         return was ? 0 : -ESRCH;
 }
 
+/* Called by cprofd the same way when it detaches (on -EAGAIN the next sample stops it). */
+EXPORT int cprofd_agent_stop(void);
+EXPORT int cprofd_agent_stop(void) {
+        return if_running(stop_now);
+}
+
 /* Called by cprofd the same way when the target has loaded modules that no sample has
- * hooked yet: 0, -ESRCH when the agent is not running, -EAGAIN: try again. */
+ * hooked yet. */
 EXPORT int cprofd_agent_rescan(void);
 EXPORT int cprofd_agent_rescan(void) {
-        if (!busy_take())
-                return -EAGAIN;
-        bool was = atomic_load(&running);
-        if (was)
-                hook_all_modules();
-        busy_release();
-        return was ? 0 : -ESRCH;
+        return if_running(hook_all_modules);
 }

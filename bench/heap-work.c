@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bench-clock.h"
+#include "target-signal.h"
 
 #define _noinline_ __attribute__((noinline, noipa))
 #define WINDOW 512
@@ -69,18 +70,14 @@ _noinline_ static void pairs(long n, uint64_t *x) {
 int main(int argc, char *argv[]) {
         long n = 20000000;
         uint64_t x = UINT64_C(0x9e3779b97f4a7c15);
-        struct sigaction sa = { .sa_handler = on_usr1 };
-        sigset_t set, waiting;
+        sigset_t waiting;
 
         if (argc > 2 || (argc == 2 && (n = strtol(argv[1], NULL, 10)) <= 0)) {
                 fprintf(stderr, "Usage: heap-work [PAIRS]\n");
                 return 2;
         }
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &set, &waiting) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+        if (usr1_prepare(on_usr1, &waiting) != 0)
                 return 1;
-        sigdelset(&waiting, SIGUSR1);
         for (int i = 0; i < WINDOW; i++)
                 if (!(slots[i] = calloc(1, 16)))
                         return 1;
@@ -88,8 +85,7 @@ int main(int argc, char *argv[]) {
 
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
-        /* sigsuspend, not sigwait: interrupted, it restarts, so cprofd can borrow this
-         * thread, the only one, to load its agent (sigwait would return EINTR). */
+        /* The only thread: cprofd borrows it to load its agent. */
         while (!started)
                 sigsuspend(&waiting);
 

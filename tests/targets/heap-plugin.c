@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "target-signal.h"
+
 static volatile sig_atomic_t go;
 
 static void on_usr1(int sig) {
@@ -23,18 +25,14 @@ static void on_usr1(int sig) {
 }
 
 int main(int argc, char *argv[]) {
-        struct sigaction sa = { .sa_handler = on_usr1 };
-        sigset_t usr1, waiting;
+        sigset_t waiting;
 
         if (argc != 2) {
                 fprintf(stderr, "Usage: cprofd-test-heap-plugin LIBRARY\n");
                 return 2;
         }
-        sigemptyset(&usr1);
-        sigaddset(&usr1, SIGUSR1);
-        if (sigprocmask(SIG_BLOCK, &usr1, &waiting) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+        if (usr1_prepare(on_usr1, &waiting) != 0)
                 return 1;
-        sigdelset(&waiting, SIGUSR1);
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
         while (!go)
