@@ -354,7 +354,7 @@ static void compact_set(void) {
                 munmap(keys, n * sizeof *keys);
 }
 
-/* Keeps the set from filling with tombstones. [agent thread] */
+/* Keeps the set from filling with tombstones. Under busy. */
 static void tidy_set(void) {
         lock_take();
         if (set_used - set_live > SET_SIZE / 8)

@@ -1,7 +1,8 @@
 /* tests/test-heap.c -- the sampled heap and its encodings (Go's scaling, text and pprof
  * shapes), the map removal it relies on, and loading the agent into a live process: the
- * borrowed thread goes back to its wait, the agent's thread and memory appear, and on
- * STOP they are gone again. */
+ * borrowed thread goes back to its wait, the agent's memory appears and no thread does;
+ * stopped through a borrowed thread, its memory is gone again; an agent whose cprofd is
+ * gone gives way to a new one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
