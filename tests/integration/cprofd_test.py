@@ -178,12 +178,14 @@ def wait_for_line(path, regex, proc, timeout=15.0):
 class Target:
     """A test target started and waited for until it printed `ready PID`."""
 
-    def __init__(self, env_name, args=()):
+    def __init__(self, env_name, args=(), env=None):
+        """ENV: variables added to the target's environment."""
         self.path = env_binary(env_name)
         self.argv = [self.path, *args]
         self.out = _output_file(os.path.basename(self.path))
         with open(self.out, "w") as f:
-            self.proc = _register(subprocess.Popen(self.argv, stdout=f, stdin=subprocess.DEVNULL),
+            self.proc = _register(subprocess.Popen(self.argv, stdout=f, stdin=subprocess.DEVNULL,
+                                                   env={**os.environ, **(env or {})}),
                                   signal.SIGKILL)
         m = wait_for_line(self.out, r"^ready (\d+)$", self.proc)
         self.pid = int(m.group(1))
