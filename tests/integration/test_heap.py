@@ -20,6 +20,8 @@ test programs, read by `go tool pprof` and by a protobuf decoder of our own:
   target, which checks every block it gets, runs on;
 - the agent adds no thread to the target (a second thread would slow a single-threaded
   program's malloc for good);
+- heap-leak --spin tracked at a high rate and let go by SIGTERM and SIGKILL in turn, ten
+  times: the target runs on at full speed, with nothing left;
 - heap-leak with jemalloc, tcmalloc and mimalloc preloaded (Debian's packages): leak_site
   first in inuse_space with about the bytes leaked, churn_site near zero (the frees of
   sampled blocks are seen), nothing left after cprofd exits;
@@ -36,6 +38,7 @@ Tests poll with generous timeouts; no check is on a duration.
 
 import glob
 import os
+import random
 import re
 import signal
 import shutil
@@ -704,6 +707,43 @@ def check_detach(how):
         target.kill()
 
 
+# --- attach and detach, again and again --------------------------------------------------------
+
+def check_cycles(n=10):
+    """cprofd --heap at a high rate on heap-leak --spin (three threads allocating), stopped
+    after a random moment by SIGTERM and SIGKILL in turn, N times: every time the agent
+    comes and goes, and the target runs on at full speed with nothing left."""
+    what = "attach/detach cycles"
+    target = heap_leak_target(["--spin"])
+    daemon = None
+    try:
+        wait_rates(target, 1)
+        baseline = statistics.median(wait_rates(target, 3))
+        rng = random.Random(1)
+        for i in range(n):
+            daemon = ct.Daemon([target.pid], ["--heap", "--heap-rate", "4096"])
+            ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+            require(ok, f"{what}: {i}: the agent is mapped within 30 s", daemon.stderr()[-2000:])
+            time.sleep(rng.uniform(0, 0.5))
+            if i % 2:
+                os.kill(daemon.proc.pid, signal.SIGKILL)
+                daemon.proc.wait()
+            else:
+                require(daemon.stop() == 0, f"{what}: {i}: cprofd exits 0 on SIGTERM",
+                        daemon.stderr()[-2000:])
+            daemon = None
+            ok, _ = wait_until(lambda: not target.alive() or not any(agent_traces(target.pid).values()),
+                               10)
+            require(ok and target.alive(), f"{what}: {i}: within 10 s of cprofd's end the target "
+                    f"has no `{AGENT_MEMFD}`", agent_traces(target.pid))
+        check(True, f"{what}: {n} times attached and gone, by SIGTERM and SIGKILL in turn")
+        check_detached(target, what, baseline)
+    finally:
+        if daemon:
+            daemon.stop()
+        target.kill()
+
+
 # --- other allocators ------------------------------------------------------------------------
 
 # Debian's packages of the allocators that replace malloc by exporting its names.
@@ -834,6 +874,7 @@ def main():
     scenario(check_realloc)
     scenario(check_detach, signal.SIGTERM)
     scenario(check_detach, signal.SIGKILL)
+    scenario(check_cycles)
     scenario(check_plugin)
     for name, lib in ALLOCATORS:
         scenario(check_allocator, name, lib)
