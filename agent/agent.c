@@ -4,15 +4,15 @@
  * The agent has no thread of its own: a second thread would cost a single-threaded target
  * for good (glibc's malloc takes its locks once a process has ever had two threads).
  * cprofd_agent_start() runs on a thread cprofd borrowed for a moment: it creates the shared
- * memory and redirects the allocation functions in the GOT of every loaded module, and
+ * memory, redirects the allocation functions in the GOT of every loaded module, and
  * returns. The agent's periodic work is done by whichever thread takes a sample, at most
  * every CHECK_NS: it stops when cprofd asked it to or is gone (a pidfd), and hooks the
  * modules loaded since (at the first sample after a dlopen through a hooked GOT, else
  * every RESCAN_NS). cprofd calls cprofd_agent_rescan() the same way when it sees a new
  * module that no sample has hooked (a program whose allocations all go through it would
  * never take one), and cprofd_agent_stop() when it detaches: every GOT entry back, the
- * shared memory unmapped and closed. Its code stays mapped, inert:
- * unloading it could pull code from under a thread still inside a hook.
+ * shared memory unmapped and closed. Its code stays mapped, inert: unloading it could
+ * pull code from under a thread still inside a hook.
  *
  * The hooks are what every allocation pays, so their fast paths are a few instructions:
  * malloc counts the bytes down to the next sample (per thread, Poisson with mean `rate`,
@@ -20,11 +20,10 @@
  * addresses and jumps on. The byte counts the live samples in the 512-byte piece of
  * memory the address is in (addresses 128 MiB apart share it), so the frees of
  * neighbouring blocks read the same few cache lines, and a free takes the slow path only
- * when a sampled block is that close. Only a sampled
- * allocation, or the free of a possibly sampled address, takes the slow path: the agent's
- * lock, the set of sampled addresses, and a record in the ring for cprofd (the registers
- * and a copy of the stack: cprofd unwinds and symbolizes them with the same code as its
- * thread dumps).
+ * when a sampled block is that close. Only a sampled allocation, or the free of a
+ * possibly sampled address, takes the slow path: the agent's lock, the set of sampled
+ * addresses, and a record in the ring for cprofd (the registers and a copy of the stack:
+ * cprofd unwinds and symbolizes them with the same code as its thread dumps).
  *
  * The agent must never harm its host: it never allocates on the hooks' paths (its memory
  * is static or mmapped), never waits for a lock a program thread may hold while it holds
@@ -193,10 +192,10 @@ static int64_t draw_interval(void) {
         return sample_interval(&rng, rate);
 }
 
-/* The slow path of every allocation hook: true when an allocation of N bytes is sampled
- * (it crossed the countdown, which restarts). */
 static void tend(void);
 
+/* The slow path of every allocation hook: true when an allocation of N bytes is sampled
+ * (it crossed the countdown, which restarts). */
 static bool crossed(size_t n) {
         tend();
         if (unlikely(rng == 0)) {
@@ -495,7 +494,6 @@ static void forget(void *p) {
         lock_release();
         in_agent = false;
 }
-
 
 /* ---- hooks ---- */
 
