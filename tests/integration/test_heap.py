@@ -471,6 +471,23 @@ def check_heap_text(target, r, h, what):
             check(hwm >= 0.9 * rss, f"{what}: VmHWM ({hwm}) ≥ VmRSS ({rss})")
 
 
+def check_leak_delta(daemon, what, seconds, filename, lo, hi):
+    """heap?seconds=SECONDS of heap-leak, read by pprof: leak_site first in inuse_space with
+    LO to HI bytes in use. Returns (saved path, pprof's output, its rows, leak_site's bytes)."""
+    q = f"heap?seconds={seconds}"
+    r, p = fetch_profile(daemon, f"/debug/pprof/{q}", f"{what}: {q}")
+    check_profile_shape(r, p, "heap", RATE, f"{what}: {q}", seconds=seconds)
+    path = save(r, filename)
+    out, rows = pprof_top(path, f"{what}: {q}", "-sample_index=inuse_space")
+    require(rows, f"{what}: {q}: pprof -top has rows", out[-3000:])
+    check(site_matches(rows[0][0], "leak_site"), f"{what}: {q}: leak_site is first in inuse_space",
+          out[-3000:])
+    leak = top_value(rows, "leak_site")
+    check_within(leak, lo, hi, f"{what}: {q}: leak_site in use ({seconds} s × 1000/s × 1 KiB = "
+                 f"{seconds * 1.024:.2f} MB)", out[-3000:])
+    return path, out, rows, leak
+
+
 def check_leak():
     what = "heap-leak"
     target = heap_leak_target()
@@ -490,16 +507,7 @@ def check_leak():
         check_heap_text(target, r, h, f"{what}: heap?debug=1")
 
         # In-use space over five seconds: ~5.1 MB at leak_site.
-        r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=5", f"{what}: heap?seconds=5")
-        check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=5", seconds=5)
-        path = save(r, "heap-leak-delta.pb.gz")
-        out, rows = pprof_top(path, f"{what}: heap?seconds=5", "-sample_index=inuse_space")
-        require(rows, f"{what}: heap?seconds=5: pprof -top has rows", out[-3000:])
-        check(site_matches(rows[0][0], "leak_site"),
-              f"{what}: heap?seconds=5: leak_site is first in inuse_space", out[-3000:])
-        leak = top_value(rows, "leak_site")
-        check_within(leak, 3.5e6, 7e6, f"{what}: heap?seconds=5: leak_site in use "
-                     "(5 s × 1000/s × 1 KiB = 5.12 MB)", out[-3000:])
+        path, out, rows, leak = check_leak_delta(daemon, what, 5, "heap-leak-delta.pb.gz", 3.5e6, 7e6)
         churn = top_value(rows, "churn_site")
         _, arows = pprof_top(path, f"{what}: heap?seconds=5", "-sample_index=alloc_space")
         check(present(arows, "churn_site"), f"{what}: heap?seconds=5: churn_site is in "
@@ -707,6 +715,17 @@ def check_detach(how):
         target.kill()
 
 
+def let_go(daemon, target, what):
+    """No thread of TARGET stopped; cprofd ended by SIGTERM; then the agent's memory is gone
+    within 10 s and the target runs on."""
+    ct.check_not_stopped(target.pid, what)
+    stop_daemon(daemon, what)
+    ok, _ = wait_until(lambda: not any(agent_traces(target.pid).values()), 10)
+    check(ok, f"{what}: within 10 s of cprofd's exit the target has no `{AGENT_MEMFD}`",
+          agent_traces(target.pid))
+    check_runs_on(target, f"{what}: after cprofd exited")
+
+
 # --- attach and detach, again and again --------------------------------------------------------
 
 def check_cycles(n=10):
@@ -764,25 +783,11 @@ def check_allocator(name, lib):
             require(lib in f.read(), f"{what}: the target maps {lib}")
         daemon = start_daemon(target, what)
         wait_for_site(daemon, "leak_site", what)
-        r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=3", f"{what}: heap?seconds=3")
-        check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=3", seconds=3)
-        path = save(r, f"heap-{name}-delta.pb.gz")
-        out, rows = pprof_top(path, f"{what}: heap?seconds=3", "-sample_index=inuse_space")
-        require(rows, f"{what}: heap?seconds=3: pprof -top has rows", out[-3000:])
-        check(site_matches(rows[0][0], "leak_site"),
-              f"{what}: heap?seconds=3: leak_site is first in inuse_space", out[-3000:])
-        leak = top_value(rows, "leak_site")
-        check_within(leak, 2.0e6, 4.5e6, f"{what}: heap?seconds=3: leak_site in use "
-                     "(3 s × 1000/s × 1 KiB = 3.07 MB)", out[-3000:])
+        _, out, rows, leak = check_leak_delta(daemon, what, 3, f"heap-{name}-delta.pb.gz", 2.0e6, 4.5e6)
         check(abs(top_value(rows, "churn_site")) < 0.1 * max(leak, 1),
               f"{what}: heap?seconds=3: churn_site, freed as fast as allocated, is < 10 % of "
               "leak_site in use", out[-3000:])
-        ct.check_not_stopped(target.pid, what)
-        stop_daemon(daemon, what)
-        ok, _ = wait_until(lambda: not any(agent_traces(target.pid).values()), 10)
-        check(ok, f"{what}: within 10 s of cprofd's exit the target has no `{AGENT_MEMFD}`",
-              agent_traces(target.pid))
-        check_runs_on(target, f"{what}: after cprofd exited")
+        let_go(daemon, target, what)
     finally:
         if daemon:
             daemon.stop()
@@ -813,12 +818,7 @@ def check_plugin():
               "\n".join("\n".join(x.lines) for x in recs))
         check("hooked the modules loaded since" in daemon.stderr(),
               f"{what}: cprofd had a borrowed thread hook the new module", daemon.stderr()[-2000:])
-        ct.check_not_stopped(target.pid, what)
-        stop_daemon(daemon, what)
-        ok, _ = wait_until(lambda: not any(agent_traces(target.pid).values()), 10)
-        check(ok, f"{what}: within 10 s of cprofd's exit the target has no `{AGENT_MEMFD}`",
-              agent_traces(target.pid))
-        check_runs_on(target, f"{what}: after cprofd exited")
+        let_go(daemon, target, what)
     finally:
         if daemon:
             daemon.stop()
