@@ -202,16 +202,20 @@ static Backend fake_backend(void) {
         };
 }
 
-static void start_with(const Backend *b, unsigned max_pending) {
-        HttpLimits limits = { .max_seconds = MAX_SECONDS, .max_pending = max_pending };
-
+static void start_server(const Backend *b, const HttpLimits *limits) {
         memset(&fake, 0, sizeof fake);
         fake.delay_ms = 10;
         fake.targets[0] = (TargetSummary) { .pid = 100, .comm = "fake<main>", .threads = 11 };
         fake.n_targets = 1;
         fake.base = event_base_new();
         ASSERT_TRUE(fake.base);
-        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, b, &limits, &fake.server), 0);
+        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, b, limits, &fake.server), 0);
+}
+
+static void start_with(const Backend *b, unsigned max_pending) {
+        HttpLimits limits = { .max_seconds = MAX_SECONDS, .max_pending = max_pending };
+
+        start_server(b, &limits);
 }
 
 static void start(void) {
@@ -1227,13 +1231,7 @@ TEST(server_free_with_backend_finishing_later) {
 static void start_limits(const HttpLimits *limits) {
         Backend b = fake_backend();
 
-        memset(&fake, 0, sizeof fake);
-        fake.delay_ms = 10;
-        fake.targets[0] = (TargetSummary) { .pid = 100, .comm = "fake<main>", .threads = 11 };
-        fake.n_targets = 1;
-        fake.base = event_base_new();
-        ASSERT_TRUE(fake.base);
-        ASSERT_EQ(http_server_new(fake.base, "127.0.0.1:0", 0600, &b, limits, &fake.server), 0);
+        start_server(&b, limits);
 }
 
 static Response *get_with(const char *target, const char *extra_header) {

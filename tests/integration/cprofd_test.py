@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -104,8 +105,9 @@ def at_cleanup(fn):
     return fn
 
 
-def cleanup():
-    for proc, sig in reversed(_processes):
+def _stop_processes(since=0):
+    """Ends the processes registered since the SINCE-th, last first, and forgets them."""
+    for proc, sig in reversed(_processes[since:]):
         if proc.poll() is not None:
             continue
         try:
@@ -119,7 +121,25 @@ def cleanup():
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-    _processes.clear()
+    del _processes[since:]
+
+
+def scenario(fn, *args):
+    """Runs FN(*ARGS), one of several scenarios of a test: a requirement it misses ends it,
+    not the others; the processes it started (targets, daemons) are ended after it."""
+    mark = len(_processes)
+    try:
+        fn(*args)
+    except TestFailure as e:
+        log(f"ABORTED {e}")
+        if not _failures:
+            _failures.append(str(e))
+    finally:
+        _stop_processes(mark)
+
+
+def cleanup():
+    _stop_processes()
     while _cleanup_hooks:
         fn = _cleanup_hooks.pop()
         try:
@@ -205,6 +225,46 @@ class Target:
         if self.alive():
             self.proc.kill()
         self.proc.wait()
+
+
+class Hammer:
+    """Client threads fetching PATHS from DAEMON in a loop until stopped; every outcome is
+    kept as (monotonic time, path, status or exception text, Reply or None)."""
+
+    def __init__(self, daemon, paths, clients=2, timeout=120):
+        self.daemon = daemon
+        self.paths = paths
+        self.timeout = timeout
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i):
+        n = i
+        while not self.stopping.is_set():
+            path = self.paths[n % len(self.paths)]
+            n += 1
+            try:
+                r = self.daemon.get(path, timeout=self.timeout)
+                outcome = (time.monotonic(), path, r.status, r)
+            except Exception as e:        # a hang (timeout) or a dropped connection
+                outcome = (time.monotonic(), path, f"{type(e).__name__}: {e}", None)
+            with self.lock:
+                self.results.append(outcome)
+
+    def count(self):
+        with self.lock:
+            return len(self.results)
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=self.timeout + 30)
+        return self.results
 
 
 def threads_target(args=()):

@@ -146,45 +146,6 @@ def children_of(pid):
 
 # --- HTTP ------------------------------------------------------------------------------------
 
-class Hammer:
-    """Client threads fetching PATHS in a loop until stopped; every outcome is kept."""
-
-    def __init__(self, daemon, paths, clients=2, timeout=120):
-        self.daemon = daemon
-        self.paths = paths
-        self.timeout = timeout
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.results = []       # (path, status or exception text, Reply or None)
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i):
-        n = i
-        while not self.stopping.is_set():
-            path = self.paths[n % len(self.paths)]
-            n += 1
-            try:
-                r = self.daemon.get(path, timeout=self.timeout)
-                outcome = (path, r.status, r)
-            except Exception as e:
-                outcome = (path, f"{type(e).__name__}: {e}", None)
-            with self.lock:
-                self.results.append(outcome)
-
-    def count(self):
-        with self.lock:
-            return len(self.results)
-
-    def stop(self):
-        self.stopping.set()
-        for t in self.threads:
-            t.join(timeout=self.timeout + 30)
-        return self.results
-
-
 def dump_problem(path, r, expect_threads=None):
     """None when R is a well-formed reply of PATH, else why not."""
     if r.status != 200:
@@ -225,7 +186,7 @@ def check_results(results, what, allow_exceptions=False):
     problems = []
     statuses = {}
     partial = 0
-    for path, status, r in results:
+    for _, path, status, r in results:
         statuses[status] = statuses.get(status, 0) + 1
         if r is None:
             if not allow_exceptions:
@@ -239,7 +200,7 @@ def check_results(results, what, allow_exceptions=False):
     check(results and not problems, f"{what}: {len(results)} requests, each answered and well-formed "
           f"({statuses}; {partial} marked partial)", "\n\n".join(problems[:5]))
     errors = {}
-    for path, status, r in results:
+    for _, path, status, r in results:
         if r is not None and r.status != 200:
             errors.setdefault(f"{r.status} {r.text.strip()}", []).append(path)
     for reason, paths in errors.items():
@@ -262,10 +223,10 @@ def scenario_kill(rounds=20):
         cpu = i % 4 == 3
         what = f"round {i + 1} ({'CPU profile' if cpu else 'snapshots'})"
         daemon = ct.Daemon([target.pid], ["--interval", "100ms"])
-        hammer = Hammer(daemon, DUMPS[:2], clients=2)
+        hammer = ct.Hammer(daemon, DUMPS[:2], clients=2)
         profile = None
         if cpu:
-            profile = Hammer(daemon, ["/debug/pprof/profile?seconds=30&hz=1000"], clients=1)
+            profile = ct.Hammer(daemon, ["/debug/pprof/profile?seconds=30&hz=1000"], clients=1)
             require(wait_until(lambda: perf_fds(daemon.proc.pid) > 0, 120),
                     f"{what}: the CPU profile has opened its perf events", daemon.stderr())
         else:
@@ -287,7 +248,7 @@ def scenario_kill(rounds=20):
 def storm(args, what, seconds=4.0, extra=None):
     target = FaultsTarget(args)
     daemon = ct.Daemon([target.pid], ["--interval", "100ms"])
-    hammer = Hammer(daemon, DUMPS, clients=2, timeout=60)     # a hung worker fails in time
+    hammer = ct.Hammer(daemon, DUMPS, clients=2, timeout=60)     # a hung worker fails in time
     time.sleep(seconds)
     if extra:
         extra(target, daemon)
@@ -347,7 +308,7 @@ def scenario_storm():
     threads_path = ct.env_binary("THREADS_TARGET")
     target = FaultsTarget(["--exec", "300", "--threads", "10", "--exec-into", threads_path])
     daemon = ct.Daemon([target.pid], ["--interval", "100ms"])
-    hammer = Hammer(daemon, DUMPS, clients=2)
+    hammer = ct.Hammer(daemon, DUMPS, clients=2)
     became = wait_until(lambda: open(target.out).read().count("ready ") == 2, 60)
     require(became, "exec into another program: the target became tests/targets/threads.c")
     time.sleep(1.0)

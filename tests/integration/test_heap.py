@@ -491,67 +491,61 @@ def check_leak_delta(daemon, what, seconds, filename, lo, hi):
 def check_leak():
     what = "heap-leak"
     target = heap_leak_target()
-    daemon = None
-    try:
-        threads = thread_count(target.pid)
-        daemon = start_daemon(target, what)
-        check_bad_params(daemon)
-        r, h = wait_for_site(daemon, "leak_site", what)
-        traces = agent_traces(target.pid)
-        check(traces["fds"] and traces["maps"], f"{what}: the agent's `{AGENT_MEMFD}` is open "
-              "and mapped in the target", traces)
-        check(thread_count(target.pid) == threads, f"{what}: the agent added no thread "
-              f"({threads} before, {thread_count(target.pid)} now)")
-        time.sleep(2)           # for churn_site to have records too
-        r, h = fetch_heap_text(daemon, what)
-        check_heap_text(target, r, h, f"{what}: heap?debug=1")
+    threads = thread_count(target.pid)
+    daemon = start_daemon(target, what)
+    check_bad_params(daemon)
+    r, h = wait_for_site(daemon, "leak_site", what)
+    traces = agent_traces(target.pid)
+    check(traces["fds"] and traces["maps"], f"{what}: the agent's `{AGENT_MEMFD}` is open "
+          "and mapped in the target", traces)
+    check(thread_count(target.pid) == threads, f"{what}: the agent added no thread "
+          f"({threads} before, {thread_count(target.pid)} now)")
+    time.sleep(2)           # for churn_site to have records too
+    r, h = fetch_heap_text(daemon, what)
+    check_heap_text(target, r, h, f"{what}: heap?debug=1")
 
-        # In-use space over five seconds: ~5.1 MB at leak_site.
-        path, out, rows, leak = check_leak_delta(daemon, what, 5, "heap-leak-delta.pb.gz", 3.5e6, 7e6)
-        churn = top_value(rows, "churn_site")
-        _, arows = pprof_top(path, f"{what}: heap?seconds=5", "-sample_index=alloc_space")
-        check(present(arows, "churn_site"), f"{what}: heap?seconds=5: churn_site is in "
-              "alloc_space", arows[:20])
-        check(abs(churn) < 0.1 * max(leak, 1), f"{what}: heap?seconds=5: churn_site in use "
-              f"{mb(churn)} is < 10 % of leak_site's", out[-3000:])
-        check_within(top_value(arows, "leak_site"), 0.8 * leak, 1.25 * leak + 1,
-                     f"{what}: heap?seconds=5: leak_site allocated about what it has in use",
-                     arows[:20])
+    # In-use space over five seconds: ~5.1 MB at leak_site.
+    path, out, rows, leak = check_leak_delta(daemon, what, 5, "heap-leak-delta.pb.gz", 3.5e6, 7e6)
+    churn = top_value(rows, "churn_site")
+    _, arows = pprof_top(path, f"{what}: heap?seconds=5", "-sample_index=alloc_space")
+    check(present(arows, "churn_site"), f"{what}: heap?seconds=5: churn_site is in "
+          "alloc_space", arows[:20])
+    check(abs(churn) < 0.1 * max(leak, 1), f"{what}: heap?seconds=5: churn_site in use "
+          f"{mb(churn)} is < 10 % of leak_site's", out[-3000:])
+    check_within(top_value(arows, "leak_site"), 0.8 * leak, 1.25 * leak + 1,
+                 f"{what}: heap?seconds=5: leak_site allocated about what it has in use",
+                 arows[:20])
 
-        # Allocated space over three seconds: ~246 MB at churn_site (20000/s × 4 KiB).
-        r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
-        check_profile_shape(r, p, "allocs", RATE, f"{what}: allocs?seconds=3", seconds=3)
-        path = save(r, "heap-leak-allocs.pb.gz")
-        out, rows = pprof_top(path, f"{what}: allocs?seconds=3")
-        check("Type: alloc_space" in out, f"{what}: allocs?seconds=3: pprof shows alloc_space "
-              "by default", out[:500])
-        require(rows, f"{what}: allocs?seconds=3: pprof -top has rows", out[-3000:])
-        check(site_matches(rows[0][0], "churn_site"),
-              f"{what}: allocs?seconds=3: churn_site is first in alloc_space", out[-3000:])
-        churn = top_value(rows, "churn_site")
-        check_within(churn, 0.6 * 3 * 20000 * 4096, 1.5 * 3 * 20000 * 4096,
-                     f"{what}: allocs?seconds=3: churn_site allocated "
-                     "(3 s × 20000/s × 4 KiB = 246 MB)", out[-3000:])
-        check(churn > 10 * top_value(rows, "leak_site"),
-              f"{what}: allocs?seconds=3: churn_site allocated more than leak_site", out[-3000:])
+    # Allocated space over three seconds: ~246 MB at churn_site (20000/s × 4 KiB).
+    r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
+    check_profile_shape(r, p, "allocs", RATE, f"{what}: allocs?seconds=3", seconds=3)
+    path = save(r, "heap-leak-allocs.pb.gz")
+    out, rows = pprof_top(path, f"{what}: allocs?seconds=3")
+    check("Type: alloc_space" in out, f"{what}: allocs?seconds=3: pprof shows alloc_space "
+          "by default", out[:500])
+    require(rows, f"{what}: allocs?seconds=3: pprof -top has rows", out[-3000:])
+    check(site_matches(rows[0][0], "churn_site"),
+          f"{what}: allocs?seconds=3: churn_site is first in alloc_space", out[-3000:])
+    churn = top_value(rows, "churn_site")
+    check_within(churn, 0.6 * 3 * 20000 * 4096, 1.5 * 3 * 20000 * 4096,
+                 f"{what}: allocs?seconds=3: churn_site allocated "
+                 "(3 s × 20000/s × 4 KiB = 246 MB)", out[-3000:])
+    check(churn > 10 * top_value(rows, "leak_site"),
+          f"{what}: allocs?seconds=3: churn_site allocated more than leak_site", out[-3000:])
 
-        # The profiles since tracking started.
-        for name in ("heap", "allocs"):
-            r, p = fetch_profile(daemon, f"/debug/pprof/{name}", f"{what}: {name}")
-            check_profile_shape(r, p, name, RATE, f"{what}: {name}")
-        path = save(r, "heap-leak-allocs-full.pb.gz")
-        out, rows = pprof_top(path, f"{what}: allocs", "-sample_index=inuse_space")
-        check(rows and site_matches(rows[0][0], "leak_site"),
-              f"{what}: allocs: leak_site is first in inuse_space", out[-3000:])
+    # The profiles since tracking started.
+    for name in ("heap", "allocs"):
+        r, p = fetch_profile(daemon, f"/debug/pprof/{name}", f"{what}: {name}")
+        check_profile_shape(r, p, name, RATE, f"{what}: {name}")
+    path = save(r, "heap-leak-allocs-full.pb.gz")
+    out, rows = pprof_top(path, f"{what}: allocs", "-sample_index=inuse_space")
+    check(rows and site_matches(rows[0][0], "leak_site"),
+          f"{what}: allocs: leak_site is first in inuse_space", out[-3000:])
 
-        ct.check_not_stopped(target.pid, what)
-        check(daemon.alive(), f"{what}: cprofd is still running", daemon.stderr()[-2000:])
-        stop_daemon(daemon, what)
-        check_runs_on(target, f"{what}: after cprofd exited")
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    ct.check_not_stopped(target.pid, what)
+    check(daemon.alive(), f"{what}: cprofd is still running", daemon.stderr()[-2000:])
+    stop_daemon(daemon, what)
+    check_runs_on(target, f"{what}: after cprofd exited")
 
 
 # --- heap-cpp -------------------------------------------------------------------------------
@@ -559,41 +553,35 @@ def check_leak():
 def check_cpp():
     what = "heap-cpp"
     target = heap_cpp_target()
-    daemon = None
-    try:
-        daemon = start_daemon(target, what)
-        wait_for_site(daemon, "new_leak_site", what)
+    daemon = start_daemon(target, what)
+    wait_for_site(daemon, "new_leak_site", what)
 
-        # newdel_site: 3 s × 8000/s × (64 + 16 × 64 + 8) bytes = 26.3 MB allocated.
-        r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
-        check_profile_shape(r, p, "allocs", RATE, f"{what}: allocs?seconds=3", seconds=3)
-        out, rows = pprof_top(save(r, "heap-cpp-allocs.pb.gz"), f"{what}: allocs?seconds=3",
-                              "-cum")
-        expected = 3 * 8000 * (64 + 16 * 64 + 8)
-        check_within(top_value(rows, "newdel_site", cum=True), 0.5 * expected, 2 * expected,
-                     f"{what}: allocs?seconds=3: newdel_site allocated (26.3 MB)", out[-3000:])
+    # newdel_site: 3 s × 8000/s × (64 + 16 × 64 + 8) bytes = 26.3 MB allocated.
+    r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
+    check_profile_shape(r, p, "allocs", RATE, f"{what}: allocs?seconds=3", seconds=3)
+    out, rows = pprof_top(save(r, "heap-cpp-allocs.pb.gz"), f"{what}: allocs?seconds=3",
+                          "-cum")
+    expected = 3 * 8000 * (64 + 16 * 64 + 8)
+    check_within(top_value(rows, "newdel_site", cum=True), 0.5 * expected, 2 * expected,
+                 f"{what}: allocs?seconds=3: newdel_site allocated (26.3 MB)", out[-3000:])
 
-        # new_leak_site: 3 s × 1000/s × 512 bytes = 1.5 MB in use.
-        r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=3", f"{what}: heap?seconds=3")
-        check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=3", seconds=3)
-        out, rows = pprof_top(save(r, "heap-cpp-heap.pb.gz"), f"{what}: heap?seconds=3",
-                              "-cum", "-sample_index=inuse_space")
-        leak = top_value(rows, "new_leak_site", cum=True)
-        expected = 3 * 1000 * 512
-        check_within(leak, 0.4 * expected, 2.5 * expected,
-                     f"{what}: heap?seconds=3: new_leak_site in use (1.5 MB)", out[-3000:])
-        newdel = top_value(rows, "newdel_site", cum=True)
-        check(abs(newdel) < 0.1 * max(leak, 1),
-              f"{what}: heap?seconds=3: newdel_site in use {mb(newdel)} is < 10 % of "
-              "new_leak_site's", out[-3000:])
+    # new_leak_site: 3 s × 1000/s × 512 bytes = 1.5 MB in use.
+    r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=3", f"{what}: heap?seconds=3")
+    check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=3", seconds=3)
+    out, rows = pprof_top(save(r, "heap-cpp-heap.pb.gz"), f"{what}: heap?seconds=3",
+                          "-cum", "-sample_index=inuse_space")
+    leak = top_value(rows, "new_leak_site", cum=True)
+    expected = 3 * 1000 * 512
+    check_within(leak, 0.4 * expected, 2.5 * expected,
+                 f"{what}: heap?seconds=3: new_leak_site in use (1.5 MB)", out[-3000:])
+    newdel = top_value(rows, "newdel_site", cum=True)
+    check(abs(newdel) < 0.1 * max(leak, 1),
+          f"{what}: heap?seconds=3: newdel_site in use {mb(newdel)} is < 10 % of "
+          "new_leak_site's", out[-3000:])
 
-        ct.check_not_stopped(target.pid, what)
-        stop_daemon(daemon, what)
-        check_runs_on(target, f"{what}: after cprofd exited")
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    ct.check_not_stopped(target.pid, what)
+    stop_daemon(daemon, what)
+    check_runs_on(target, f"{what}: after cprofd exited")
 
 
 # --- heap-realloc -----------------------------------------------------------------------------
@@ -608,50 +596,44 @@ REALLOC_RATE = 65536    # ~2000 samples a second of its ~130 MB/s
 def check_realloc():
     what = "heap-realloc"
     target = heap_realloc_target()
-    daemon = None
-    try:
-        daemon = start_daemon(target, what, ("--heap-rate", str(REALLOC_RATE)))
-        wait_for_site(daemon, "grow_site", what)
-        check_runs_on(target, f"{what}: while tracked")
+    daemon = start_daemon(target, what, ("--heap-rate", str(REALLOC_RATE)))
+    wait_for_site(daemon, "grow_site", what)
+    check_runs_on(target, f"{what}: while tracked")
 
-        # One 16 KiB buffer kept every 10 ms: 3 s × 100/s × 16 KiB = 4.9 MB in use.
-        r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=3", f"{what}: heap?seconds=3")
-        check_profile_shape(r, p, "heap", REALLOC_RATE, f"{what}: heap?seconds=3", seconds=3)
-        out, rows = pprof_top(save(r, "heap-realloc-heap.pb.gz"), f"{what}: heap?seconds=3",
-                              "-sample_index=inuse_space")
-        check(rows and site_matches(rows[0][0], "grow_site"),
-              f"{what}: heap?seconds=3: grow_site is first in inuse_space", out[-3000:])
-        expected = 3 * 100 * 16 * KIB
-        check_within(top_value(rows, "grow_site"), 0.25 * expected, 3 * expected,
-                     f"{what}: heap?seconds=3: grow_site in use (4.9 MB)", out[-3000:])
+    # One 16 KiB buffer kept every 10 ms: 3 s × 100/s × 16 KiB = 4.9 MB in use.
+    r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=3", f"{what}: heap?seconds=3")
+    check_profile_shape(r, p, "heap", REALLOC_RATE, f"{what}: heap?seconds=3", seconds=3)
+    out, rows = pprof_top(save(r, "heap-realloc-heap.pb.gz"), f"{what}: heap?seconds=3",
+                          "-sample_index=inuse_space")
+    check(rows and site_matches(rows[0][0], "grow_site"),
+          f"{what}: heap?seconds=3: grow_site is first in inuse_space", out[-3000:])
+    expected = 3 * 100 * 16 * KIB
+    check_within(top_value(rows, "grow_site"), 0.25 * expected, 3 * expected,
+                 f"{what}: heap?seconds=3: grow_site in use (4.9 MB)", out[-3000:])
 
-        # Each other call: 3 s × 1000/s × 4 KiB = 12.3 MB allocated, nothing kept;
-        # reallocarray_site's 2 KiB block grown to 4 KiB allocates 2 + 4 KiB (or, counting
-        # only what a realloc adds, 2 + 2 KiB: within the bounds too).
-        r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
-        check_profile_shape(r, p, "allocs", REALLOC_RATE, f"{what}: allocs?seconds=3", seconds=3)
-        path = save(r, "heap-realloc-allocs.pb.gz")
-        out, rows = pprof_top(path, f"{what}: allocs?seconds=3")
-        for site in OTHER_SITES:
-            expected = 3 * 1000 * (6144 if site == "reallocarray_site" else 4096)
-            check_within(top_value(rows, site), 0.6 * expected, 1.6 * expected,
-                         f"{what}: allocs?seconds=3: {site} allocated ({mb(expected)})",
-                         out[-3000:])
-        _, irows = pprof_top(path, f"{what}: allocs?seconds=3", "-sample_index=inuse_space")
-        for site in OTHER_SITES:
-            v = top_value(irows, site)
-            check(abs(v) < 0.05 * 3 * 1000 * 4096, f"{what}: allocs?seconds=3: {site} has "
-                  f"next to nothing in use ({mb(v)})", irows[:20])
+    # Each other call: 3 s × 1000/s × 4 KiB = 12.3 MB allocated, nothing kept;
+    # reallocarray_site's 2 KiB block grown to 4 KiB allocates 2 + 4 KiB (or, counting
+    # only what a realloc adds, 2 + 2 KiB: within the bounds too).
+    r, p = fetch_profile(daemon, "/debug/pprof/allocs?seconds=3", f"{what}: allocs?seconds=3")
+    check_profile_shape(r, p, "allocs", REALLOC_RATE, f"{what}: allocs?seconds=3", seconds=3)
+    path = save(r, "heap-realloc-allocs.pb.gz")
+    out, rows = pprof_top(path, f"{what}: allocs?seconds=3")
+    for site in OTHER_SITES:
+        expected = 3 * 1000 * (6144 if site == "reallocarray_site" else 4096)
+        check_within(top_value(rows, site), 0.6 * expected, 1.6 * expected,
+                     f"{what}: allocs?seconds=3: {site} allocated ({mb(expected)})",
+                     out[-3000:])
+    _, irows = pprof_top(path, f"{what}: allocs?seconds=3", "-sample_index=inuse_space")
+    for site in OTHER_SITES:
+        v = top_value(irows, site)
+        check(abs(v) < 0.05 * 3 * 1000 * 4096, f"{what}: allocs?seconds=3: {site} has "
+              f"next to nothing in use ({mb(v)})", irows[:20])
 
-        ct.check_not_stopped(target.pid, what)
-        stop_daemon(daemon, what)
-        check_runs_on(target, f"{what}: after cprofd exited")
-        check("corrupt" not in output(target), f"{what}: every block the target got was sound",
-              output(target)[-2000:])
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    ct.check_not_stopped(target.pid, what)
+    stop_daemon(daemon, what)
+    check_runs_on(target, f"{what}: after cprofd exited")
+    check("corrupt" not in output(target), f"{what}: every block the target got was sound",
+          output(target)[-2000:])
 
 
 # --- detaching ------------------------------------------------------------------------------
@@ -659,22 +641,23 @@ def check_realloc():
 def attach(target, what):
     """cprofd --heap on TARGET, tracking from the start; returns the daemon."""
     daemon = start_daemon(target, what, ["--heap"])
-    try:
-        ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
-        require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
-                f"within 30 s", f"{agent_traces(target.pid)}\ncprofd's stderr:\n"
-                f"{daemon.stderr()[-2000:]}")
-        wait_for_site(daemon, "leak_site", what)
-    except BaseException:
-        daemon.stop()
-        raise
+    ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+    require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
+            f"within 30 s", f"{agent_traces(target.pid)}\ncprofd's stderr:\n"
+            f"{daemon.stderr()[-2000:]}")
+    wait_for_site(daemon, "leak_site", what)
     return daemon
 
 
-def check_detached(target, what, baseline):
+def agent_left(target, timeout=10):
+    """Whether TARGET is alive with no trace of the agent within TIMEOUT seconds."""
     ok, _ = wait_until(lambda: not target.alive() or not any(agent_traces(target.pid).values()),
-                       10)
-    check(ok and target.alive(), f"{what}: within 10 s the target has no `{AGENT_MEMFD}` fd or "
+                       timeout)
+    return ok and target.alive()
+
+
+def check_detached(target, what, baseline):
+    check(agent_left(target), f"{what}: within 10 s the target has no `{AGENT_MEMFD}` fd or "
           "mapping", agent_traces(target.pid))
     ct.check_not_stopped(target.pid, what)
     check_runs_on(target, what)
@@ -687,32 +670,26 @@ def check_detached(target, what, baseline):
 def check_detach(how):
     what = f"detach on {'SIGTERM' if how == signal.SIGTERM else 'SIGKILL'}"
     target = heap_leak_target(["--spin"])
-    daemon = None
-    try:
-        wait_rates(target, 1)
-        baseline = statistics.median(wait_rates(target, 3))
-        log(f"{what}: {baseline} pairs/s before cprofd")
-        daemon = attach(target, what)
-        log(f"{what}: {statistics.median(wait_rates(target, 3))} pairs/s while tracked")
-        if how == signal.SIGTERM:
-            status = daemon.stop()
-            check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})",
-                  daemon.stderr()[-2000:])
-        else:
-            os.kill(daemon.proc.pid, signal.SIGKILL)
-            daemon.proc.wait()
-        check_detached(target, what, baseline)
-        if how != signal.SIGTERM:
-            return
-        # A cprofd started again (a restarted service) finds the agent it left and tracks.
-        what = "attach again after SIGTERM"
-        daemon = attach(target, what)
-        stop_daemon(daemon, what)
-        check_detached(target, what, baseline)
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    wait_rates(target, 1)
+    baseline = statistics.median(wait_rates(target, 3))
+    log(f"{what}: {baseline} pairs/s before cprofd")
+    daemon = attach(target, what)
+    log(f"{what}: {statistics.median(wait_rates(target, 3))} pairs/s while tracked")
+    if how == signal.SIGTERM:
+        status = daemon.stop()
+        check(status == 0, f"{what}: cprofd exits 0 on SIGTERM ({status})",
+              daemon.stderr()[-2000:])
+    else:
+        os.kill(daemon.proc.pid, signal.SIGKILL)
+        daemon.proc.wait()
+    check_detached(target, what, baseline)
+    if how != signal.SIGTERM:
+        return
+    # A cprofd started again (a restarted service) finds the agent it left and tracks.
+    what = "attach again after SIGTERM"
+    daemon = attach(target, what)
+    stop_daemon(daemon, what)
+    check_detached(target, what, baseline)
 
 
 def let_go(daemon, target, what):
@@ -720,9 +697,8 @@ def let_go(daemon, target, what):
     within 10 s and the target runs on."""
     ct.check_not_stopped(target.pid, what)
     stop_daemon(daemon, what)
-    ok, _ = wait_until(lambda: not any(agent_traces(target.pid).values()), 10)
-    check(ok, f"{what}: within 10 s of cprofd's exit the target has no `{AGENT_MEMFD}`",
-          agent_traces(target.pid))
+    check(agent_left(target), f"{what}: within 10 s of cprofd's exit the target has no "
+          f"`{AGENT_MEMFD}`", agent_traces(target.pid))
     check_runs_on(target, f"{what}: after cprofd exited")
 
 
@@ -734,33 +710,24 @@ def check_cycles(n=10):
     comes and goes, and the target runs on at full speed with nothing left."""
     what = "attach/detach cycles"
     target = heap_leak_target(["--spin"])
-    daemon = None
-    try:
-        wait_rates(target, 1)
-        baseline = statistics.median(wait_rates(target, 3))
-        rng = random.Random(1)
-        for i in range(n):
-            daemon = ct.Daemon([target.pid], ["--heap", "--heap-rate", "4096"])
-            ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
-            require(ok, f"{what}: {i}: the agent is mapped within 30 s", daemon.stderr()[-2000:])
-            time.sleep(rng.uniform(0, 0.5))
-            if i % 2:
-                os.kill(daemon.proc.pid, signal.SIGKILL)
-                daemon.proc.wait()
-            else:
-                require(daemon.stop() == 0, f"{what}: {i}: cprofd exits 0 on SIGTERM",
-                        daemon.stderr()[-2000:])
-            daemon = None
-            ok, _ = wait_until(lambda: not target.alive() or not any(agent_traces(target.pid).values()),
-                               10)
-            require(ok and target.alive(), f"{what}: {i}: within 10 s of cprofd's end the target "
-                    f"has no `{AGENT_MEMFD}`", agent_traces(target.pid))
-        check(True, f"{what}: {n} times attached and gone, by SIGTERM and SIGKILL in turn")
-        check_detached(target, what, baseline)
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    wait_rates(target, 1)
+    baseline = statistics.median(wait_rates(target, 3))
+    rng = random.Random(1)
+    for i in range(n):
+        daemon = ct.Daemon([target.pid], ["--heap", "--heap-rate", "4096"])
+        ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+        require(ok, f"{what}: {i}: the agent is mapped within 30 s", daemon.stderr()[-2000:])
+        time.sleep(rng.uniform(0, 0.5))
+        if i % 2:
+            os.kill(daemon.proc.pid, signal.SIGKILL)
+            daemon.proc.wait()
+        else:
+            require(daemon.stop() == 0, f"{what}: {i}: cprofd exits 0 on SIGTERM",
+                    daemon.stderr()[-2000:])
+        require(agent_left(target), f"{what}: {i}: within 10 s of cprofd's end the target "
+                f"has no `{AGENT_MEMFD}`", agent_traces(target.pid))
+    log(f"{what}: {n} times attached and gone, by SIGTERM and SIGKILL in turn")
+    check_detached(target, what, baseline)
 
 
 # --- other allocators ------------------------------------------------------------------------
@@ -777,21 +744,15 @@ def check_allocator(name, lib):
     what = f"heap-leak on {name}"
     require(os.path.exists(lib), f"{what}: {lib} is installed")
     target = heap_leak_target(env={"LD_PRELOAD": lib})
-    daemon = None
-    try:
-        with open(f"/proc/{target.pid}/maps") as f:
-            require(lib in f.read(), f"{what}: the target maps {lib}")
-        daemon = start_daemon(target, what)
-        wait_for_site(daemon, "leak_site", what)
-        _, out, rows, leak = check_leak_delta(daemon, what, 3, f"heap-{name}-delta.pb.gz", 2.0e6, 4.5e6)
-        check(abs(top_value(rows, "churn_site")) < 0.1 * max(leak, 1),
-              f"{what}: heap?seconds=3: churn_site, freed as fast as allocated, is < 10 % of "
-              "leak_site in use", out[-3000:])
-        let_go(daemon, target, what)
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    with open(f"/proc/{target.pid}/maps") as f:
+        require(lib in f.read(), f"{what}: the target maps {lib}")
+    daemon = start_daemon(target, what)
+    wait_for_site(daemon, "leak_site", what)
+    _, out, rows, leak = check_leak_delta(daemon, what, 3, f"heap-{name}-delta.pb.gz", 2.0e6, 4.5e6)
+    check(abs(top_value(rows, "churn_site")) < 0.1 * max(leak, 1),
+          f"{what}: heap?seconds=3: churn_site, freed as fast as allocated, is < 10 % of "
+          "leak_site in use", out[-3000:])
+    let_go(daemon, target, what)
 
 
 # --- modules loaded later -------------------------------------------------------------------
@@ -802,27 +763,21 @@ def check_plugin():
     maps, has a borrowed thread hook it."""
     what = "module loaded later"
     target = ct.Target("HEAP_PLUGIN_TARGET", [ct.env_binary("HEAP_PLUGIN_LIB")])
-    daemon = None
-    try:
-        daemon = start_daemon(target, what, ("--heap", "--heap-rate", str(RATE)))
-        ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
-        require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
-                "within 30 s", daemon.stderr()[-2000:])
-        os.kill(target.pid, signal.SIGUSR1)
-        ct.wait_for_line(target.out, r"^loaded$", target.proc)
-        r, h = wait_for_site(daemon, "plugin_leak_site", what)
-        recs = site_records(h, "plugin_leak_site")
-        check(recs and all(LEAK_SIZE_MIN <= x.inuse_bytes / x.inuse_objects <= LEAK_SIZE_MAX
-                           for x in recs if x.inuse_objects),
-              f"{what}: plugin_leak_site's blocks are 1 KiB",
-              "\n".join("\n".join(x.lines) for x in recs))
-        check("hooked the modules loaded since" in daemon.stderr(),
-              f"{what}: cprofd had a borrowed thread hook the new module", daemon.stderr()[-2000:])
-        let_go(daemon, target, what)
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
+    daemon = start_daemon(target, what, ("--heap", "--heap-rate", str(RATE)))
+    ok, _ = wait_until(lambda: agent_maps(target.pid), 30)
+    require(ok, f"{what}: --heap: the agent's `{AGENT_MEMFD}` is mapped in the target "
+            "within 30 s", daemon.stderr()[-2000:])
+    os.kill(target.pid, signal.SIGUSR1)
+    ct.wait_for_line(target.out, r"^loaded$", target.proc)
+    r, h = wait_for_site(daemon, "plugin_leak_site", what)
+    recs = site_records(h, "plugin_leak_site")
+    check(recs and all(LEAK_SIZE_MIN <= x.inuse_bytes / x.inuse_objects <= LEAK_SIZE_MAX
+                       for x in recs if x.inuse_objects),
+          f"{what}: plugin_leak_site's blocks are 1 KiB",
+          "\n".join("\n".join(x.lines) for x in recs))
+    check("hooked the modules loaded since" in daemon.stderr(),
+          f"{what}: cprofd had a borrowed thread hook the new module", daemon.stderr()[-2000:])
+    let_go(daemon, target, what)
 
 
 # --- the uprobe fallback -------------------------------------------------------------------
@@ -830,55 +785,39 @@ def check_plugin():
 def check_uprobes():
     what = "heap-leak --heap-uprobes"
     target = heap_leak_target()
-    daemon = None
-    try:
-        daemon = start_daemon(target, what, ("--heap-rate", str(RATE), "--heap-uprobes"))
-        r, h = wait_for_site(daemon, "leak_site", what)
-        check(not any(agent_traces(target.pid).values()),
-              f"{what}: no agent in the target: no `{AGENT_MEMFD}`", agent_traces(target.pid))
-        r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=4", f"{what}: heap?seconds=4")
-        check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=4", seconds=4)
-        path = save(r, "heap-uprobes-delta.pb.gz")
-        out, rows = pprof_top(path, f"{what}: heap?seconds=4", "-sample_index=inuse_space")
-        require(rows, f"{what}: heap?seconds=4: pprof -top has rows", out[-3000:])
-        check(site_matches(rows[0][0], "leak_site"),
-              f"{what}: heap?seconds=4: leak_site is first in inuse_space (the allocator's own "
-              "frame is not shown)", out[-3000:])
-        # Records can be lost at this call rate, and with them the pairs of an entry and
-        # its return: the estimate may only fall short.
-        check_within(top_value(rows, "leak_site"), 0.5e6, 6e6, f"{what}: heap?seconds=4: "
-                     "leak_site in use (4 s × 1000/s × 1 KiB = 4.1 MB at most)", out[-3000:])
-        ct.check_not_stopped(target.pid, what)
-        stop_daemon(daemon, what)
-        check_runs_on(target, f"{what}: after cprofd exited")
-    finally:
-        if daemon:
-            daemon.stop()
-        target.kill()
-
-
-def scenario(fn, *args):
-    """Runs one scenario; a requirement it misses ends it, not the others."""
-    try:
-        fn(*args)
-    except ct.TestFailure as e:
-        log(f"ABORTED {e}")
-        if not ct._failures:
-            ct._failures.append(str(e))
+    daemon = start_daemon(target, what, ("--heap-rate", str(RATE), "--heap-uprobes"))
+    r, h = wait_for_site(daemon, "leak_site", what)
+    check(not any(agent_traces(target.pid).values()),
+          f"{what}: no agent in the target: no `{AGENT_MEMFD}`", agent_traces(target.pid))
+    r, p = fetch_profile(daemon, "/debug/pprof/heap?seconds=4", f"{what}: heap?seconds=4")
+    check_profile_shape(r, p, "heap", RATE, f"{what}: heap?seconds=4", seconds=4)
+    path = save(r, "heap-uprobes-delta.pb.gz")
+    out, rows = pprof_top(path, f"{what}: heap?seconds=4", "-sample_index=inuse_space")
+    require(rows, f"{what}: heap?seconds=4: pprof -top has rows", out[-3000:])
+    check(site_matches(rows[0][0], "leak_site"),
+          f"{what}: heap?seconds=4: leak_site is first in inuse_space (the allocator's own "
+          "frame is not shown)", out[-3000:])
+    # Records can be lost at this call rate, and with them the pairs of an entry and
+    # its return: the estimate may only fall short.
+    check_within(top_value(rows, "leak_site"), 0.5e6, 6e6, f"{what}: heap?seconds=4: "
+                 "leak_site in use (4 s × 1000/s × 1 KiB = 4.1 MB at most)", out[-3000:])
+    ct.check_not_stopped(target.pid, what)
+    stop_daemon(daemon, what)
+    check_runs_on(target, f"{what}: after cprofd exited")
 
 
 def main():
     require(shutil.which("go") is not None, "go (golang-go) is installed")
-    scenario(check_leak)
-    scenario(check_cpp)
-    scenario(check_realloc)
-    scenario(check_detach, signal.SIGTERM)
-    scenario(check_detach, signal.SIGKILL)
-    scenario(check_cycles)
-    scenario(check_plugin)
+    ct.scenario(check_leak)
+    ct.scenario(check_cpp)
+    ct.scenario(check_realloc)
+    ct.scenario(check_detach, signal.SIGTERM)
+    ct.scenario(check_detach, signal.SIGKILL)
+    ct.scenario(check_cycles)
+    ct.scenario(check_plugin)
     for name, lib in ALLOCATORS:
-        scenario(check_allocator, name, lib)
-    scenario(check_uprobes)
+        ct.scenario(check_allocator, name, lib)
+    ct.scenario(check_uprobes)
 
 
 if __name__ == "__main__":

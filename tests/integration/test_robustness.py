@@ -33,40 +33,6 @@ def check_error_reply(r, status, what):
           r.describe())
 
 
-class Hammer:
-    """Client threads fetching PATHS in a loop until stopped; records every outcome."""
-
-    def __init__(self, daemon, paths, clients=2):
-        self.daemon = daemon
-        self.paths = paths
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.results = []       # (monotonic time, path, status or exception text, Reply)
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i):
-        n = i
-        while not self.stopping.is_set():
-            path = self.paths[n % len(self.paths)]
-            n += 1
-            try:
-                r = self.daemon.get(path, timeout=20)
-                outcome = (time.monotonic(), path, r.status, r)
-            except Exception as e:        # a hang (timeout) or a dropped connection
-                outcome = (time.monotonic(), path, f"{type(e).__name__}: {e}", None)
-            with self.lock:
-                self.results.append(outcome)
-
-    def stop(self):
-        self.stopping.set()
-        for t in self.threads:
-            t.join(timeout=60)
-        return self.results
-
-
 def test_exit_mid_snapshot(exit_after_ms):
     log(f"--- (a) target exits after {exit_after_ms} ms")
     target = ct.threads_target(["--exit-after-ms", str(exit_after_ms)])
@@ -78,7 +44,8 @@ def test_exit_mid_snapshot(exit_after_ms):
         states = ct.task_states(target.pid)
         return not reaper.is_alive() or states.get(target.pid) in (None, "Z", "X")
 
-    hammer = Hammer(daemon, ["/debug/pprof/goroutine?debug=2", "/debug/pprof/goroutine?debug=1"])
+    hammer = ct.Hammer(daemon, ["/debug/pprof/goroutine?debug=2", "/debug/pprof/goroutine?debug=1"],
+                       timeout=20)
     deadline = time.monotonic() + exit_after_ms / 1000 + 20
     while not exited() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -222,7 +189,7 @@ def test_sigkill_mid_snapshot(rounds=5):
     rng = random.Random(1)
     for i in range(rounds):
         daemon = ct.Daemon([target.pid])
-        hammer = Hammer(daemon, ["/debug/pprof/goroutine?debug=2"], clients=2)
+        hammer = ct.Hammer(daemon, ["/debug/pprof/goroutine?debug=2"], clients=2, timeout=20)
         time.sleep(rng.uniform(0.05, 0.4))
         daemon.proc.kill()
         daemon.proc.wait()

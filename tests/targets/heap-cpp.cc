@@ -107,6 +107,10 @@ _noinline_ void *worker_main(void *) {
 
 }  // namespace
 
+static void report(void *) {
+        printf("progress %ld %ld\n", leaked.load(), pairs.load());
+}
+
 int main(int argc, char *argv[]) {
         long exit_after_ms;
         int r = target_parse_args(argc, argv, "cprofd-test-heap-cpp", &exit_after_ms);
@@ -124,14 +128,6 @@ int main(int argc, char *argv[]) {
 
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
-        int64_t start = now_us();
-        for (int64_t tick = 1;; tick++) {
-                int64_t wait = start + tick * 1000000 - now_us();
-                if (wait > 0)
-                        sleep_us((long) wait);
-                printf("progress %ld %ld\n", leaked.load(), pairs.load());
-                fflush(stdout);
-                if (exit_after_ms > 0 && now_us() - start >= exit_after_ms * 1000)
-                        return 0;
-        }
+        report_every_second(now_us(), exit_after_ms, report, nullptr);
+        return 0;
 }

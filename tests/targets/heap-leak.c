@@ -184,6 +184,28 @@ static int64_t cpu_ns(clockid_t clock) {
         return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The spinner's pairs per second of its own CPU time, between two reports. */
+typedef struct SpinRate {
+        clockid_t clock;
+        int64_t last_cpu;
+        long last_spun;
+} SpinRate;
+
+/* RATE: NULL without --spin. */
+static void report(void *rate) {
+        SpinRate *r = rate;
+
+        printf("progress %ld %ld\n", atomic_load(&leaked), atomic_load(&churned));
+        if (r) {
+                int64_t cpu = cpu_ns(r->clock);
+                long n = atomic_load(&spun);
+                if (cpu > r->last_cpu)
+                        printf("rate %.0f pairs/s\n", (double) (n - r->last_spun) * 1e9 / (double) (cpu - r->last_cpu));
+                r->last_cpu = cpu;
+                r->last_spun = n;
+        }
+}
+
 static int usage(FILE *f, int status) {
         fprintf(f, "Usage: cprofd-test-heap-leak [--spin] [--exit-after-ms N]\n");
         return status;
@@ -193,8 +215,6 @@ int main(int argc, char *argv[]) {
         long exit_after_ms = 0;
         int spin = 0, threads = 2;
         clockid_t spinner_clock = CLOCK_THREAD_CPUTIME_ID;
-        int64_t start, last_cpu = 0;
-        long last_spun = 0;
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--spin") == 0)
@@ -224,26 +244,11 @@ int main(int argc, char *argv[]) {
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
 
-        start = now_us();
+        SpinRate rate = { .clock = spinner_clock };
         if (spin) {
-                last_cpu = cpu_ns(spinner_clock);
-                last_spun = atomic_load(&spun);
+                rate.last_cpu = cpu_ns(spinner_clock);
+                rate.last_spun = atomic_load(&spun);
         }
-        for (int64_t tick = 1;; tick++) {
-                int64_t wait = start + tick * 1000000 - now_us();
-                if (wait > 0)
-                        sleep_us((long) wait);
-                printf("progress %ld %ld\n", atomic_load(&leaked), atomic_load(&churned));
-                if (spin) {
-                        int64_t cpu = cpu_ns(spinner_clock);
-                        long n = atomic_load(&spun);
-                        if (cpu > last_cpu)
-                                printf("rate %.0f pairs/s\n", (double) (n - last_spun) * 1e9 / (double) (cpu - last_cpu));
-                        last_cpu = cpu;
-                        last_spun = n;
-                }
-                fflush(stdout);
-                if (exit_after_ms > 0 && now_us() - start >= exit_after_ms * 1000)
-                        return 0;
-        }
+        report_every_second(now_us(), exit_after_ms, report, spin ? &rate : NULL);
+        return 0;
 }

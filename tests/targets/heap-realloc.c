@@ -221,6 +221,11 @@ _noinline_ static void *grower_main(void *arg) {
         return NULL;
 }
 
+static void report(void *unused) {
+        (void) unused;
+        printf("progress %ld %ld\n", atomic_load(&grown), atomic_load(&kept));
+}
+
 int main(int argc, char *argv[]) {
         long exit_after_ms;
         int r = target_parse_args(argc, argv, "cprofd-test-heap-realloc", &exit_after_ms);
@@ -241,14 +246,6 @@ int main(int argc, char *argv[]) {
 
         printf("ready %d\n", (int) getpid());
         fflush(stdout);
-        int64_t start = now_us();
-        for (int64_t tick = 1;; tick++) {
-                int64_t wait = start + tick * 1000000 - now_us();
-                if (wait > 0)
-                        sleep_us((long) wait);
-                printf("progress %ld %ld\n", atomic_load(&grown), atomic_load(&kept));
-                fflush(stdout);
-                if (exit_after_ms > 0 && now_us() - start >= exit_after_ms * 1000)
-                        return 0;
-        }
+        report_every_second(now_us(), exit_after_ms, report, NULL);
+        return 0;
 }

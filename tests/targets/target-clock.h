@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 static inline int64_t now_us(void) {
@@ -19,4 +20,20 @@ static inline void sleep_us(long us) {
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
+}
+
+/* A target's main loop once it is ready: every second from START_US, REPORT(ARG) prints
+ * its `progress …` lines (then they are flushed); returns once EXIT_AFTER_MS have passed,
+ * if it is > 0, else never. */
+static inline void report_every_second(int64_t start_us, long exit_after_ms, void (*report)(void *), void *arg) {
+        for (int64_t tick = 1;; tick++) {
+                int64_t wait = start_us + tick * 1000000 - now_us();
+
+                if (wait > 0)
+                        sleep_us((long) wait);
+                report(arg);
+                fflush(stdout);
+                if (exit_after_ms > 0 && now_us() - start_us >= exit_after_ms * 1000)
+                        return;
+        }
 }
