@@ -1,6 +1,7 @@
 /* attach/snapshot.c -- stop a thread, copy its registers and stack, let it go.
  *
- * Only this file calls ptrace(2). Every seize is paired with a detach on every path; a
+ * Only this file and attach/inject.c (which borrows a thread to load the heap agent) call
+ * ptrace(2). Every seize is paired with a detach on every path; a
  * thread is never left stopped. The pause of each thread (PTRACE_INTERRUPT → detach) holds
  * nothing but GETREGSET and one process_vm_readv: no allocation, no /proc reads, no
  * PTRACE_PEEKDATA. Everything else happens before the stop (the /proc state, so the stop
@@ -232,15 +233,14 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
                 copied = n > 0 ? (size_t) n : 0;
         }
 
-        if (ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0) {
-                /* ESRCH: killed while held (exit_group, execve). It is now a zombie we
-                 * still trace: reap it, or its parent can never reap the process. */
-                if (errno == ESRCH)
-                        reap_dying(tid);
-                else if (r == 0)
-                        r = -errno;
-        }
-        t->pause_ns = now_monotonic_ns() - t0;
+        int detached = ptrace(PTRACE_DETACH, tid, NULL, (void *) (long) sig) < 0 ? -errno : 0;
+        t->pause_ns = now_monotonic_ns() - t0;  /* the reap below is not the thread's pause */
+        if (detached == -ESRCH)
+                /* Killed while held (exit_group, execve). It is now a zombie we still
+                 * trace: reap it, or its parent can never reap the process. */
+                reap_dying(tid);
+        else if (detached < 0 && r == 0)
+                r = detached;
         t->reinjected_signal = sig;
         if (r < 0)
                 return r;
@@ -264,6 +264,7 @@ static int capture_thread(pid_t pid, const Maps *maps, uint8_t *scratch, size_t 
 static bool ask_unchanged(pid_t pid, const SnapshotOptions *opts, ThreadCapture *t) {
         char state = t->info.state;
         bool may_skip = opts && opts->unchanged && (state == 'S' || state == 'D' || state == 'T') &&
+                        (!opts->known || opts->known(opts->userdata, t->tid)) &&
                         procfs_read_thread_run_ns(pid, t->tid, &t->info) == 0;
 
         if (may_skip && opts->unchanged(opts->userdata, t->tid, &t->info))
@@ -274,7 +275,7 @@ static bool ask_unchanged(pid_t pid, const SnapshotOptions *opts, ThreadCapture 
 
 static bool process_gone(pid_t pid) {
         ThreadInfo info;
-        int r = procfs_read_thread(pid, pid, &info);
+        int r = procfs_read_thread_stat(pid, pid, &info);
         return r == -ESRCH || (r == 0 && (info.state == 'Z' || info.state == 'X') &&
                                kill(pid, 0) < 0 && errno == ESRCH);
 }

@@ -60,6 +60,9 @@ typedef struct SnapshotOptions {
          * read as well. True: the thread has not run since the caller last saw it, so a
          * stop would show the same registers and stack; it is not stopped. */
         bool (*unchanged)(void *userdata, pid_t tid, const ThreadInfo *info);
+        /* Optional, with unchanged: false when unchanged() cannot say true for TID (the
+         * caller has no fresh record of it), which spares reading its run time. */
+        bool (*known)(void *userdata, pid_t tid);
         void *userdata;
 } SnapshotOptions;
 

@@ -43,13 +43,20 @@ static bool same_place(const SyscallPlace *a, const SyscallPlace *b) {
                memcmp(a->args, b->args, sizeof a->args) == 0;
 }
 
+static bool fresh(const ThreadCache *c, const ThreadCacheEntry *e) {
+        return e && c->now_ns >= e->stopped_ns && c->now_ns - e->stopped_ns < THREAD_CACHE_REFRESH_NS;
+}
+
+bool thread_cache_known(void *userdata, pid_t tid) {
+        ThreadCache *c = userdata;
+        return fresh(c, find(c, tid));
+}
+
 bool thread_cache_unchanged(void *userdata, pid_t tid, const ThreadInfo *info) {
         ThreadCache *c = userdata;
         ThreadCacheEntry *e = find(c, tid);
 
-        if (!e || e->start_time_ticks != info->start_time_ticks || info->run_ns == RUN_NS_UNKNOWN)
-                return false;
-        if (c->now_ns < e->stopped_ns || c->now_ns - e->stopped_ns >= THREAD_CACHE_REFRESH_NS)
+        if (!fresh(c, e) || e->start_time_ticks != info->start_time_ticks || info->run_ns == RUN_NS_UNKNOWN)
                 return false;
         if (e->run_ns != RUN_NS_UNKNOWN)
                 return info->run_ns == e->run_ns;

@@ -50,6 +50,8 @@ void thread_cache_done(ThreadCache *c);
 /* SnapshotOptions.unchanged, USERDATA being the ThreadCache: true when the entry of TID
  * is fresh and the thread has not run since (see above). Takes the baseline. */
 bool thread_cache_unchanged(void *userdata, pid_t tid, const ThreadInfo *info);
+/* SnapshotOptions.known: whether TID has a fresh entry. */
+bool thread_cache_known(void *userdata, pid_t tid);
 
 /* The entry of TID, or NULL. */
 const ThreadCacheEntry *thread_cache_find(const ThreadCache *c, pid_t tid);

@@ -299,6 +299,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         target->thread_cache.now_ns = now_monotonic_ns();
         if (mode == SNAPSHOT_REUSE_UNCHANGED) {
                 options.unchanged = thread_cache_unchanged;
+                options.known = thread_cache_known;
                 options.userdata = &target->thread_cache;
         }
         Snapshot *s = NULL;

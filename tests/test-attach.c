@@ -283,7 +283,8 @@ TEST(capture_file_round_trip_and_corruption) {
 /* One snapshot through the cache, as the daemon's periodic ones go: every thread stopped
  * gets a one-frame stack at its pc, so the cache has something to hand back. */
 static Snapshot *cached_snapshot(pid_t pid, ThreadCache *cache, uint64_t now_ns) {
-        SnapshotOptions opts = { .unchanged = thread_cache_unchanged, .userdata = cache };
+        SnapshotOptions opts = { .unchanged = thread_cache_unchanged, .known = thread_cache_known,
+                                 .userdata = cache };
         Snapshot *s;
         cache->now_ns = now_ns;
         if (snapshot_take(pid, &opts, &s) < 0)
