@@ -20,12 +20,15 @@
 #define AGENT_STOP_SYMBOL "cprofd_agent_stop"        /* int (void) */
 #define AGENT_RESCAN_SYMBOL "cprofd_agent_rescan"    /* int (void) */
 
+#define AGENT_HEADER_SIZE 4096u                     /* the ring follows the header's page */
+#define AGENT_RING_SIZE_MIN (1u << 20)
+#define AGENT_RING_SIZE_MAX (1u << 30)
 #define AGENT_RING_SIZE_DEFAULT (8u << 20)
 #define AGENT_STACK_COPY_MAX (16u * 1024u)          /* bytes of stack copied per sample */
 
 /* AgentHeader.state, written by the agent. */
 enum {
-        AGENT_STATE_STARTING = 1,               /* hooks being installed */
+        AGENT_STATE_STARTING = 1,               /* hooks being installed (inside the start call) */
         AGENT_STATE_ACTIVE = 2,                 /* sampling */
         AGENT_STATE_STOPPED = 3,                /* hooks restored, shared memory let go */
 };
@@ -79,11 +82,9 @@ typedef struct AgentHeader {
         uint32_t command;                       /* AGENT_COMMAND_*, cprofd → agent */
         uint32_t hooked_modules;                /* modules whose GOT is redirected */
         uint64_t hooked_slots;                  /* GOT entries redirected */
-        uint64_t started_ns;                    /* CLOCK_REALTIME when sampling began */
         uint64_t scanned_ns;                    /* CLOCK_REALTIME of the last look for modules */
         uint64_t head;                          /* bytes written, agent */
         uint64_t tail;                          /* bytes consumed, cprofd */
         uint64_t lost;                          /* samples dropped: ring full */
         uint64_t untracked;                     /* sampled objects not tracked: set full */
-        char error[128];                        /* why the agent stopped, if it did on its own */
 } AgentHeader;

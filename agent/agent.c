@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "agent-protocol.h"
+#include "clock.h"
 #include "sample-interval.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -117,7 +118,6 @@ static const struct {
 
 /* ---- state ---- */
 
-static atomic_bool active;              /* hooks may sample */
 static atomic_flag lock = ATOMIC_FLAG_INIT;     /* ring, set, filter writes */
 static AgentHeader *shm;                /* NULL once stopped */
 static uint8_t *ring;
@@ -127,7 +127,7 @@ static int memfd = -1;
 static pid_t host_pid;
 static uintptr_t main_stack_end;        /* __libc_stack_end: _start's sp */
 static int daemon_pidfd = -1;
-static atomic_bool running;             /* from start until stopped */
+static atomic_bool running;             /* from start until stopped: hooks may sample */
 /* Start, stop and the periodic work, one at a time. Never waited for by a hook: a thread
  * that finds it taken leaves the work to its holder. */
 static atomic_flag busy = ATOMIC_FLAG_INIT;
@@ -172,11 +172,6 @@ static void lock_release(void) {
         atomic_flag_clear_explicit(&lock, memory_order_release);
 }
 
-static uint64_t now_realtime_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
 
 static uint32_t filter_index(uintptr_t p) {
         return (uint32_t) (p >> 9) & ((1u << FILTER_BITS) - 1);
@@ -212,7 +207,7 @@ static bool crossed(size_t n) {
                 }
         }
         bytes_left = (uint64_t) draw_interval();
-        return atomic_load_explicit(&active, memory_order_relaxed);
+        return atomic_load_explicit(&running, memory_order_relaxed);
 }
 
 /* True when N bytes cross this thread's countdown (then crossed() restarts it). Two
@@ -428,7 +423,7 @@ __attribute__((noinline)) static void record_alloc(void *p, size_t n) {
                 want = stack_hi - regs.rsp;
 
         lock_take();
-        if (!shm || !atomic_load(&active)) {
+        if (!shm || !atomic_load(&running)) {
                 lock_release();
                 return;
         }
@@ -757,15 +752,10 @@ __asm__(".pushsection .text\n"
 
 /* ---- lifecycle ---- */
 
-static uint64_t now_coarse_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
 
 /* For cprofd's calls, on a borrowed thread: that thread may be the one holding busy (it
- * was borrowed in the middle of the periodic work, in its poll of the pidfd), so the wait
- * is bounded and the call can fail with -EAGAIN. */
+ * was borrowed in the middle of the periodic work, waiting for the loader's lock), so the
+ * wait is bounded and the call can fail with -EAGAIN. */
 static bool busy_take(void) {
         for (int i = 0; i < 10000; i++) {
                 if (!atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
@@ -786,7 +776,7 @@ static void release_shared_memory(void) {
         ring = NULL;
         lock_release();
         if (h)
-                munmap(h, h->header_size + h->ring_size);
+                munmap(h, AGENT_HEADER_SIZE + ring_size);     /* not h's sizes: cprofd can write them */
         if (memfd >= 0)
                 close(memfd);
         memfd = -1;
@@ -809,17 +799,21 @@ static bool stop_wanted(void) {
 }
 
 /* Hooks back, shared memory gone. Under busy. Threads still inside a hook finish with the
- * real functions. */
-static void stop_now(void) {
-        atomic_store(&active, false);
+ * real functions. TELL: say so in the shared memory (not from a forked child: the memory
+ * is its parent's agent's too). */
+static void stop_now(bool tell) {
+        atomic_store(&running, false);
         unhook_all();
         if (daemon_pidfd >= 0)
                 close(daemon_pidfd);
         daemon_pidfd = -1;
-        if (shm)
+        if (shm && tell)
                 __atomic_store_n(&shm->state, AGENT_STATE_STOPPED, __ATOMIC_RELEASE);
         release_shared_memory();
-        atomic_store(&running, false);
+}
+
+static void stop_and_tell(void) {
+        stop_now(true);
 }
 
 /* The agent's periodic work, done on the thread of a sample (or of a thread's first
@@ -827,7 +821,7 @@ static void stop_now(void) {
  * since, keep the set tidy. Never on the agent's lock: it may take the loader's. */
 static void tend(void) {
         bool rescan = atomic_load_explicit(&cprofd_rescan_wanted, memory_order_relaxed);
-        uint64_t now = now_coarse_ns();
+        uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
         if (!rescan && now < atomic_load_explicit(&next_check_ns, memory_order_relaxed))
                 return;
         if (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
@@ -835,7 +829,7 @@ static void tend(void) {
         if (atomic_load(&running)) {
                 atomic_store_explicit(&next_check_ns, now + CHECK_NS, memory_order_relaxed);
                 if (stop_wanted())
-                        stop_now();
+                        stop_and_tell();
                 else if (rescan || now >= next_rescan_ns) {
                         atomic_store_explicit(&cprofd_rescan_wanted, false, memory_order_relaxed);
                         hook_all_modules();
@@ -851,19 +845,8 @@ static void tend(void) {
 static void after_fork_in_child(void) {
         atomic_flag_clear(&busy);
         atomic_flag_clear(&lock);
-        if (!atomic_load(&running))
-                return;
-        atomic_store(&active, false);
-        unhook_all();
-        shm = NULL;
-        ring = NULL;
-        if (memfd >= 0)
-                close(memfd);
-        memfd = -1;
-        if (daemon_pidfd >= 0)
-                close(daemon_pidfd);
-        daemon_pidfd = -1;
-        atomic_store(&running, false);
+        if (atomic_load(&running))
+                stop_now(false);
 }
 
 /* Under busy: the shared memory and the hooks. Returns the memfd or a negative errno. */
@@ -873,7 +856,7 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
         for (size_t i = 0; i < N_HOOKS; i++)
                 if (!(*hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name)))
                         return -ENOSYS;         /* an allocator without all of them */
-        if (ring_bytes < (1u << 20) || ring_bytes > (1u << 30))
+        if (ring_bytes < AGENT_RING_SIZE_MIN || ring_bytes > AGENT_RING_SIZE_MAX)
                 ring_bytes = AGENT_RING_SIZE_DEFAULT;
         ring_bytes &= ~(uint64_t) 4095;
         rate = sample_rate > 0 ? sample_rate : 512 * 1024;
@@ -881,7 +864,7 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
         void **stack_end = dlsym(RTLD_DEFAULT, "__libc_stack_end");
         main_stack_end = stack_end ? (uintptr_t) *stack_end : 0;
 
-        size_t header = 4096, total = header + ring_bytes;
+        size_t header = AGENT_HEADER_SIZE, total = header + ring_bytes;
         int fd = (int) syscall(SYS_memfd_create, AGENT_SHM_NAME, MFD_CLOEXEC);
         if (fd < 0 || ftruncate(fd, (off_t) total) < 0) {
                 int r = -errno;
@@ -921,12 +904,10 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
 
         atomic_store(&cprofd_rescan_wanted, false);
         hook_all_modules();
-        uint64_t now = now_coarse_ns();
+        uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
         next_rescan_ns = now + RESCAN_NS;
         atomic_store(&next_check_ns, now + CHECK_NS);
-        shm->started_ns = now_realtime_ns();
         atomic_store(&running, true);
-        atomic_store(&active, true);
         __atomic_store_n(&shm->state, AGENT_STATE_ACTIVE, __ATOMIC_RELEASE);
         return fd;
 }
@@ -944,7 +925,7 @@ EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t rin
                         busy_release();
                         return -EBUSY;
                 }
-                stop_now();
+                stop_and_tell();
         }
         bool saved_in_agent = in_agent;
         in_agent = true;                /* dlsym may allocate: not a sample */
@@ -969,7 +950,7 @@ static int if_running(void (*work)(void)) {
 /* Called by cprofd the same way when it detaches (on -EAGAIN the next sample stops it). */
 EXPORT int cprofd_agent_stop(void);
 EXPORT int cprofd_agent_stop(void) {
-        return if_running(stop_now);
+        return if_running(stop_and_tell);
 }
 
 /* Called by cprofd the same way when the target has loaded modules that no sample has

@@ -108,36 +108,12 @@ int elf_function_file_offset(const char *path, const char *name, uint64_t *ret) 
         return elf_function(path, name, &value, &first_load, ret);
 }
 
-/* The mapping of offset 0 of the module whose path satisfies MATCH. */
-static const MapEntry *find_module(const Maps *maps, bool (*match)(const char *path, const void *arg),
-                                   const void *arg) {
-        for (size_t i = 0; i < maps->n; i++) {
-                const MapEntry *e = &maps->entries[i];
-                if (e->path && e->offset == 0 && !e->deleted && match(e->path, arg))
-                        return e;
-        }
-        return NULL;
-}
-
-static bool is_libc(const char *path, const void *arg) {
-        (void) arg;
-        const char *base = strrchr(path, '/');
-        base = base ? base + 1 : path;
-        size_t n = strlen(base);
-        return strncmp(base, "libc.so.", 8) == 0 || (strncmp(base, "libc-", 5) == 0 && n > 3 &&
-                                                     strcmp(base + n - 3, ".so") == 0);
-}
-
-static bool is_path(const char *path, const void *arg) {
-        return strcmp(path, (const char *) arg) == 0;
-}
-
 /* The address of function NAME of the module mapped at M in PID, read from the file the
  * target maps (through /proc/PID/map_files, so a container's own libc is the one read). */
 static int target_symbol(pid_t pid, const MapEntry *m, const char *name, uint64_t *ret) {
-        char path[128];
+        char path[PROCFS_MAP_FILES_PATH_MAX];
         uint64_t value, first_load, file_offset;
-        snprintf(path, sizeof path, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int) pid, m->start, m->end);
+        procfs_map_files_path(pid, m, path, sizeof path);
         int r = elf_function(path, name, &value, &first_load, &file_offset);
         if (r == -EIO)
                 r = elf_function(m->path, name, &value, &first_load, &file_offset);
@@ -352,6 +328,32 @@ static bool same_root(pid_t pid) {
         return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* On borrowed thread B: dlopen(agent, RTLD_NOW), then the address of the start symbol in
+ * the module it mapped. *SP: below what was pushed. */
+static int load_agent(pid_t pid, Borrowed *b, uint64_t *sp, uint64_t dlopen_addr, const InjectRequest *req,
+                      uint64_t *ret_start, char *err, size_t errlen) {
+        uint64_t path_addr = 0, handle = 0;
+        Maps maps;
+        int r = push_data(pid, sp, req->agent_path, strlen(req->agent_path) + 1, &path_addr);
+        if (r == 0) {
+                uint64_t dl_args[2] = { path_addr, 2 /* RTLD_NOW */ };
+                r = remote_call(pid, b, *sp, dlopen_addr, dl_args, 2, &handle);
+        }
+        if (r < 0)
+                return fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling dlopen in pid %d failed: %s",
+                            (int) pid, strerror(-r));
+        if (handle == 0)
+                return fail(err, errlen, -EIO, "dlopen(%s) failed in pid %d (unreadable for its user, or "
+                            "refused by a seccomp filter?)", req->agent_path, (int) pid);
+        if ((r = procfs_read_maps(pid, &maps)) < 0)
+                return fail(err, errlen, r, "cannot read the maps of pid %d: %s", (int) pid, strerror(-r));
+        const MapEntry *agent = maps_find_module(&maps, module_is_path, req->agent_path);
+        if (!agent || target_symbol(pid, agent, req->start_symbol, ret_start) < 0)
+                r = fail(err, errlen, -EIO, "the agent loaded in pid %d has no %s", (int) pid, req->start_symbol);
+        maps_done(&maps);
+        return r;
+}
+
 int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *err, size_t errlen) {
         Maps maps;
         uint64_t dlopen_addr = 0;
@@ -365,12 +367,18 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         r = procfs_read_maps(pid, &maps);
         if (r < 0)
                 return fail(err, errlen, r, "cannot read the maps of pid %d: %s", (int) pid, strerror(-r));
-        const MapEntry *libc = find_module(&maps, is_libc, NULL);
+        const MapEntry *libc = maps_find_module(&maps, module_is_libc, NULL);
         if (libc) {
                 r = target_symbol(pid, libc, "dlopen", &dlopen_addr);
                 if (r == -ENOENT)       /* glibc before 2.34 keeps it out of libc proper */
                         r = target_symbol(pid, libc, "__libc_dlopen_mode", &dlopen_addr);
         }
+        /* An agent loaded before (a stop, a rescan, a restart) is called straight away: no
+         * dlopen, no second read of the maps while the thread is held. */
+        uint64_t start_addr = 0;
+        const MapEntry *loaded = maps_find_module(&maps, module_is_path, req->agent_path);
+        if (loaded && target_symbol(pid, loaded, req->start_symbol, &start_addr) < 0)
+                start_addr = 0;
         maps_done(&maps);
         if (!libc || r < 0)
                 return fail(err, errlen, -ENOENT, "pid %d has no dynamic loader entry cprofd can call "
@@ -407,30 +415,13 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
                             "no thread of pid %d could be borrowed to load the agent; try again", (int) pid);
         }
 
-        uint64_t sp = b->regs.rsp - STACK_SKIP, path_addr = 0, handle = 0, start_result = 0, start_addr = 0;
-        r = push_data(pid, &sp, req->agent_path, strlen(req->agent_path) + 1, &path_addr);
+        uint64_t sp = b->regs.rsp - STACK_SKIP, start_result = 0;
+        r = start_addr ? 0 : load_agent(pid, b, &sp, dlopen_addr, req, &start_addr, err, errlen);
         if (r == 0) {
-                uint64_t dl_args[2] = { path_addr, 2 /* RTLD_NOW */ };
-                r = remote_call(pid, b, sp, dlopen_addr, dl_args, 2, &handle);
-        }
-        if (r == 0 && handle == 0)
-                r = fail(err, errlen, -EIO, "dlopen(%s) failed in pid %d (unreadable for its user, or refused "
-                         "by a seccomp filter?)", req->agent_path, (int) pid);
-        else if (r < 0)
-                r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling dlopen in pid %d failed: %s", (int) pid,
-                         strerror(-r));
-        if (r == 0 && (r = procfs_read_maps(pid, &maps)) == 0) {
-                const MapEntry *agent = find_module(&maps, is_path, req->agent_path);
-                if (!agent || target_symbol(pid, agent, req->start_symbol, &start_addr) < 0)
-                        r = fail(err, errlen, -EIO, "the agent loaded in pid %d has no %s", (int) pid,
-                                 req->start_symbol);
-                maps_done(&maps);
-                if (r == 0) {
-                        r = remote_call(pid, b, sp, start_addr, req->args, 3, &start_result);
-                        if (r < 0)
-                                r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "starting the agent in pid %d "
-                                         "failed: %s", (int) pid, strerror(-r));
-                }
+                r = remote_call(pid, b, sp, start_addr, req->args, 3, &start_result);
+                if (r < 0)
+                        r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling %s in pid %d failed: %s",
+                                 req->start_symbol, (int) pid, strerror(-r));
         }
         give_back(b);
         uint64_t pause = now_monotonic_ns() - b->t0;

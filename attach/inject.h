@@ -1,6 +1,7 @@
 /* attach/inject.h -- load cprofd's heap agent into a running process and start it, by
  * borrowing one of its threads for two function calls.
  *
+ * An agent already loaded (the function is a stop or a rescan) is called without dlopen.
  * The thread borrowed is one that /proc shows blocked in a syscall that waits (futex,
  * read, poll, nanosleep, …): it holds none of the locks dlopen needs in any sane program,
  * and its registers are exactly what a syscall restart needs. It is seized, its registers
@@ -19,12 +20,13 @@
 
 typedef struct InjectRequest {
         const char *agent_path;         /* absolute, as the target sees it */
-        const char *start_symbol;       /* exported by the agent; returns an int */
+        const char *start_symbol;       /* the agent's function to call (start, stop, rescan):
+                                           exported, returns an int */
         uint64_t args[3];               /* passed to it */
 } InjectRequest;
 
 typedef struct InjectResult {
-        int64_t start_result;           /* what the start function returned */
+        int64_t start_result;           /* what that function returned */
         pid_t tid;                      /* the thread borrowed */
         uint64_t pause_ns;              /* how long it was held */
 } InjectResult;
