@@ -481,7 +481,6 @@ static int sampler_setup(pid_t pid, const PerfSamplerOptions *o, const int *cpus
                 s->attr.config1 = (uint64_t) (uintptr_t) o->probe_path;  /* read at open only */
                 s->attr.config2 = o->probe_offset;
                 s->attr.sample_period = 1;
-                s->attr.exclude_callchain_kernel = 1;
         }
 
         /* Open every thread, disabled; then enable them all at once. */

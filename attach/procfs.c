@@ -170,6 +170,33 @@ void maps_done(Maps *m) {
         *m = (Maps) {};
 }
 
+const MapEntry *maps_find_module(const Maps *maps, bool (*match)(const char *path, const void *arg),
+                                 const void *arg) {
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->entries[i];
+                if (e->path && e->offset == 0 && !e->deleted && match(e->path, arg))
+                        return e;
+        }
+        return NULL;
+}
+
+bool module_is_libc(const char *path, const void *arg) {
+        (void) arg;
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        size_t n = strlen(base);
+        return strncmp(base, "libc.so.", 8) == 0 || (strncmp(base, "libc-", 5) == 0 && n > 3 &&
+                                                     strcmp(base + n - 3, ".so") == 0);
+}
+
+bool module_is_path(const char *path, const void *arg) {
+        return strcmp(path, (const char *) arg) == 0;
+}
+
+void procfs_map_files_path(pid_t pid, const MapEntry *m, char *buf, size_t size) {
+        snprintf(buf, size, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int) pid, m->start, m->end);
+}
+
 int procfs_parse_maps(char *text, Maps *ret) {
         Maps m = {};
         size_t cap = 0;

@@ -32,6 +32,19 @@ typedef struct Maps {
 /* 0, or negative errno (-ESRCH when the process is gone). *ret is filled on success only. */
 int procfs_read_maps(pid_t pid, Maps *ret);
 void maps_done(Maps *m);
+
+/* The mapping of offset 0 of the first module (not deleted) whose path satisfies MATCH,
+ * or NULL. */
+const MapEntry *maps_find_module(const Maps *maps, bool (*match)(const char *path, const void *arg),
+                                 const void *arg);
+/* Matches for maps_find_module: the C library (libc.so.N, libc-X.Y.so); the path ARG. */
+bool module_is_libc(const char *path, const void *arg);
+bool module_is_path(const char *path, const void *arg);
+
+#define PROCFS_MAP_FILES_PATH_MAX 128
+/* /proc/PID/map_files/START-END of M: the very file PID maps there, whatever its mount
+ * namespace. */
+void procfs_map_files_path(pid_t pid, const MapEntry *m, char *buf, size_t size);
 /* Deep copy. 0 or -ENOMEM. */
 int maps_copy(const Maps *src, Maps *ret);
 /* The entry containing ADDR, or NULL. Binary search. */

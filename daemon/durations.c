@@ -78,3 +78,20 @@ int parse_history(const char *s, unsigned *snapshots, uint64_t *bytes) {
         *bytes = v * mult;
         return 0;
 }
+
+/* Octal permission bits, 0 … 0777, digits only ("0660", "660", "0"). */
+int parse_mode(const char *s, mode_t *ret) {
+        unsigned v = 0;
+        size_t n = strlen(s);
+        if (n == 0 || n > 4)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '7')
+                        return -EINVAL;
+                v = v * 8 + (unsigned) (s[i] - '0');
+        }
+        if (v > 0777)
+                return -EINVAL;
+        *ret = (mode_t) v;
+        return 0;
+}

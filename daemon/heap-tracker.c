@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +25,6 @@
 #include "procfs.h"
 
 #define RECORD_MAX (sizeof(AgentAlloc) + AGENT_STACK_COPY_MAX)
-#define START_WAIT_NS (2 * NSEC_PER_SEC)
 #define CHECK_EVERY_NS (NSEC_PER_SEC)
 #define RESCAN_CALL_EVERY_NS (5 * NSEC_PER_SEC)
 
@@ -99,8 +97,8 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
         snprintf(fdpath, sizeof fdpath, "/proc/%d/fd/%d", (int) pid, (int) res.start_result);
         int fd = open(fdpath, O_RDWR | O_CLOEXEC);
         struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0 || (size_t) st.st_size < 4096 + (1u << 20) ||
-            (size_t) st.st_size > 4096 + (1u << 30)) {
+        if (fd < 0 || fstat(fd, &st) < 0 || (size_t) st.st_size < AGENT_HEADER_SIZE + AGENT_RING_SIZE_MIN ||
+            (size_t) st.st_size > AGENT_HEADER_SIZE + AGENT_RING_SIZE_MAX) {
                 snprintf(err, errlen, "cannot open the agent's shared memory in pid %d", (int) pid);
                 if (fd >= 0)
                         close(fd);
@@ -115,21 +113,15 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 return -errno;
         }
         AgentHeader *h = mem;
-        if (h->magic != AGENT_MAGIC || h->version != AGENT_VERSION || h->header_size != 4096 ||
-            h->ring_size != size - 4096) {
+        if (h->magic != AGENT_MAGIC || h->version != AGENT_VERSION || h->header_size != AGENT_HEADER_SIZE ||
+            h->ring_size != size - AGENT_HEADER_SIZE) {
                 munmap(mem, size);
                 snprintf(err, errlen, "the agent in pid %d speaks another protocol", (int) pid);
                 return -EPROTO;
         }
-        /* Wait for the hooks: the first profile should not miss what comes right after. */
-        uint64_t deadline = now_monotonic_ns() + START_WAIT_NS;
-        while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == AGENT_STATE_STARTING && now_monotonic_ns() < deadline)
-                usleep(1000);
+        /* The start call returns once the hooks are in place. */
         if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != AGENT_STATE_ACTIVE) {
-                char why[sizeof h->error];
-                memcpy(why, h->error, sizeof why);
-                why[sizeof why - 1] = 0;
-                snprintf(err, errlen, "the agent did not start in pid %d%s%s", (int) pid, why[0] ? ": " : "", why);
+                snprintf(err, errlen, "the agent did not start in pid %d", (int) pid);
                 h->command = AGENT_COMMAND_STOP;
                 munmap(mem, size);
                 return -EIO;
@@ -145,7 +137,6 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .shm = h,
                 .shm_size = size,
                 .started_ns = now_realtime_ns(),
-                .inject_pause_ns = res.pause_ns,
                 .agent_fd = (int) res.start_result,
                 .agent_ino = ino,
                 .last_check_ns = now_monotonic_ns(),
@@ -203,15 +194,12 @@ static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userd
                 AgentFree f;
                 memcpy(&f, rec, sizeof f);
                 heap_free(&t->heap, f.address);
-                t->frees++;
                 return 0;
         }
         AgentAlloc a;
         ThreadCapture c;
-        if (type != AGENT_RECORD_ALLOC || agent_alloc_parse(rec, size, &a, &c) < 0) {
-                t->bad_records++;
-                return 0;
-        }
+        if (type != AGENT_RECORD_ALLOC || agent_alloc_parse(rec, size, &a, &c) < 0)
+                return 0;       /* the target's to scribble on: skipped */
         /* Samples may come from modules loaded since the maps were last read. */
         if (!ctx->maps_read) {
                 Maps maps;
@@ -222,10 +210,8 @@ static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userd
                 ctx->maps_read = true;
         }
         Stack stack = {};
-        if (address_space_unwind(ctx->as, &c, &stack) < 0) {
-                t->bad_records++;
+        if (address_space_unwind(ctx->as, &c, &stack) < 0)
                 return 0;
-        }
         drop_agent_frames(t, &stack);
         if (heap_alloc(&t->heap, a.address, a.bytes, &stack) == 0)
                 t->samples++;
@@ -272,7 +258,6 @@ static void check_modules(HeapTracker *t, uint64_t now) {
                 return;
         }
         t->modules_changed_ns = 0;
-        t->rescans++;
         log_info("Heap agent in pid %d hooked the modules loaded since, on thread %d in %.1f ms", (int) t->pid,
                  (int) res.tid, (double) res.pause_ns / 1e6);
 }
@@ -296,16 +281,16 @@ void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
         if (t->gone)
                 return;
         if (t->uprobes) {
+                /* Its target's exit is the caller's to see (target_check_exited). */
                 t->samples += heap_uprobes_drain(t->uprobes, as, &t->heap);
-                if (kill(t->pid, 0) < 0)
-                        t->gone = true;
                 return;
         }
-        const uint8_t *ring = (const uint8_t *) t->shm + 4096;
+        const uint8_t *ring = (const uint8_t *) t->shm + AGENT_HEADER_SIZE;
         uint64_t head = __atomic_load_n(&t->shm->head, __ATOMIC_ACQUIRE);
         DrainContext ctx = { .t = t, .as = as };
-        if (agent_ring_read(ring, t->shm_size - 4096, head, &t->tail, rec, sizeof rec, on_record, &ctx) < 0)
-                t->bad_records++;
+        /* A record that does not add up ends the drain (see above). */
+        (void) agent_ring_read(ring, t->shm_size - AGENT_HEADER_SIZE, head, &t->tail, rec, sizeof rec, on_record,
+                               &ctx);
         __atomic_store_n(&t->shm->tail, t->tail, __ATOMIC_RELEASE);
         t->heap.lost = __atomic_load_n(&t->shm->lost, __ATOMIC_RELAXED) +
                        __atomic_load_n(&t->shm->untracked, __ATOMIC_RELAXED);

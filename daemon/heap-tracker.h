@@ -25,16 +25,14 @@ typedef struct HeapTracker {
         uint64_t tail;                  /* our copy: the shared one is only written */
         Heap heap;
         uint64_t started_ns;            /* CLOCK_REALTIME when tracking began */
-        uint64_t inject_pause_ns;       /* how long loading the agent held one thread */
         int agent_fd;                   /* the memfd's number in the target */
         uint64_t agent_ino;             /* and its inode: gone once the target exec'd */
-        uint64_t samples, frees, bad_records;
+        uint64_t samples;
         bool gone;                      /* the agent stopped (target exec'd, exited) */
         uint64_t last_check_ns;
         uint64_t modules_signature;     /* of the target's executable mappings */
         uint64_t modules_changed_ns;    /* CLOCK_REALTIME they changed; 0: none pending */
         uint64_t rescan_called_ns;      /* CLOCK_MONOTONIC cprofd last had the agent rescan */
-        uint64_t rescans;               /* rescans cprofd had a borrowed thread do */
 } HeapTracker;
 
 /* Loads and starts the agent in PID. 0, or a negative errno with a one-line reason in ERR

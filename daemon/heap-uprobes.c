@@ -118,22 +118,17 @@ static int allocator_file(pid_t pid, char *ret, size_t size) {
                 return r;
         _cleanup_free_ char *exe = NULL;
         (void) procfs_read_exe(pid, &exe);
+        const MapEntry *candidates[2] = {
+                exe ? maps_find_module(&maps, module_is_path, exe) : NULL,
+                maps_find_module(&maps, module_is_libc, NULL),
+        };
+        uint64_t off;
         r = -ENOENT;
-        for (int pass = 0; pass < 2 && r < 0; pass++)
-                for (size_t i = 0; i < maps.n && r < 0; i++) {
-                        const MapEntry *e = &maps.entries[i];
-                        if (!e->path || e->offset != 0 || e->path[0] != '/')
-                                continue;
-                        const char *base = strrchr(e->path, '/') + 1;
-                        bool want = pass == 0 ? exe && strcmp(e->path, exe) == 0 : strncmp(base, "libc.so", 7) == 0;
-                        uint64_t off;
-                        char path[128];
-                        snprintf(path, sizeof path, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int) pid, e->start,
-                                 e->end);
-                        if (want && elf_function_file_offset(path, "malloc", &off) == 0) {
-                                snprintf(ret, size, "%s", path);
+        for (size_t i = 0; i < 2 && r < 0; i++)
+                if (candidates[i]) {
+                        procfs_map_files_path(pid, candidates[i], ret, size);
+                        if (elf_function_file_offset(ret, "malloc", &off) == 0)
                                 r = 0;
-                        }
                 }
         maps_done(&maps);
         return r;

@@ -602,24 +602,14 @@ int main(int argc, char **argv) {
                         cli->listen = optarg;
                         set->listen = true;
                         break;
-                case OPT_LISTEN_MODE: {
-                        /* As the file's listen-mode: 1 to 4 octal digits, at most 0777. */
-                        size_t len = strlen(optarg);
-                        unsigned long m = 0;
-                        bool ok = len >= 1 && len <= 4;
-                        for (size_t i = 0; ok && i < len; i++) {
-                                ok = optarg[i] >= '0' && optarg[i] <= '7';
-                                m = m * 8 + (unsigned long) (optarg[i] - '0');
-                        }
-                        if (!ok || m > 0777) {
+                case OPT_LISTEN_MODE:
+                        if (parse_mode(optarg, &cli->listen_mode) < 0) {
                                 fprintf(stderr, "cprofd: invalid --listen-mode \"%s\": expected an octal mode like "
                                         "0660\n", optarg);
                                 EXIT_EARLY(2);
                         }
-                        cli->listen_mode = (mode_t) m;
                         set->listen_mode = true;
                         break;
-                }
                 case OPT_TOKEN_FILE:
                         if (optarg[0] != '/') {
                                 fprintf(stderr, "cprofd: invalid --token-file \"%s\": expected an absolute path\n",
