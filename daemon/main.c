@@ -230,6 +230,7 @@ typedef struct Reload {
         SnapshotOptions snapshot_options;
         Target **targets;               /* referenced: their histories get the new bounds */
         size_t n_targets;
+        size_t n_dropped;               /* the first ones: gone from the configuration */
 } Reload;
 
 static void reload_free(Reload *rl) {
@@ -257,6 +258,10 @@ static void reload_job(void *userdata) {
         }
         t->history_limits = rl->history_limits;
         t->snapshot_options = rl->snapshot_options;
+        /* A heap agent in a target dropped alive is stopped here, by a borrowed thread:
+         * ptrace work is the worker's, never the event loop's. */
+        for (size_t i = 0; i < rl->n_dropped; i++)
+                rl->targets[i]->heap = heap_tracker_stop(rl->targets[i]->heap);
         for (size_t i = 0; i < rl->n_targets; i++)
                 if (rl->targets[i]->history)
                         history_set_bounds(rl->targets[i]->history, rl->history_limits.max_snapshots,
@@ -281,7 +286,7 @@ static void reload_done(void *userdata) {
 
 /* [loop] Brings the targets in line with SELECTORS (moved into RL): targets found by a
  * selector that stays keep their history and are not attached again; those of a
- * selector that went are dropped; new --pid targets are attached now, other new
+ * selector that went are dropped (handed to RL, whose job stops their heap tracking); new --pid targets are attached now, other new
  * selectors at the next discovery. */
 static void reload_targets(Daemon *d, Reload *rl, TargetSelector *selectors, size_t n) {
         Targets *t = &d->targets;
@@ -295,7 +300,8 @@ static void reload_targets(Daemon *d, Reload *rl, TargetSelector *selectors, siz
                 if (j == n) {
                         log_info("No longer serving pid %d (%s): its selector is gone from the configuration.",
                                  (int) x->pid, x->comm);
-                        target_unref(x);
+                        rl->targets[rl->n_targets++] = x;       /* our reference, let go after the job */
+                        rl->n_dropped++;
                         continue;
                 }
                 x->selector = j;
