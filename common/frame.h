@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* One function at one pc. A physical pc yields one Frame per inline level. */
 typedef struct Frame {
@@ -61,6 +62,15 @@ typedef struct Stack {
         size_t n;
         StackEnd end;
 } Stack;
+
+/* Drops the K leaf-most frames (a profiler's own, an allocator's entry), keeping at least
+ * the outermost one. */
+static inline void stack_drop_leaf_frames(Stack *s, size_t k) {
+        if (k == 0 || k >= s->n)
+                return;
+        memmove(s->frames, s->frames + k, (s->n - k) * sizeof *s->frames);
+        s->n -= k;
+}
 
 static inline bool stack_is_truncated(const Stack *s) {
         return s->end != STACK_END_COMPLETE && s->end != STACK_END_ZERO_PC;

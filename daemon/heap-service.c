@@ -103,27 +103,27 @@ void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *rep
                 return;
         }
         atomic_store(&target->heap_tracking, true);
-        heap_tracker_drain(t, target->as);
+        DrainMaps dm = { .pid = target->pid, .as = target->as };
+        heap_tracker_drain(t, &dm);
         atomic_store(&target->heap_sites, (long) t->heap.n_sites);
-        Maps maps = {};
-        int r = procfs_read_maps(target->pid, &maps);
-        if (r == 0)
-                (void) address_space_update(target->as, &maps);
+        /* The profile's mappings and the memory facts: the drain's read, if it made one. */
+        const Maps *maps = drain_maps_get(&dm);
+        int r;
 
         Buf note = {};
         tracking_note(t, &note);
         if (debug > 0) {
                 heap_write_text(&t->heap, note.data, &reply->body);
-                memory_facts(target->pid, r == 0 ? &maps : NULL, &reply->body);
+                memory_facts(target->pid, maps, &reply->body);
                 buf_done(&note);
-                maps_done(&maps);
+                drain_maps_done(&dm);
                 return;
         }
         _cleanup_(profile_freep) Profile *p = NULL;
         r = profile_new(NULL, &p);
         if (r == 0) {
                 p->time_nanos = (int64_t) now_realtime_ns();    /* a delta's duration comes from it */
-                r = profile_add_target_mappings(p, &maps, target->as, target->exe);
+                r = maps ? profile_add_target_mappings(p, maps, target->as, target->exe) : 0;
         }
         if (r == 0)
                 r = heap_add_to_profile(&t->heap, allocs, p);
@@ -135,7 +135,7 @@ void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *rep
                 r = profile_add_comment(p, line + 2);
         }
         buf_done(&note);
-        maps_done(&maps);
+        drain_maps_done(&dm);
         if (r < 0) {
                 reply_error(reply, 500, "cannot build the heap profile of pid %d: %s", (int) target->pid,
                             strerror(-r));
@@ -153,7 +153,9 @@ static void drain_job(void *userdata) {
         for (size_t i = 0; i < s->heap_targets.n; i++) {
                 Target *target = s->heap_targets.items[i];
                 if (target->heap) {
-                        heap_tracker_drain(target->heap, target->as);
+                        DrainMaps dm = { .pid = target->pid, .as = target->as };
+                        heap_tracker_drain(target->heap, &dm);
+                        drain_maps_done(&dm);
                         atomic_store(&target->heap_sites, (long) target->heap->heap.n_sites);
                         continue;
                 }

@@ -49,19 +49,15 @@ const char *heap_agent_default_path(void) {
         return CPROFD_AGENT_PATH;
 }
 
-/* A digest of the target's executable file mappings: it changes when a module is loaded
- * or unloaded. 0 when the maps cannot be read. */
-static uint64_t modules_signature(pid_t pid) {
-        Maps maps;
-        if (procfs_read_maps(pid, &maps) < 0)
-                return 0;
+/* A digest of the executable file mappings in MAPS: it changes when a module is loaded
+ * or unloaded. */
+static uint64_t modules_signature(const Maps *maps) {
         uint64_t sig = UINT64_C(0xcbf29ce484222325);
-        for (size_t i = 0; i < maps.n; i++) {
-                const MapEntry *e = &maps.entries[i];
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->entries[i];
                 if (e->executable && e->path && e->path[0] == '/')
                         sig = (sig ^ e->start ^ (e->inode << 17)) * UINT64_C(0x100000001b3);
         }
-        maps_done(&maps);
         return sig;
 }
 
@@ -140,9 +136,13 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .agent_fd = (int) res.start_result,
                 .agent_ino = ino,
                 .last_check_ns = now_monotonic_ns(),
-                .modules_signature = modules_signature(pid),
         };
         snprintf(t->agent_path, sizeof t->agent_path, "%s", resolved);
+        Maps maps;
+        if (procfs_read_maps(pid, &maps) == 0) {       /* what the agent has just hooked */
+                t->modules_signature = modules_signature(&maps);
+                maps_done(&maps);
+        }
         heap_init(&t->heap, rate);
         log_info("Heap tracking of pid %d started: agent loaded by thread %d in %.1f ms, %u modules, %llu GOT "
                  "entries redirected", (int) pid, (int) res.tid, (double) res.pause_ns / 1e6,
@@ -175,16 +175,12 @@ static void drop_agent_frames(const HeapTracker *t, Stack *s) {
         while (k < s->n && s->frames[k].loc && s->frames[k].loc->module &&
                strcmp(s->frames[k].loc->module, t->agent_path) == 0)
                 k++;
-        if (k == 0 || k >= s->n)
-                return;
-        memmove(s->frames, s->frames + k, (s->n - k) * sizeof *s->frames);
-        s->n -= k;
+        stack_drop_leaf_frames(s, k);
 }
 
 typedef struct DrainContext {
         HeapTracker *t;
-        AddressSpace *as;
-        bool maps_read;
+        DrainMaps *maps;
 } DrainContext;
 
 static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userdata) {
@@ -200,17 +196,9 @@ static int on_record(uint32_t type, const uint8_t *rec, size_t size, void *userd
         ThreadCapture c;
         if (type != AGENT_RECORD_ALLOC || agent_alloc_parse(rec, size, &a, &c) < 0)
                 return 0;       /* the target's to scribble on: skipped */
-        /* Samples may come from modules loaded since the maps were last read. */
-        if (!ctx->maps_read) {
-                Maps maps;
-                if (procfs_read_maps(t->pid, &maps) == 0) {
-                        (void) address_space_update(ctx->as, &maps);
-                        maps_done(&maps);
-                }
-                ctx->maps_read = true;
-        }
+        (void) drain_maps_get(ctx->maps);
         Stack stack = {};
-        if (address_space_unwind(ctx->as, &c, &stack) < 0)
+        if (address_space_unwind(ctx->maps->as, &c, &stack) < 0)
                 return 0;
         drop_agent_frames(t, &stack);
         if (heap_alloc(&t->heap, a.address, a.bytes, &stack) == 0)
@@ -230,10 +218,11 @@ static bool agent_held(const HeapTracker *t) {
 /* The agent hooks modules loaded since it started at its next sample, which never comes
  * when all the allocating goes through the new module. Given a second for that, cprofd
  * has a borrowed thread do it (once in RESCAN_CALL_EVERY_NS at most). */
-static void check_modules(HeapTracker *t, uint64_t now) {
-        uint64_t sig = modules_signature(t->pid);
-        if (sig == 0)
+static void check_modules(HeapTracker *t, DrainMaps *maps, uint64_t now) {
+        const Maps *m = drain_maps_get(maps);
+        if (!m)
                 return;
+        uint64_t sig = modules_signature(m);
         if (sig != t->modules_signature) {
                 if (t->modules_signature != 0 && t->modules_changed_ns == 0)
                         t->modules_changed_ns = now_realtime_ns();
@@ -264,7 +253,7 @@ static void check_modules(HeapTracker *t, uint64_t now) {
 
 /* Whether the agent is still there (it may stop on its own, and it is gone with the
  * target's image), and whether it has hooked every module. */
-static void check_agent(HeapTracker *t) {
+static void check_agent(HeapTracker *t, DrainMaps *maps) {
         uint64_t now = now_monotonic_ns();
         if (now - t->last_check_ns < CHECK_EVERY_NS)
                 return;
@@ -273,28 +262,28 @@ static void check_agent(HeapTracker *t) {
                 t->gone = true;
                 return;
         }
-        check_modules(t, now);
+        check_modules(t, maps, now);
 }
 
-void heap_tracker_drain(HeapTracker *t, AddressSpace *as) {
+void heap_tracker_drain(HeapTracker *t, DrainMaps *maps) {
         static uint8_t rec[RECORD_MAX];
         if (t->gone)
                 return;
         if (t->uprobes) {
                 /* Its target's exit is the caller's to see (target_check_exited). */
-                t->samples += heap_uprobes_drain(t->uprobes, as, &t->heap);
+                t->samples += heap_uprobes_drain(t->uprobes, maps, &t->heap);
                 return;
         }
         const uint8_t *ring = (const uint8_t *) t->shm + AGENT_HEADER_SIZE;
         uint64_t head = __atomic_load_n(&t->shm->head, __ATOMIC_ACQUIRE);
-        DrainContext ctx = { .t = t, .as = as };
+        DrainContext ctx = { .t = t, .maps = maps };
         /* A record that does not add up ends the drain (see above). */
         (void) agent_ring_read(ring, t->shm_size - AGENT_HEADER_SIZE, head, &t->tail, rec, sizeof rec, on_record,
                                &ctx);
         __atomic_store_n(&t->shm->tail, t->tail, __ATOMIC_RELEASE);
         t->heap.lost = __atomic_load_n(&t->shm->lost, __ATOMIC_RELAXED) +
                        __atomic_load_n(&t->shm->untracked, __ATOMIC_RELAXED);
-        check_agent(t);
+        check_agent(t, maps);
 }
 
 HeapTracker *heap_tracker_stop(HeapTracker *t) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "agent-protocol.h"
+#include "drain-maps.h"
 #include "heap-uprobes.h"
 #include "heap.h"
 #include "symbolizer.h"
@@ -30,7 +31,7 @@ typedef struct HeapTracker {
         uint64_t samples;
         bool gone;                      /* the agent stopped (target exec'd, exited) */
         uint64_t last_check_ns;
-        uint64_t modules_signature;     /* of the target's executable mappings */
+        uint64_t modules_signature;     /* of the target's executable mappings; 0: not yet */
         uint64_t modules_changed_ns;    /* CLOCK_REALTIME they changed; 0: none pending */
         uint64_t rescan_called_ns;      /* CLOCK_MONOTONIC cprofd last had the agent rescan */
 } HeapTracker;
@@ -41,8 +42,10 @@ int heap_tracker_start(pid_t pid, const char *agent_path, uint64_t rate, HeapTra
                        size_t errlen);
 /* The same through uprobes instead of the agent (heap-uprobes.h). */
 int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char *err, size_t errlen);
-/* Reads every sample the agent has handed over into the heap, unwinding with AS. */
-void heap_tracker_drain(HeapTracker *t, AddressSpace *as);
+/* Reads every sample the agent has handed over into the heap, unwinding with MAPS->as
+ * (the maps read once, when a sample or the once-a-second check of the modules needs
+ * them). */
+void heap_tracker_drain(HeapTracker *t, DrainMaps *maps);
 /* Tells the agent to put everything back, has a borrowed thread of the target do it at
  * once (else the agent's next sample does), and lets go. Accepts NULL; returns NULL. */
 HeapTracker *heap_tracker_stop(HeapTracker *t);

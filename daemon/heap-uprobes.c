@@ -80,8 +80,6 @@ struct HeapUprobes {
         U64Map open;                    /* tid → OpenCall */
         U64Map countdown;               /* tid → Countdown */
         uint64_t lost_seen;
-        AddressSpace *as;               /* during a drain */
-        bool maps_read;                 /* during a drain: AS knows the current maps */
 };
 
 static void free_open(void *p) {
@@ -209,6 +207,7 @@ static int push(HeapUprobes *u, const Event *e) {
 
 typedef struct DrainContext {
         HeapUprobes *u;
+        DrainMaps *maps;
         ProbeKind kind;
 } DrainContext;
 
@@ -228,23 +227,12 @@ static int on_sample(const PerfSample *s, void *userdata) {
         if (probes[ctx->kind].entry_with_stack && e.value > 0 && sampled(u, s->tid, e.value)) {
                 ThreadCapture c;
                 Stack *stack = calloc(1, sizeof *stack);
-                /* A sampled call may come from a module loaded since: read the maps, once
-                 * per drain and only when something is to be unwound. */
-                if (!u->maps_read) {
-                        Maps maps;
-                        if (procfs_read_maps(u->pid, &maps) == 0) {
-                                (void) address_space_update(u->as, &maps);
-                                maps_done(&maps);
-                        }
-                        u->maps_read = true;
-                }
-                if (stack && perf_sample_as_capture(s, &c) == 0 && address_space_unwind(u->as, &c, stack) == 0) {
+                (void) drain_maps_get(ctx->maps);
+                if (stack && perf_sample_as_capture(s, &c) == 0 &&
+                    address_space_unwind(ctx->maps->as, &c, stack) == 0) {
                         /* The probe fires on the allocator's first instruction: its caller
                          * is where the allocation happens, as in the agent's samples. */
-                        if (stack->n > 1) {
-                                memmove(stack->frames, stack->frames + 1, (stack->n - 1) * sizeof *stack->frames);
-                                stack->n--;
-                        }
+                        stack_drop_leaf_frames(stack, 1);
                         e.stack = stack;
                 } else
                         free(stack);
@@ -269,13 +257,11 @@ static void clear_open(HeapUprobes *u) {
         u->open = (U64Map) {};
 }
 
-uint64_t heap_uprobes_drain(HeapUprobes *u, AddressSpace *as, Heap *heap) {
+uint64_t heap_uprobes_drain(HeapUprobes *u, DrainMaps *maps, Heap *heap) {
         uint64_t samples = 0;
-        u->as = as;
-        u->maps_read = false;
         uint64_t lost = 0;
         for (size_t i = 0; i < _PROBE_MAX; i++) {
-                DrainContext ctx = { .u = u, .kind = (ProbeKind) i };
+                DrainContext ctx = { .u = u, .maps = maps, .kind = (ProbeKind) i };
                 (void) perf_sampler_drain(u->samplers[i], on_sample, &ctx);
                 (void) perf_sampler_refresh(u->samplers[i]);
                 PerfSamplerStats st;

@@ -9,15 +9,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "drain-maps.h"
 #include "heap.h"
-#include "symbolizer.h"
 
 typedef struct HeapUprobes HeapUprobes;
 
 /* Places the probes on the allocator PID uses. 0, or negative errno with ERR set. */
 int heap_uprobes_start(pid_t pid, uint64_t rate, HeapUprobes **ret, char *err, size_t errlen);
-/* Reads what the probes saw into HEAP, unwinding sampled calls with AS. Returns the
- * samples added. */
-uint64_t heap_uprobes_drain(HeapUprobes *u, AddressSpace *as, Heap *heap);
+/* Reads what the probes saw into HEAP, unwinding sampled calls with MAPS->as (the maps
+ * read on the first one). Returns the samples added. */
+uint64_t heap_uprobes_drain(HeapUprobes *u, DrainMaps *maps, Heap *heap);
 /* Removes every probe. Accepts NULL, returns NULL. */
 HeapUprobes *heap_uprobes_free(HeapUprobes *u);
