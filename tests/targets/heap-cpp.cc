@@ -82,13 +82,7 @@ _noinline_ void worker_loop() {
 
         running++;
         for (;;) {
-                int64_t ms = (now_us() - start) / 1000;
-
-                if (ms <= done) {
-                        sleep_us(1000);
-                        continue;
-                }
-                for (; done < ms; done++) {
+                for (int64_t due_ms = due(start, 1, done); due_ms > 0; due_ms--, done++) {
                         for (int i = 0; i < NEWDEL_PER_MS; i++)
                                 newdel_site();
                         for (int i = 0; i < LEAK_PER_MS; i++)

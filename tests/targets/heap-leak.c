@@ -53,18 +53,6 @@ static void die(const char *what, int err) {
         exit(EXIT_FAILURE);
 }
 
-/* How many of PER_MS-a-millisecond events are due since START_US, after DONE of them; when
- * none is, sleeps a millisecond first (bursts of PER_MS, not PER_MS wake-ups). */
-static int64_t due(int64_t start_us, int per_ms, int64_t done) {
-        int64_t n = (now_us() - start_us) * per_ms / 1000;
-
-        if (n <= done) {
-                sleep_us(1000);
-                n = (now_us() - start_us) * per_ms / 1000;
-        }
-        return n - done;
-}
-
 /* --- leaker */
 
 struct block {

@@ -185,13 +185,7 @@ _noinline_ static void grower_loop(void) {
 
         atomic_fetch_add(&running, 1);
         for (;;) {
-                int64_t ms = (now_us() - start) / 1000;
-
-                if (ms <= done) {
-                        sleep_us(1000);
-                        continue;
-                }
-                for (; done < ms; done++) {
+                for (int64_t due_ms = due(start, 1, done); due_ms > 0; due_ms--, done++) {
                         for (int i = 0; i < OTHER_PER_MS; i++) {
                                 calloc_site();
                                 reallocarray_site();

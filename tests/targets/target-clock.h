@@ -22,6 +22,18 @@ static inline void sleep_us(long us) {
                 ;
 }
 
+/* How many of PER_MS-a-millisecond events are due since START_US, after DONE of them; when
+ * none is, sleeps a millisecond first (bursts of PER_MS, not PER_MS wake-ups). */
+static inline int64_t due(int64_t start_us, int per_ms, int64_t done) {
+        int64_t n = (now_us() - start_us) * per_ms / 1000;
+
+        if (n <= done) {
+                sleep_us(1000);
+                n = (now_us() - start_us) * per_ms / 1000;
+        }
+        return n - done;
+}
+
 /* A target's main loop once it is ready: every second from START_US, REPORT(ARG) prints
  * its `progress …` lines (then they are flushed); returns once EXIT_AFTER_MS have passed,
  * if it is > 0, else never. */
