@@ -173,26 +173,33 @@ static int online_cpus(int **ret, size_t *ret_n) {
 
 /* ---- events ---- */
 
-/* The uprobe PMU's type, and the config bit that makes a probe a return probe. */
-static int uprobe_pmu(uint32_t *ret_type, unsigned *ret_return_bit) {
-        char buf[64] = "";
-        FILE *f = fopen("/sys/bus/event_source/devices/uprobe/type", "re");
-        unsigned type, bit = 0;
-        if (!f)
-                return -EOPNOTSUPP;
-        bool ok = fgets(buf, sizeof buf, f) && sscanf(buf, "%u", &type) == 1;
-        fclose(f);
-        f = fopen("/sys/bus/event_source/devices/uprobe/format/retprobe", "re");
-        if (f) {
-                if (!fgets(buf, sizeof buf, f) || sscanf(buf, "config:%u", &bit) != 1 || bit > 63)
-                        ok = false;
-                fclose(f);
+int perf_uprobe_pmu(uint32_t *ret_type, unsigned *ret_return_bit) {
+        /* Read once: a sampler on every allocation function asks for it. */
+        static int r = 1;
+        static uint32_t type;
+        static unsigned bit;
+        if (r == 1) {
+                char buf[64] = "";
+                FILE *f = fopen("/sys/bus/event_source/devices/uprobe/type", "re");
+                unsigned t = 0, b = 0;
+                bool ok = f && fgets(buf, sizeof buf, f) && sscanf(buf, "%u", &t) == 1;
+                if (f)
+                        fclose(f);
+                f = fopen("/sys/bus/event_source/devices/uprobe/format/retprobe", "re");
+                if (f) {
+                        if (!fgets(buf, sizeof buf, f) || sscanf(buf, "config:%u", &b) != 1 || b > 63)
+                                ok = false;
+                        fclose(f);
+                }
+                type = t;
+                bit = b;
+                r = ok ? 0 : -EOPNOTSUPP;
         }
-        if (!ok)
-                return -EOPNOTSUPP;
-        *ret_type = type;
-        *ret_return_bit = bit;
-        return 0;
+        if (r == 0) {
+                *ret_type = type;
+                *ret_return_bit = bit;
+        }
+        return r;
 }
 
 static void attr_init(struct perf_event_attr *a, uint64_t period_ns, uint32_t stack_bytes,
@@ -473,7 +480,7 @@ static int sampler_setup(pid_t pid, const PerfSamplerOptions *o, const int *cpus
         if (o->probe_path) {
                 uint32_t type;
                 unsigned return_bit;
-                r = uprobe_pmu(&type, &return_bit);
+                r = perf_uprobe_pmu(&type, &return_bit);
                 if (r < 0)
                         return r;
                 s->attr.type = type;

@@ -146,6 +146,10 @@ typedef struct PerfSample {
  * no user registers (then *RET is left untouched). */
 int perf_sample_as_capture(const PerfSample *sample, ThreadCapture *ret);
 
+/* The kernel's uprobe PMU: its perf event type, and the config bit that makes a probe a
+ * return probe (read from sysfs once). 0, or -EOPNOTSUPP. */
+int perf_uprobe_pmu(uint32_t *ret_type, unsigned *ret_return_bit);
+
 typedef struct PerfSamplerStats {
         uint64_t samples;               /* handed to callbacks */
         uint64_t lost;                  /* sum of PERF_RECORD_LOST: records the kernel could

@@ -3,18 +3,14 @@
  *
  *   uprobe-count PID
  *
- * Finds the libc that PID has mapped (/proc/PID/maps), the file offsets of its `malloc`
- * and `free` (.dynsym through libelf, each address turned into a file offset by the
- * PT_LOAD segment that holds it), and opens one perf event per function on PID with the
- * `uprobe` PMU (perf_event_open(2), type from /sys/bus/event_source/devices/uprobe/type,
- * config1 = path, config2 = offset): counting mode, no samples, so each call costs just
+ * Finds the libc that PID has mapped and the file offsets of its `malloc` and `free` (as
+ * cprofd does for its own uprobes), and opens one perf event per function on PID with the
+ * `uprobe` PMU (perf_event_open(2), config1 = path, config2 = offset): counting mode, no samples, so each call costs just
  * the breakpoint trap and the count. Prints `attached LIBC malloc@0xOFF free@0xOFF`, holds
  * the probes until SIGINT or SIGTERM, then prints `malloc N free N` (hits) and exits.
  * Needs root or CAP_PERFMON with CAP_SYS_ADMIN for uprobes. */
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <linux/perf_event.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,6 +20,10 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "inject.h"
+#include "perf.h"
+#include "procfs.h"
 
 __attribute__((format(printf, 1, 2), noreturn))
 static void die(const char *fmt, ...) {
@@ -37,96 +37,32 @@ static void die(const char *fmt, ...) {
         exit(1);
 }
 
-/* The first file mapped by PID whose name is libc.so.6 or libc-*.so. */
-static char *find_libc(const char *pid) {
-        char path[64], line[4096];
-        FILE *f;
+/* The libc PID maps, through /proc/PID/map_files (the very file, whatever the mount
+ * namespace), and the file offsets of NAMES[0..n) in it. */
+static char *find_libc(pid_t pid, const char *const *names, uint64_t *offsets, int n) {
+        char path[PROCFS_MAP_FILES_PATH_MAX];
+        Maps maps;
 
-        snprintf(path, sizeof path, "/proc/%s/maps", pid);
-        if (!(f = fopen(path, "r")))
-                die("cannot open %s", path);
-        while (fgets(line, sizeof line, f)) {
-                char *name = strchr(line, '/'), *base;
-                if (!name)
-                        continue;
-                name[strcspn(name, "\n")] = '\0';
-                base = strrchr(name, '/') + 1;
-                if (strcmp(base, "libc.so.6") == 0 ||
-                    (strncmp(base, "libc-", 5) == 0 && strstr(base, ".so"))) {
-                        fclose(f);
-                        return strdup(name);
-                }
-        }
-        fclose(f);
-        die("no libc mapped in process %s", pid);
-}
-
-/* The file offsets of NAMES[0..n) in the .dynsym of PATH. */
-static void symbol_offsets(const char *path, const char *const *names, uint64_t *offsets, int n) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        Elf_Scn *scn = NULL;
-        size_t nphdr;
-        Elf *elf;
-
-        if (fd < 0)
-                die("cannot open %s", path);
-        elf_version(EV_CURRENT);
-        if (!(elf = elf_begin(fd, ELF_C_READ, NULL)) || elf_getphdrnum(elf, &nphdr) != 0)
-                die("%s is not an ELF file", path);
+        if (procfs_read_maps(pid, &maps) < 0)
+                die("cannot read the maps of process %d", (int) pid);
+        const MapEntry *libc = maps_find_module(&maps, module_is_libc, NULL);
+        if (!libc)
+                die("no libc mapped in process %d", (int) pid);
+        procfs_map_files_path(pid, libc, path, sizeof path);
+        maps_done(&maps);
         for (int i = 0; i < n; i++)
-                offsets[i] = 0;
-        while ((scn = elf_nextscn(elf, scn))) {
-                GElf_Shdr shdr;
-                Elf_Data *data;
-
-                if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_DYNSYM ||
-                    !(data = elf_getdata(scn, NULL)) || shdr.sh_entsize == 0)
-                        continue;
-                for (size_t k = 0; k < shdr.sh_size / shdr.sh_entsize; k++) {
-                        GElf_Sym sym;
-                        const char *name;
-
-                        if (!gelf_getsym(data, (int) k, &sym) || sym.st_shndx == SHN_UNDEF ||
-                            GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
-                            !(name = elf_strptr(elf, shdr.sh_link, sym.st_name)))
-                                continue;
-                        for (int i = 0; i < n; i++) {
-                                if (offsets[i] || strcmp(name, names[i]) != 0)
-                                        continue;
-                                for (size_t p = 0; p < nphdr; p++) {
-                                        GElf_Phdr ph;
-                                        if (gelf_getphdr(elf, (int) p, &ph) && ph.p_type == PT_LOAD &&
-                                            sym.st_value >= ph.p_vaddr &&
-                                            sym.st_value < ph.p_vaddr + ph.p_memsz)
-                                                offsets[i] = sym.st_value - ph.p_vaddr + ph.p_offset;
-                                }
-                        }
-                }
-        }
-        for (int i = 0; i < n; i++)
-                if (!offsets[i])
+                if (elf_function_file_offset(path, names[i], &offsets[i]) < 0)
                         die("no function %s in libc's .dynsym", names[i]);
-        elf_end(elf);
-        close(fd);
+        return strdup(path);
 }
 
-static int uprobe_type(void) {
-        FILE *f = fopen("/sys/bus/event_source/devices/uprobe/type", "r");
-        int type = -1;
-
-        if (!f || fscanf(f, "%d", &type) != 1)
-                die("this kernel has no uprobe PMU (/sys/bus/event_source/devices/uprobe/type)");
-        fclose(f);
-        return type;
-}
-
-static int open_uprobe(int type, const char *path, uint64_t offset, pid_t pid) {
+static int open_uprobe(uint32_t type, const char *path, uint64_t offset, pid_t pid) {
         struct perf_event_attr attr;
         int fd;
 
         memset(&attr, 0, sizeof attr);
         attr.size = sizeof attr;
-        attr.type = (uint32_t) type;
+        attr.type = type;
         attr.config = 0;                                /* an entry probe, not a return probe */
         attr.uprobe_path = (uint64_t) (uintptr_t) path;
         attr.probe_offset = offset;
@@ -139,7 +75,9 @@ static int open_uprobe(int type, const char *path, uint64_t offset, pid_t pid) {
 int main(int argc, char *argv[]) {
         static const char *const names[] = { "malloc", "free" };
         uint64_t offsets[2], counts[2];
-        int fds[2], type, sig;
+        int fds[2], sig;
+        uint32_t type;
+        unsigned return_bit;
         sigset_t set;
         char *libc;
         pid_t pid;
@@ -153,9 +91,9 @@ int main(int argc, char *argv[]) {
         sigaddset(&set, SIGTERM);
         sigprocmask(SIG_BLOCK, &set, NULL);
 
-        libc = find_libc(argv[1]);
-        symbol_offsets(libc, names, offsets, 2);
-        type = uprobe_type();
+        libc = find_libc(pid, names, offsets, 2);
+        if (perf_uprobe_pmu(&type, &return_bit) < 0)
+                die("this kernel has no uprobe PMU (/sys/bus/event_source/devices/uprobe)");
         for (int i = 0; i < 2; i++)
                 fds[i] = open_uprobe(type, libc, offsets[i], pid);
         printf("attached %s malloc@0x%llx free@0x%llx\n", libc,
