@@ -38,7 +38,6 @@ struct HttpServer {
         unsigned n_pending;
         unsigned n_profiles;            /* pending CPU and wall profiles */
         Request *pending;               /* list of the requests awaiting request_finish() */
-        unsigned n_sending;             /* replies handed to libevent, not yet written out */
         unsigned n_connections;
         Conn *connections;              /* every client connection, attached or not */
         char unix_path[sizeof(((struct sockaddr_un *) NULL)->sun_path)];    /* "" for TCP */
@@ -61,7 +60,7 @@ struct Conn {
         Request *req;                   /* the request pending on it, if any */
         bool over;                      /* over max_connections: closed once attached, not
                                            counted in n_connections */
-        bool sending;                   /* a reply is being written: counted in n_sending */
+        bool sending;                   /* a reply is being written (http_server_drain waits) */
         Conn *prev, *next;              /* in server->connections */
 };
 

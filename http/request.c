@@ -235,16 +235,13 @@ static void complete_success(Request *req, Reply *r, char *filename, size_t size
         }
 }
 
-/* A reply is counted from evhttp_send_reply() until libevent has written it all, or until
- * its connection is freed first (a client gone, evhttp_free(): conn_free() uncounts it):
- * whichever comes first clears Conn.sending. */
+/* A reply is being sent from evhttp_send_reply() until libevent has written it all (or its
+ * connection is freed first: a client gone, evhttp_free(); conn_free() takes the
+ * connection off the list http_server_drain() looks at). */
 static void on_reply_written(struct evhttp_request *evreq, void *userdata) {
         Conn *c = userdata;
 
-        if (c->sending) {
-                c->sending = false;
-                c->server->n_sending--;
-        }
+        c->sending = false;
 }
 
 static void send_reply(Request *req, Reply *r) {
@@ -296,7 +293,6 @@ static void send_reply(Request *req, Reply *r) {
         Conn *c = req->conn;
         if (c && !c->sending) {
                 c->sending = true;
-                c->server->n_sending++;
                 evhttp_request_set_on_complete_cb(evreq, on_reply_written, c);
         }
         evhttp_send_reply(evreq, status, NULL, body);

@@ -661,8 +661,6 @@ static void conn_free(Conn *c) {
                 c->next->prev = c->prev;
         if (!c->over)
                 s->n_connections--;
-        if (c->sending)
-                s->n_sending--;         /* its reply will never be written out */
         if (c->timer)
                 event_free(c->timer);
         if (!c->evcon && c->bev)
@@ -802,6 +800,15 @@ static int format_address(int fd, char *buf, size_t size) {
         return 0;
 }
 
+/* Whether a reply handed to libevent is still being written out (a closed connection's
+ * never will be: it is off the list). */
+static bool any_sending(const HttpServer *s) {
+        for (const Conn *c = s->connections; c; c = c->next)
+                if (c->sending)
+                        return true;
+        return false;
+}
+
 void http_server_drain(HttpServer *s, unsigned timeout_ms) {
         if (!s)
                 return;
@@ -810,9 +817,9 @@ void http_server_drain(HttpServer *s, unsigned timeout_ms) {
                 s->socket = NULL;
         }
         struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 };
-        if (s->n_sending == 0 || event_base_loopexit(s->base, &tv) < 0)
+        if (!any_sending(s) || event_base_loopexit(s->base, &tv) < 0)
                 return;
-        while (s->n_sending > 0 && !event_base_got_exit(s->base))
+        while (any_sending(s) && !event_base_got_exit(s->base))
                 if (event_base_loop(s->base, EVLOOP_ONCE) < 0)
                         break;
 }
