@@ -128,11 +128,6 @@ size_t snapshot_reap_stragglers(void) {
         return kept;
 }
 
-/* TID, which we trace, was killed while we held it: wait for its death now, as it stays a
- * zombie until we do. Leaving it for later can deadlock: when its process is in execve(),
- * the exec waits for that zombie to be reaped while it holds the lock our next
- * PTRACE_SEIZE waits for (cred_guard_mutex). Dying takes microseconds; the wait is
- * bounded all the same, and a thread that takes longer becomes a straggler. */
 /* The kernel's internal "restart me" returns (include/linux/errno.h): what a blocking
  * syscall interrupted by a stop leaves in rax until it is restarted. */
 #define ERESTARTSYS 512
@@ -150,6 +145,11 @@ int tracee_restarted_syscall(const struct user_regs_struct *regs) {
         return rv == -ERESTARTSYS || rv == -ERESTARTNOINTR || rv == -ERESTARTNOHAND ? (int) nr : -1;
 }
 
+/* TID, which we trace, was killed while we held it: wait for its death now, as it stays a
+ * zombie until we do. Leaving it for later can deadlock: when its process is in execve(),
+ * the exec waits for that zombie to be reaped while it holds the lock our next
+ * PTRACE_SEIZE waits for (cred_guard_mutex). Dying takes microseconds; the wait is
+ * bounded all the same, and a thread that takes longer becomes a straggler. */
 static void reap_dying(pid_t tid) {
         int status;
         int r = tracee_wait_stop(tid, STOP_TIMEOUT_NS, &status);

@@ -1,5 +1,5 @@
 /* daemon/heap-service.h -- /debug/pprof/heap and /debug/pprof/allocs: heap tracking of
- * each target through the agent (heap-tracker.h), started at the first request (or at
+ * each target (heap-tracker.h: the agent, or uprobes with --heap-uprobes), started at the first request (or at
  * attach with --heap), drained every HEAP_DRAIN_MS on the worker. */
 #pragma once
 

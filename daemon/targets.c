@@ -246,7 +246,7 @@ static void fill_unchanged_syscalls(const ThreadCache *cache, ThreadCapture *thr
                 }
 }
 
-/* The stack of thread I of S: unwound from its capture, or the cached one if unchanged. */
+/* The stack of the thread captured in C: unwound, or the cached one if it was unchanged. */
 static int thread_stack(Target *target, const ThreadCapture *c, Stack *ret) {
         if (c->unchanged) {
                 const ThreadCacheEntry *e = thread_cache_find(&target->thread_cache, c->tid);

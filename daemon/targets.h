@@ -42,9 +42,9 @@ typedef struct Target {
         atomic_long last_threads;       /* thread count of the last snapshot, -1 unknown */
         U64Map last_syscall;            /* [worker] tid → syscall nr + 1 at the last snapshot */
         ThreadCache thread_cache;       /* [worker] stacks of threads that have not run since */
-        struct HeapTracker *heap;       /* [worker] heap tracking through the agent, or NULL */
+        struct HeapTracker *heap;       /* [worker] heap tracking (agent or uprobes), or NULL */
         uint64_t heap_retry_ns;         /* [worker] --heap: when to try loading the agent again */
-        atomic_bool heap_tracking;      /* heap != NULL, for the loop */
+        atomic_bool heap_tracking;      /* heap tracking was asked for, for the loop */
         atomic_long heap_sites;         /* allocation records, for the index */
         History *history;               /* [worker] periodic and on-demand snapshots */
         /* What the loop shows of the history (index, metrics), published after each
