@@ -199,7 +199,7 @@ static bool all_sleeping(int n_threads) {
         while (struct dirent *e = readdir(d)) {
                 if (e->d_name[0] == '.')
                         continue;
-                char p[128], buf[512];
+                char p[384], buf[512];
                 snprintf(p, sizeof p, "/proc/%d/task/%s/stat", (int) getpid(), e->d_name);
                 FILE *f = fopen(p, "re");
                 if (!f)
@@ -217,7 +217,7 @@ static bool all_sleeping(int n_threads) {
         return total == n_threads && sleeping >= n_threads - 1;
 }
 
-int main(int argc, char **argv) {
+int main() {
         using namespace ho;
         std::vector<std::thread> threads;
 
