@@ -241,6 +241,79 @@ static void line_at(Symbolizer *s, Dwfl_Module *mod, uint64_t addr,
         *ret_line = line > 0 ? (uint32_t) line : 0;
 }
 
+#define SCOPE_WALK_DIES_MAX 2000000       /* DIEs visited looking for a nested function */
+#define SCOPE_WALK_DEPTH_MAX 64
+
+static bool is_code_scope(int tag) {
+        return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+                tag == DW_TAG_lexical_block;
+}
+
+/* From SCOPE (which covers PC) down to the innermost code scope covering PC, appended to
+ * CHAIN outermost first. */
+static void descend_code_scopes(Dwarf_Die *scope, Dwarf_Addr pc, Dwarf_Die *chain, int *n) {
+        Dwarf_Die child, next;
+
+        chain[(*n)++] = *scope;
+        if (*n >= SCOPE_WALK_DEPTH_MAX || dwarf_child(scope, &child) != 0)
+                return;
+        for (int budget = 100000; budget > 0; budget--) {
+                if (is_code_scope(dwarf_tag(&child)) && dwarf_haspc(&child, pc) > 0) {
+                        descend_code_scopes(&child, pc, chain, n);
+                        return;
+                }
+                if (dwarf_siblingof(&child, &next) != 0)
+                        return;
+                child = next;
+        }
+}
+
+/* dwarf_getscopes() only descends into DIEs that can hold code, so it misses a function
+ * defined inside a class, itself inside a function: a C++ lambda's static invoker
+ * (`{lambda()#1}::_FUN`) in a function template, a local class's members. This walks the
+ * whole CU, classes included, to the subprogram covering PC, then down its inline tree.
+ * Innermost first, like concrete_scopes(); 0 when none covers PC. */
+static int walked_scopes(Dwarf_Die *cudie, Dwarf_Addr pc, Dwarf_Die **ret) {
+        Dwarf_Die stack[SCOPE_WALK_DEPTH_MAX], die, next;
+        int depth = 0;
+
+        *ret = NULL;
+        if (dwarf_child(cudie, &die) != 0)
+                return 0;
+        for (int budget = SCOPE_WALK_DIES_MAX; budget > 0; budget--) {
+                int tag = dwarf_tag(&die);
+                int has = dwarf_haspc(&die, pc);
+                if (tag == DW_TAG_subprogram && has > 0) {
+                        Dwarf_Die chain[SCOPE_WALK_DEPTH_MAX];
+                        int n = 0;
+                        descend_code_scopes(&die, pc, chain, &n);
+                        *ret = malloc(n * sizeof **ret);
+                        if (!*ret)
+                                return 0;
+                        for (int i = 0; i < n; i++)
+                                (*ret)[i] = chain[n - 1 - i];
+                        return n;
+                }
+                /* Into anything that may nest a function, unless its own ranges exclude
+                 * PC. */
+                if (has == 0 && depth < SCOPE_WALK_DEPTH_MAX && dwarf_haschildren(&die) > 0 &&
+                    !(is_code_scope(tag) && (dwarf_hasattr(&die, DW_AT_low_pc) ||
+                                             dwarf_hasattr(&die, DW_AT_ranges))) &&
+                    dwarf_child(&die, &next) == 0) {
+                        stack[depth++] = die;
+                        die = next;
+                        continue;
+                }
+                while (dwarf_siblingof(&die, &next) != 0) {
+                        if (depth == 0)
+                                return 0;
+                        die = stack[--depth];
+                }
+                die = next;
+        }
+        return 0;
+}
+
 /* The scopes containing PC (a CU-relative DWARF address), innermost first, as nested in
  * the code: dwarf_getscopes() follows an inlined instance to the scopes of its *abstract*
  * definition, which skips the function it was inlined into; dwarf_getscopes_die() on the
@@ -252,7 +325,7 @@ static int concrete_scopes(Dwarf_Die *cudie, Dwarf_Addr pc, Dwarf_Die **ret) {
         *ret = NULL;
         if (n <= 0) {
                 free(scopes);
-                return 0;
+                return walked_scopes(cudie, pc, ret);
         }
         n = dwarf_getscopes_die(&scopes[0], ret);
         free(scopes);

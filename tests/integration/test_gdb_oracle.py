@@ -1,6 +1,8 @@
 """tests/integration/test_gdb_oracle.py -- gdb as the oracle for every thread's stack.
 
-gdb attaches to cprofd-test-threads first (`thread apply all bt`) and detaches; then cprofd
+`test_gdb_oracle.py [c|cpp]`: the C target (cprofd-test-threads, the default) or the C++
+one (cprofd-test-cpp-server: std::thread, templates, lambdas, an exception in flight,
+std::async, a thread pool, a coroutine). gdb attaches to the target first (`thread apply all bt`) and detaches; then cprofd
 serves debug=2; after cprofd exits, gdb attaches again, which also proves cprofd left the
 target in a state a debugger can take over. (Two tracers cannot hold a process at once.)
 
@@ -9,7 +11,11 @@ with nothing in between, and for the frames of the test program file:line must a
 cprofd may show more below main: gdb stops at main by default.
 
 The only normalisation: "<signal handler called>" is gdb's name for the signal
-trampoline, __restore_rt. Frames gdb rebuilds for tail calls (from DWARF call-site
+trampoline, __restore_rt; and C++ names are compared by their last component without
+template arguments and parameters, since gdb itself spells one function in several ways
+(with and without default template arguments, `<lambda()>` or `{lambda()#1}`, parameters
+for some frames only). For C++ the file:line of every frame of the test program must
+agree too, so a wrong frame with a similar name still fails. Frames gdb rebuilds for tail calls (from DWARF call-site
 records: no return address of theirs is on the stack) are compared like any other, since
 cprofd rebuilds them the same way; gdb's Python API (run in the same session) marks them,
 and the inlined and signal frames, in the failure reports.
@@ -40,7 +46,7 @@ for t in sorted(gdb.selected_inferior().threads(), key=lambda t: t.ptid[1]):
 '''
 
 THREAD_LINE = re.compile(r'^Thread \d+ \(.*\(LWP (\d+)\)(?: "(.*)")?\):$')
-FRAME_LINE = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+) \((.*)$")
+FRAME_LINE = re.compile(r"^#(\d+)\s+(?:0x[0-9a-f]+ in )?(\S+)")
 AT_FILE = re.compile(r" at (\S+):(\d+)$")
 SIGNAL_LINE = re.compile(r"^#(\d+)\s+<signal handler called>$")
 
@@ -82,8 +88,8 @@ def parse_gdb(text):
             threads[int(m.group(1))] = (m.group(2), current)
             continue
         if line.startswith("@@frame "):
-            _, lwp, idx, kind, _name = line.split(" ", 4)
-            types[(int(lwp), int(idx))] = kind
+            _, lwp, idx, kind, name = line.split(" ", 4)
+            types[(int(lwp), int(idx))] = (kind, name)
             current = None
             continue
         if current is None:
@@ -98,9 +104,13 @@ def parse_gdb(text):
             current.append(GdbFrame(int(m.group(1)), m.group(2),
                                     at.group(1) if at else None,
                                     int(at.group(2)) if at else None, raw=line))
+    # The backtrace's names end at the first " (", which C++ names may contain; the
+    # Python API gives them whole.
     for lwp, (_, frames) in threads.items():
         for f in frames:
-            f.type = types.get((lwp, f.index))
+            f.type, name = types.get((lwp, f.index), (None, None))
+            if name and f.function != "<signal handler called>":
+                f.function = "??" if name == "None" else name
     return threads
 
 
@@ -110,13 +120,48 @@ def normalised(frames):
     return frames
 
 
-def compare_thread(label, gdb_frames, thread):
+def strip_balanced(name, open_c, close_c):
+    out = []
+    depth = 0
+    for c in name:
+        if c == open_c:
+            depth += 1
+        elif c == close_c and depth > 0:
+            depth -= 1
+        elif depth == 0:
+            out.append(c)
+    return "".join(out)
+
+
+def cpp_key(name):
+    """ho::Channel<std::string>::receive() const -> receive; operator() -> operator."""
+    if not name:
+        return name
+    s = strip_balanced(name.replace("operator<<", "operator_shl"), "<", ">")
+    s = re.sub(r"\s*(const|volatile|&&|&)\s*$", "", s)
+    while s.endswith(")"):             # "operator()() const" and "operator()" alike
+        depth, cut = 0, None
+        for i in range(len(s) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(s[i], 0)
+            if depth == 0:
+                cut = i
+                break
+        if cut is None:
+            break
+        s = s[:cut]
+    s = s.replace(" ", "")
+    return s.rsplit("::", 1)[-1]
+
+
+def compare_thread(label, gdb_frames, thread, key, source):
     got = thread.frames
-    names = [f.function for f in got]
-    want = [f.function for f in gdb_frames]
+    names = [key(f.function) for f in got]
+    want = [key(f.function) for f in gdb_frames]
     detail = ("gdb:\n" + "\n".join(f.raw + (f"   [{f.type}]" if f.type != "normal" else "")
                                    for f in gdb_frames)
-              + "\n\ncprofd:\n" + thread.describe())
+              + "\n\ncprofd:\n" + thread.describe()
+              + ("\n\ncompared:\n" + " ".join(want) + "\nwith:\n" + " ".join(names)
+                 if want != [f.function for f in gdb_frames] else ""))
 
     # gdb's functions, in order, as a subsequence of cprofd's.
     pos = []
@@ -136,7 +181,7 @@ def compare_thread(label, gdb_frames, thread):
 
     for gf, k in zip(gdb_frames, pos):
         cf = got[k]
-        if gf.file and ct.same_file(gf.file, ct.THREADS_SOURCE):
+        if gf.file and ct.same_file(gf.file, source):
             if not check(ct.same_file(cf.file, gf.file) and cf.lineno == gf.lineno,
                          f"{label}: {gf.function} at {gf.file}:{gf.lineno} in both",
                          f"gdb:    {gf.raw}\ncprofd: {cf.raw}"):
@@ -146,9 +191,18 @@ def compare_thread(label, gdb_frames, thread):
                 f"cprofd {cf.file}:{cf.lineno}")
 
 
+CPP_SOURCE = os.path.join(ct.SOURCE_DIR, "tests", "targets", "cpp-server.cc")
+
+
 def main():
-    target = ct.threads_target()
-    log(f"target {target.pid}")
+    kind = sys.argv[1] if len(sys.argv) > 1 else "c"
+    if kind == "cpp":
+        target = ct.Target("CPP_SERVER_TARGET")
+        key, source = cpp_key, CPP_SOURCE
+    else:
+        target = ct.threads_target()
+        key, source = (lambda name: name), ct.THREADS_SOURCE
+    log(f"target {target.pid} ({kind})")
 
     before_text = run_gdb(target.pid)
     before = parse_gdb(before_text)
@@ -179,7 +233,10 @@ def main():
           f"cprofd: {sorted(dumped)}\ngdb: {sorted(before)}")
     for lwp, (name, frames) in sorted(before.items()):
         if lwp in dumped:
-            compare_thread(f"{name} ({lwp})", normalised(frames), dumped[lwp])
+            compare_thread(f"{name} ({lwp})", normalised(frames), dumped[lwp], key, source)
+            if kind == "cpp":
+                check(not dumped[lwp].pseudo,
+                      f"{name} ({lwp}): cprofd's stack is complete", dumped[lwp].describe())
 
 
 if __name__ == "__main__":
