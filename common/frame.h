@@ -42,6 +42,8 @@ typedef struct StackFrame {
         bool tail_call;                 /* rebuilt from DWARF call sites: a function that
                                            tail-called its callee and left no frame (gdb's
                                            "tailcall frames"); pc is the call site's */
+        bool frame_pointer;             /* found through the frame-pointer chain: the frame
+                                           below it had no CFI (JIT code, assembler) */
         const SymLoc *loc;              /* never NULL after symbolization */
 } StackFrame;
 

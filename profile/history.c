@@ -90,6 +90,7 @@ enum {
         FRAME_EXACT = 1 << 0,
         FRAME_SIGNAL = 1 << 1,
         FRAME_TAIL_CALL = 1 << 2,
+        FRAME_POINTER = 1 << 3,
 };
 
 static size_t item_size(bool stack, size_t len) {
@@ -546,7 +547,7 @@ typedef struct StackKey {
 
 static uint8_t frame_flags(const StackFrame *f) {
         return (f->exact ? FRAME_EXACT : 0) | (f->signal_frame ? FRAME_SIGNAL : 0) |
-                (f->tail_call ? FRAME_TAIL_CALL : 0);
+                (f->tail_call ? FRAME_TAIL_CALL : 0) | (f->frame_pointer ? FRAME_POINTER : 0);
 }
 
 static const uint8_t *stack_bytes(const Item *it) {
@@ -645,6 +646,7 @@ static int stack_copy(const Item *it, Stack *ret) {
                         .exact = bytes[i] & FRAME_EXACT,
                         .signal_frame = bytes[i] & FRAME_SIGNAL,
                         .tail_call = bytes[i] & FRAME_TAIL_CALL,
+                        .frame_pointer = bytes[i] & FRAME_POINTER,
                         .loc = (const SymLoc *) (uintptr_t) it->data[n + i],
                 };
         *ret = (Stack) { .frames = f, .n = n, .end = (StackEnd) bytes[n] };

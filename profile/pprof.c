@@ -911,5 +911,21 @@ int profile_add_stack(Profile *p, const Stack *stack, const int64_t *values,
         if (r < 0)
                 return r;
 
-        return profile_add_sample(p, ids, n, values, labels, n_labels);
+        /* Frames that only the frame-pointer chain found (no CFI below them) are less
+         * certain than DWARF's: the sample says so. */
+        bool by_frame_pointer = false;
+        for (size_t i = 0; i < stack->n && !by_frame_pointer; i++)
+                by_frame_pointer = stack->frames[i].frame_pointer;
+        if (!by_frame_pointer)
+                return profile_add_sample(p, ids, n, values, labels, n_labels);
+        if (n_labels + 1 > p->limits.max_labels)
+                return -E2BIG;
+        _cleanup_free_ ProfileLabelSpec *all = reallocarray(NULL, n_labels + 1, sizeof *all);
+        if (!all)
+                return -ENOMEM;
+        if (n_labels > 0)
+                memcpy(all, labels, n_labels * sizeof *all);
+        all[n_labels] = (ProfileLabelSpec) { .key = PROFILE_LABEL_UNWIND,
+                                             .str = PROFILE_UNWIND_FRAME_POINTER };
+        return profile_add_sample(p, ids, n, values, all, n_labels + 1);
 }

@@ -197,6 +197,10 @@ int profile_add_location(Profile *p, uint64_t mapping_id, uint64_t address,
                          uint64_t *ret_id);
 
 /* A label as the caller has it: a string label when STR is non-NULL, else numeric. */
+/* The sample label of stacks with frames found through the frame-pointer chain. */
+#define PROFILE_LABEL_UNWIND "unwind"
+#define PROFILE_UNWIND_FRAME_POINTER "frame pointer"
+
 typedef struct ProfileLabelSpec {
         const char *key;                /* required */
         const char *str;                /* NULL: a numeric label */

@@ -14,7 +14,12 @@
  * dwarf_search_unwind_table(). Debian's libunwind does not export dwarf_find_debug_frame,
  * so a pc covered only by .debug_frame is stepped here with libdw's CFI, and libunwind is
  * restarted from the recovered registers. libunwind's own frame-pointer guessing (what it
- * does when it finds no CFI) is never trusted: such a stack ends as STACK_END_NO_INFO.
+ * does when it finds no CFI) is never trusted. Where neither has CFI for a pc (JIT code,
+ * hand-written assembler, files without .eh_frame) the frame-pointer chain is followed
+ * instead, only while it stays in the stack copy, moves up and returns into executable
+ * memory, and DWARF takes over again at the first pc that has CFI; frames found so are
+ * marked (StackFrame.frame_pointer). Without a usable chain the stack ends as
+ * STACK_END_NO_INFO.
  *
  * Signal frames: glibc's __restore_rt is recognized by its instructions, and also by
  * libunwind 1.6's unw_is_signal_frame(), which answers for the frame just stepped from
@@ -427,6 +432,32 @@ finish:
         return ret;
 }
 
+/* ---- frame pointers, where no CFI covers a pc ---- */
+
+/* One step by the frame-pointer convention (push %rbp; mov %rsp,%rbp): the caller's pc is
+ * at rbp + 8, its rbp at rbp, its sp is rbp + 16. Only the registers that convention
+ * saves are recovered; callee-saved ones keep their values, as a function that keeps a
+ * frame pointer but no CFI cannot tell us more. false when the chain leaves the stack
+ * copy, does not move up, or returns into memory that holds no code. */
+static bool frame_pointer_step(UnwindCtx *ctx, const uint64_t in[N_REGS], uint64_t out[N_REGS]) {
+        const ThreadCapture *t = ctx->t;
+        uint64_t fp = in[UNW_X86_64_RBP], saved_fp, ret;
+
+        if (fp % 8 != 0 || fp < in[UNW_X86_64_RSP] || fp < t->stack_start ||
+            fp > ctx->stack_end || ctx->stack_end - fp < 16)
+                return false;
+        if (!ctx_read(ctx, fp, &saved_fp) || !ctx_read(ctx, fp + 8, &ret))
+                return false;
+        const Region *r = ctx_region(ctx, ret);
+        if (!r || !r->executable)
+                return false;
+        memcpy(out, in, N_REGS * sizeof *out);
+        out[UNW_X86_64_RSP] = fp + 16;
+        out[UNW_X86_64_RBP] = saved_fp;
+        out[UNW_X86_64_RIP] = ret;
+        return true;
+}
+
 /* ---- symbolization and tail calls ---- */
 
 /* The tail-call frames between FRAMES[I] (the callee) and FRAMES[I + 1] (its caller, at
@@ -513,7 +544,7 @@ int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret) {
         uint64_t *sps = as->scratch_sp;
         unw_cursor_t cursor;
         StackEnd end = STACK_END_ERROR;
-        bool next_exact = true;
+        bool next_exact = true, next_frame_pointer = false;
         size_t n = 0;
         int r;
 
@@ -562,7 +593,8 @@ int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret) {
                 /* The sigreturn trampoline's address was not pushed by a call: it is looked
                  * up as is, and so is the interrupted pc of the frame after it. */
                 bool sig = is_sigreturn_trampoline(&ctx, pc);
-                frames[n] = (StackFrame) { .pc = pc, .exact = next_exact || sig, .signal_frame = sig };
+                frames[n] = (StackFrame) { .pc = pc, .exact = next_exact || sig, .signal_frame = sig,
+                                           .frame_pointer = next_frame_pointer };
                 sps[n] = sp;
                 n++;
 
@@ -585,10 +617,12 @@ int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret) {
                         frames[n - 1].exact = true;
                 }
                 next_exact = sig;
+                next_frame_pointer = false;
 
                 if (ctx.no_info && !(sig && r > 0)) {
-                        /* No .eh_frame for this pc: .debug_frame, or the end. libunwind's
-                         * frame-pointer guess in r is ignored. */
+                        /* No .eh_frame for this pc: .debug_frame, else the frame pointer,
+                         * else the end. libunwind's own frame-pointer guess in r is
+                         * ignored: it accepts any chain. */
                         uint64_t regs[N_REGS];
                         if (!ctx.no_info_regs_valid) {
                                 end = ctx.copy_short ? STACK_END_COPY : STACK_END_NO_INFO;
@@ -597,6 +631,10 @@ int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret) {
                         ctx.copy_short = false;
                         r = debug_frame_step(&ctx, stack_frame_lookup_pc(&frames[n - 1]),
                                              ctx.no_info_regs, regs);
+                        if (r < 0 && frame_pointer_step(&ctx, ctx.no_info_regs, regs)) {
+                                r = 1;
+                                next_frame_pointer = true;
+                        }
                         if (r == 0) {
                                 end = STACK_END_COMPLETE;
                                 break;
