@@ -433,8 +433,11 @@ static void build_sym_names(Module *m, Dwfl_Module *mod) {
                 int type = GELF_ST_TYPE(sym.st_info);
                 if (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE)
                         continue;
-                uint64_t h = hash_bytes(name, strlen(name));
-                if (!u64map_get(&m->name_addrs, h))
+                /* A linker-written .symtab spells versioned globals "name@@VERSION"
+                 * (default) and "name@VERSION": a call site names them without it. */
+                const char *at = strchr(name, '@');
+                uint64_t h = hash_bytes(name, at ? (size_t) (at - name) : strlen(name));
+                if (!u64map_get(&m->name_addrs, h) || (at && at[1] == '@'))
                         u64map_put(&m->name_addrs, h, (void *) (uintptr_t) (addr + 1));
                 U64Map *map = sym.st_size > 0 ? &m->sym_names : &sizeless;
                 const char *old = u64map_get(map, addr);

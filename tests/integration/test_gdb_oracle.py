@@ -1,8 +1,9 @@
 """tests/integration/test_gdb_oracle.py -- gdb as the oracle for every thread's stack.
 
-`test_gdb_oracle.py [c|cpp]`: the C target (cprofd-test-threads, the default) or the C++
+`test_gdb_oracle.py [c|cpp|tail]`: the C target (cprofd-test-threads, the default), the C++
 one (cprofd-test-cpp-server: std::thread, templates, lambdas, an exception in flight,
-std::async, a thread pool, a coroutine). gdb attaches to the target first (`thread apply all bt`) and detaches; then cprofd
+std::async, a thread pool, a coroutine), or cprofd-test-tail-call (a tail call from the
+executable into libc, which gdb shows as a tailcall frame). gdb attaches to the target first (`thread apply all bt`) and detaches; then cprofd
 serves debug=2; after cprofd exits, gdb attaches again, which also proves cprofd left the
 target in a state a debugger can take over. (Two tracers cannot hold a process at once.)
 
@@ -192,6 +193,7 @@ def compare_thread(label, gdb_frames, thread, key, source):
 
 
 CPP_SOURCE = os.path.join(ct.SOURCE_DIR, "tests", "targets", "cpp-server.cc")
+TAIL_SOURCE = os.path.join(ct.SOURCE_DIR, "tests", "targets", "tail-call.c")
 
 
 def main():
@@ -199,6 +201,9 @@ def main():
     if kind == "cpp":
         target = ct.Target("CPP_SERVER_TARGET")
         key, source = cpp_key, CPP_SOURCE
+    elif kind == "tail":
+        target = ct.Target("TAIL_CALL_TARGET")
+        key, source = (lambda name: name), TAIL_SOURCE
     else:
         target = ct.threads_target()
         key, source = (lambda name: name), ct.THREADS_SOURCE
@@ -234,7 +239,7 @@ def main():
     for lwp, (name, frames) in sorted(before.items()):
         if lwp in dumped:
             compare_thread(f"{name} ({lwp})", normalised(frames), dumped[lwp], key, source)
-            if kind == "cpp":
+            if kind != "c":
                 check(not dumped[lwp].pseudo,
                       f"{name} ({lwp}): cprofd's stack is complete", dumped[lwp].describe())
 
