@@ -42,6 +42,14 @@ void *strmap_get(const StrMap *m, const char *key);
 StrEntry *strmap_add(StrMap *m, const char *key, void *value);
 void strmap_done(StrMap *m, void (*free_value)(void *));
 
+/* A CU's address range, for files without .debug_aranges. */
+typedef struct CuRange {
+        uint64_t start, end;            /* DWARF addresses */
+        Dwarf_Off cu_offset;            /* of the CU DIE */
+} CuRange;
+
+#define CU_RANGES_MAX 1000000
+
 typedef struct LoadSegment {
         uint64_t vaddr, memsz;
         uint64_t offset, filesz;
@@ -95,6 +103,10 @@ typedef struct Module {
         U64Map tail_edges;              /* function entry -> TailEdges* */
 
         U64Map locs;                    /* module-relative address -> SymLoc* */
+
+        bool cu_ranges_built;           /* symbols.c, when .debug_aranges finds no CU */
+        CuRange *cu_ranges;
+        size_t n_cu_ranges;
 } Module;
 
 typedef struct Region {

@@ -89,6 +89,10 @@ void module_symbols_done(Module *m) {
         u64map_done(&m->name_addrs, NULL);
         u64map_done(&m->call_sites, free);
         u64map_done(&m->tail_edges, free);
+        free(m->cu_ranges);
+        m->cu_ranges = NULL;
+        m->n_cu_ranges = 0;
+        m->cu_ranges_built = false;
         if (m->dwfl)
                 dwfl_end(m->dwfl);      /* also frees the CFI it handed out */
         m->dwfl = NULL;
@@ -231,12 +235,28 @@ static void call_site(Symbolizer *s, Dwarf_Die *cudie, Dwarf_Die *inlined,
                 *ret_file = symbolizer_intern(s, dwarf_filesrc(files, file_idx, NULL, NULL));
 }
 
-static void line_at(Symbolizer *s, Dwfl_Module *mod, uint64_t addr,
+static Dwarf_Die *cu_by_ranges(Module *m, Dwfl_Module *mod, uint64_t addr,
+                                Dwarf_Addr *ret_bias, Dwarf_Die *mem);
+
+static void line_at(Module *m, Dwfl_Module *mod, uint64_t addr,
                     const char **ret_file, uint32_t *ret_line) {
+        Symbolizer *s = m->symbolizer;
         Dwfl_Line *l = dwfl_module_getsrc(mod, addr);
         int line = 0;
         const char *file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
 
+        if (!l) {
+                /* No .debug_aranges (Go): the line table of the CU found by its ranges. */
+                Dwarf_Die mem, *cudie;
+                Dwarf_Addr bias;
+                Dwarf_Line *dl;
+                if ((cudie = cu_by_ranges(m, mod, addr, &bias, &mem)) &&
+                    (dl = dwarf_getsrc_die(cudie, addr - bias))) {
+                        file = dwarf_linesrc(dl, NULL, NULL);
+                        if (dwarf_lineno(dl, &line) != 0)
+                                line = 0;
+                }
+        }
         *ret_file = file ? symbolizer_intern(s, file) : NULL;
         *ret_line = line > 0 ? (uint32_t) line : 0;
 }
@@ -337,14 +357,85 @@ static int concrete_scopes(Dwarf_Die *cudie, Dwarf_Addr pc, Dwarf_Die **ret) {
         return n;
 }
 
-/* The CU whose code covers ADDR (module-relative), or NULL. */
-static Dwarf_Die *cu_at(Dwfl_Module *mod, uint64_t addr, Dwarf_Addr *ret_bias) {
+static int cu_range_cmp(const void *a, const void *b) {
+        const CuRange *x = a, *y = b;
+        return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Every CU's address ranges, sorted: for files without .debug_aranges (Go's linker writes
+ * none), where libdw's address lookups find no CU at all. */
+static void build_cu_ranges(Module *m, Dwfl_Module *mod) {
+        Dwarf_Addr bias;
+        Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+        Dwarf_Off off = 0, next;
+        size_t hsize, cap = 0;
+
+        m->cu_ranges_built = true;
+        if (!dw)
+                return;
+        for (int cus = 0; cus < CU_RANGES_MAX && dwarf_nextcu(dw, off, &next, &hsize, NULL,
+                                                              NULL, NULL) == 0; cus++, off = next) {
+                Dwarf_Die cudie;
+                Dwarf_Addr base, start, end;
+                ptrdiff_t it = 0;
+                if (!dwarf_offdie(dw, off + hsize, &cudie))
+                        continue;
+                while ((it = dwarf_ranges(&cudie, it, &base, &start, &end)) > 0 &&
+                       m->n_cu_ranges < CU_RANGES_MAX) {
+                        if (end <= start)
+                                continue;
+                        if (m->n_cu_ranges == cap) {
+                                size_t c = cap ? 2 * cap : 64;
+                                CuRange *r = reallocarray(m->cu_ranges, c, sizeof *r);
+                                if (!r)
+                                        return;
+                                m->cu_ranges = r;
+                                cap = c;
+                        }
+                        m->cu_ranges[m->n_cu_ranges++] = (CuRange) {
+                                .start = start, .end = end, .cu_offset = off + hsize,
+                        };
+                }
+        }
+        if (m->n_cu_ranges > 0)
+                qsort(m->cu_ranges, m->n_cu_ranges, sizeof *m->cu_ranges, cu_range_cmp);
+}
+
+static Dwarf_Die *cu_by_ranges(Module *m, Dwfl_Module *mod, uint64_t addr,
+                                Dwarf_Addr *ret_bias, Dwarf_Die *mem) {
+        Dwarf *dw = dwfl_module_getdwarf(mod, ret_bias);
+
+        if (!dw)
+                return NULL;
+        if (!m->cu_ranges_built)
+                build_cu_ranges(m, mod);
+        uint64_t a = addr - *ret_bias;
+        size_t lo = 0, hi = m->n_cu_ranges;
+        while (lo < hi) {                       /* first range starting above A */
+                size_t mid = lo + (hi - lo) / 2;
+                if (m->cu_ranges[mid].start <= a)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        /* Ranges of different CUs do not overlap in sane DWARF; look back a little for
+         * one that still covers A in case they do. */
+        for (size_t i = lo, k = 0; i-- > 0 && k < 8; k++)
+                if (a < m->cu_ranges[i].end)
+                        return dwarf_offdie(dw, m->cu_ranges[i].cu_offset, mem);
+        return NULL;
+}
+
+/* The CU whose code covers ADDR (module-relative), or NULL. MEM holds it when libdw's own
+ * lookup (through .debug_aranges) finds none. */
+static Dwarf_Die *cu_at(Module *m, Dwfl_Module *mod, uint64_t addr, Dwarf_Addr *ret_bias,
+                        Dwarf_Die *mem) {
         /* libdwfl hands out the nearest CU below ADDR (and a line of it) even when the CU
          * does not cover ADDR, e.g. for _start of crt1.o without DWARF. */
         Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, ret_bias);
-        if (cudie && dwarf_haspc(cudie, addr - *ret_bias) <= 0)
-                return NULL;
-        return cudie;
+        if (cudie)
+                return dwarf_haspc(cudie, addr - *ret_bias) > 0 ? cudie : NULL;
+        return cu_by_ranges(m, mod, addr, ret_bias, mem);
 }
 
 /* GNU as (2.40) emits one DW_TAG_subprogram per alias of an assembler function, with the
@@ -379,7 +470,7 @@ static size_t resolve_dwarf(Module *m, Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf
         int lang = dwarf_srclang(cudie);
         const char *file;
         uint32_t line;
-        line_at(s, mod, addr, &file, &line);
+        line_at(m, mod, addr, &file, &line);
 
         for (int i = 0; i < n_chain && n < max; i++) {
                 Dwarf_Die *die = &chain[i];
@@ -471,7 +562,7 @@ static size_t resolve_symtab(Module *m, Dwfl_Module *mod, bool have_cu, uint64_t
                        .entry = addr - off };
         /* Line tables can exist without a DWARF function (assembler sources). */
         if (have_cu)
-                line_at(s, mod, addr, &f->file, &f->line);
+                line_at(m, mod, addr, &f->file, &f->line);
         return f->function ? 1 : 0;
 }
 
@@ -482,7 +573,7 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
         Dwfl_Module *mod = module_dwfl(m);
         if (mod) {
                 Dwarf_Addr bias = 0;
-                Dwarf_Die *cudie = cu_at(mod, addr, &bias);
+                Dwarf_Die mem, *cudie = cu_at(m, mod, addr, &bias, &mem);
                 if (cudie)
                         n = resolve_dwarf(m, mod, cudie, bias, addr, frames, ARRAY_SIZE(frames));
                 if (n == 0)
@@ -597,7 +688,7 @@ static void call_site_target(Module *m, Dwarf_Die *site, Dwarf_Addr bias, CallSi
  * the call instruction. */
 static const CallSite *call_site_at(Module *m, uint64_t ret) {
         static const CallSite none = {};
-        Dwarf_Die *chain = NULL, *cudie;
+        Dwarf_Die *chain = NULL, *cudie, cu_mem;
         Dwarf_Addr bias = 0;
         int n = 0;
 
@@ -609,7 +700,7 @@ static const CallSite *call_site_at(Module *m, uint64_t ret) {
                 return &none;
 
         Dwfl_Module *mod = module_dwfl(m);
-        if (mod && ret > 0 && (cudie = cu_at(mod, ret - 1, &bias)))
+        if (mod && ret > 0 && (cudie = cu_at(m, mod, ret - 1, &bias, &cu_mem)))
                 n = concrete_scopes(cudie, ret - 1 - bias, &chain);
         bool found = false;
         for (int i = 0; i < n && !found; i++) {
@@ -644,7 +735,7 @@ static const TailEdges *tail_edges(Module *m, uint64_t entry) {
         static const TailEdges none = {};
         TailEdge edges[256];
         size_t n_edges = 0;
-        Dwarf_Die *chain = NULL, *cudie, *sub = NULL;
+        Dwarf_Die *chain = NULL, *cudie, *sub = NULL, cu_mem;
         Dwarf_Addr bias = 0, e;
         int n = 0;
 
@@ -653,7 +744,7 @@ static const TailEdges *tail_edges(Module *m, uint64_t entry) {
                 return te;
 
         Dwfl_Module *mod = module_dwfl(m);
-        if (mod && (cudie = cu_at(mod, entry, &bias)))
+        if (mod && (cudie = cu_at(m, mod, entry, &bias, &cu_mem)))
                 n = concrete_scopes(cudie, entry - bias, &chain);
         for (int i = 0; i < n; i++)
                 if (dwarf_tag(&chain[i]) == DW_TAG_subprogram) {

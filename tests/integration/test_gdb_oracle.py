@@ -121,6 +121,10 @@ def normalised(frames):
     return frames
 
 
+# A tail-call frame cprofd shows and gdb does not -> the function right below it.
+TAIL_FRAMES_BEYOND_GDB = {"___pthread_once": "__pthread_once_slow"}
+
+
 def strip_balanced(name, open_c, close_c):
     out = []
     depth = 0
@@ -177,7 +181,12 @@ def compare_thread(label, gdb_frames, thread, key, source):
     if not check(len(pos) == len(want),
                  f"{label}: cprofd shows every function gdb shows, in order", detail):
         return
-    check(pos == list(range(len(want))),
+    # Frames cprofd rebuilds where gdb does not: glibc's pthread_once ends in a jump to
+    # __pthread_once_slow (objdump shows the jmp); gdb finds no tail-call chain that starts
+    # in another module than the call site naming it, cprofd does.
+    extra = [(names[k], names[k - 1] if k > 0 else None)
+             for k in range(pos[-1] + 1 if pos else 0) if k not in pos]
+    check(all(TAIL_FRAMES_BEYOND_GDB.get(name) == below for name, below in extra),
           f"{label}: and nothing gdb does not show above its outermost frame", detail)
 
     for gf, k in zip(gdb_frames, pos):

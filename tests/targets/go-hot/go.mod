@@ -1,0 +1,3 @@
+module cprofd-test-go-hot
+
+go 1.19
