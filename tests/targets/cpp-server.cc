@@ -32,6 +32,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "target-task.h"
+
 #if defined(__cpp_impl_coroutine) && __has_include(<coroutine>)
 #include <coroutine>
 #define HAVE_COROUTINES 1
@@ -199,17 +201,8 @@ static bool all_sleeping(int n_threads) {
         while (struct dirent *e = readdir(d)) {
                 if (e->d_name[0] == '.')
                         continue;
-                char p[384], buf[512];
-                snprintf(p, sizeof p, "/proc/%d/task/%s/stat", (int) getpid(), e->d_name);
-                FILE *f = fopen(p, "re");
-                if (!f)
-                        continue;
-                size_t n = fread(buf, 1, sizeof buf - 1, f);
-                fclose(f);
-                buf[n] = 0;
-                const char *rp = strrchr(buf, ')');
                 total++;
-                if (rp && rp[1] == ' ' && rp[2] == 'S')
+                if (target_thread_state(atoi(e->d_name)) == 'S')
                         sleeping++;
         }
         closedir(d);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "target-args.h"
+#include "target-task.h"
 
 #define _noinline_ __attribute__((noinline, noipa))
 
@@ -79,21 +80,6 @@ static _noinline_ void *jit_thread_main(void *jit) {
         return NULL;
 }
 
-static bool thread_sleeps(pid_t tid) {
-        char path[64], buf[512];
-        if (tid == 0)
-                return false;
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int) tid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return false;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')');
-        return rp && rp[1] == ' ' && rp[2] == 'S';
-}
-
 int main(int argc, char *argv[]) {
         bool perf_map = argc > 1 && strcmp(argv[1], "--perf-map") == 0;
         long exit_after_ms;
@@ -128,7 +114,8 @@ int main(int argc, char *argv[]) {
         pthread_setname_np(j, "t-jit");
 
         /* Both blocked: their counts are in and /proc shows both asleep. */
-        while (atomic_load(&n_blocked) < 2 || !thread_sleeps(a_tid) || !thread_sleeps(j_tid))
+        while (atomic_load(&n_blocked) < 2 || target_thread_state(a_tid) != 'S' ||
+               target_thread_state(j_tid) != 'S')
                 usleep(2000);
         printf("ready %d\n", (int) getpid());
         fflush(stdout);

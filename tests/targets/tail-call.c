@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "target-task.h"
+
 #define _noinline_ __attribute__((noinline, noipa))
 
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
@@ -35,21 +37,6 @@ static _noinline_ void *tail_thread_main(void *arg) {
         return NULL;
 }
 
-static bool sleeps_on_futex(pid_t tid) {
-        char path[64], buf[512];
-        if (tid == 0)
-                return false;
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int) tid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return false;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        const char *rp = strrchr(buf, ')');
-        return rp && rp[1] == ' ' && rp[2] == 'S';
-}
-
 int main(void) {
         pthread_t t;
 
@@ -57,7 +44,7 @@ int main(void) {
         if (pthread_create(&t, NULL, tail_thread_main, NULL) != 0)
                 return 1;
         pthread_setname_np(t, "t-tail");
-        while (!sleeps_on_futex(atomic_load(&tail_tid)))
+        while (target_thread_state(atomic_load(&tail_tid)) != 'S')
                 usleep(2000);
         printf("ready %d\n", (int) getpid());
         fflush(stdout);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "target-args.h"
+#include "target-task.h"
 
 #define _noinline_ __attribute__((noinline, noipa))
 #define _always_inline_ inline __attribute__((always_inline))
@@ -288,32 +289,13 @@ static void sleep_ms(long ms) {
                 ;
 }
 
-/* The kernel's view: 'S' once the thread really sleeps in its blocking call. */
-static char thread_state(int tid) {
-        char path[64], buf[512], *p;
-        ssize_t n;
-        int fd;
-
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return '?';
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0)
-                return '?';
-        buf[n] = 0;
-        p = strrchr(buf, ')');          /* comm may contain spaces and parentheses */
-        return p && p[1] == ' ' ? p[2] : '?';
-}
-
 static bool all_parked(void) {
         for (size_t i = 0; i < N_WORKERS; i++) {
                 Worker *w = &workers[i];
 
                 if (!atomic_load(&w->at_blocking_point))
                         return false;
-                if (w->blocks && thread_state(atomic_load(&w->tid)) != 'S')
+                if (w->blocks && target_thread_state(atomic_load(&w->tid)) != 'S')
                         return false;
         }
         return true;
