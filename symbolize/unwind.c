@@ -108,14 +108,15 @@ static bool ctx_read(UnwindCtx *ctx, uint64_t addr, uint64_t *ret) {
 
         const Region *r = ctx_region(ctx, addr);
         if (r && r->readable && r->module->kind == MODULE_ELF && addr + sizeof *ret <= r->end) {
+                /* Writable module data too: libunwind dereferences every CIE's
+                 * DW_EH_PE_indirect personality pointer (C++: DW.ref.__gxx_personality_v0
+                 * in .data) and fails the whole frame when it cannot. A stack walk never
+                 * calls that routine and no CFA or register rule of real code reads module
+                 * data, so the value does not matter: the file's bytes, or zero where
+                 * ld.so rewrote them (RELRO). */
                 if (module_read_file(r->module, addr - r->start + r->offset, addr - r->bias,
                                      ret, sizeof *ret))
                         return true;
-                /* Writable module data the file cannot show (RELRO, .got). libunwind
-                 * dereferences every CIE's DW_EH_PE_indirect personality pointer (C++:
-                 * DW.ref.__gxx_personality_v0 in .data) and fails the whole frame when
-                 * it cannot; a stack walk never calls that routine and no CFA or register
-                 * rule of real code reads module data, so its value does not matter. */
                 if (r->writable) {
                         *ret = 0;
                         return true;
