@@ -213,6 +213,7 @@ Symbolizer *symbolizer_free(Symbolizer *s) {
                 module_free(s->modules[i]);
         free(s->modules);
         symbols_tail_chains_done(s);
+        u64map_done(&s->demangled, NULL);       /* names are interned */
         strmap_done(&s->by_key, NULL);
         u64map_done(&s->unmapped, free);
         free(s->unmapped_overflow);
