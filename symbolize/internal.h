@@ -164,6 +164,8 @@ struct Symbolizer {
         U64Map unmapped;                /* lookup pc -> SymLoc* for pcs in no mapping */
         SymLoc *unmapped_overflow;      /* shared once UNMAPPED_LOCS_MAX is reached */
         U64Map tail_chains;             /* hash of (target, callee) -> TailChain list */
+        U64Map demangled;               /* interned name -> its interned demangled form,
+                                           or itself (demangle.c) */
         SymbolizerStats stats;
 };
 
@@ -180,6 +182,11 @@ struct AddressSpace {
 /* symbolizer.c */
 const char *symbolizer_intern(Symbolizer *s, const char *str);
 const Region *address_space_find_region(const AddressSpace *as, uint64_t addr);
+
+/* demangle.c */
+/* NAME (interned) as gdb prints a symbol without DWARF: demangled and interned, or NAME
+ * itself when it is not mangled. Cached. */
+const char *symbolizer_demangle(Symbolizer *s, const char *name);
 
 /* elf-file.c */
 /* Maps the file open at FD (not taken) and parses what the unwinder and the symbolizer

@@ -213,6 +213,7 @@ Symbolizer *symbolizer_free(Symbolizer *s) {
                 module_free(s->modules[i]);
         free(s->modules);
         symbols_tail_chains_done(s);
+        u64map_done(&s->demangled, NULL);       /* names are interned */
         strmap_done(&s->by_key, NULL);
         u64map_done(&s->unmapped, free);
         free(s->unmapped_overflow);
@@ -432,6 +433,18 @@ static uint64_t region_bias(const Module *m, const MapEntry *e) {
         uint64_t vaddr;
         if (m->kind == MODULE_PSEUDO)
                 return e->start;
+        /* ld.so maps each PT_LOAD from its page-rounded file offset. lld packs segments
+         * without padding, so one file page can hold the end of a segment and the start
+         * of the next (r-- then r-x): a mapping starting at such a page belongs to the
+         * segment that starts in it with the mapping's permissions, not to the one whose
+         * bytes merely contain the offset. */
+        if (m->kind == MODULE_ELF)
+                for (size_t i = 0; i < m->n_loads; i++) {
+                        const LoadSegment *l = &m->loads[i];
+                        if ((l->offset & ~UINT64_C(0xfff)) == e->offset &&
+                            l->executable == e->executable)
+                                return e->start - (l->vaddr - (l->offset & 0xfff));
+                }
         if (m->kind == MODULE_ELF && module_offset_to_vaddr(m, e->offset, &vaddr))
                 return e->start - vaddr;
         return e->start - e->offset;    /* module offsets are then file offsets */

@@ -18,8 +18,11 @@
  * reads the same in cprofd and in gdb, and DW_AT_name (__libc_read) is not shown. For C++
  * and other languages with mangling, function is the name qualified by its enclosing
  * namespaces and classes, as gdb prints it (without parameters), and system_name keeps the
- * mangled linkage name. No demangler is linked (that would add a C++ runtime dependency):
- * a mangled name only reached through the ELF symbol table is shown as is. */
+ * mangled linkage name. A name only reached through the ELF symbol table (.symtab, or
+ * .dynsym of a stripped file) is what gdb calls a minimal symbol: gdb demangles it with
+ * parameters, "node::SpinEventLoopInternal(node::Environment*)", and so do we (demangle.c,
+ * libiberty's demangler, C++ and Rust); system_name keeps the mangled name. A name that
+ * does not demangle is shown as it is. */
 #include <dwarf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -558,7 +561,9 @@ static size_t resolve_symtab(Module *m, Dwfl_Module *mod, bool have_cu, uint64_t
         if (!m->sym_names_built)
                 build_sym_names(m, mod);
         const char *preferred = u64map_get(&m->sym_names, addr - off);
-        *f = (Frame) { .function = preferred ? preferred : symbolizer_intern(s, name),
+        const char *mangled = preferred ? preferred : symbolizer_intern(s, name);
+        const char *function = symbolizer_demangle(s, mangled);
+        *f = (Frame) { .function = function, .system_name = function != mangled ? mangled : NULL,
                        .entry = addr - off };
         /* Line tables can exist without a DWARF function (assembler sources). */
         if (have_cu)

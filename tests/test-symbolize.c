@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "demangle.h"
 #include "procfs.h"
 #include "snapshot.h"
 #include "symbolizer.h"
@@ -311,6 +312,32 @@ TEST(unwinds_through_debug_frame_only_code) {
         }
         free(st.frames);
         free(t.stack);
+}
+
+/* As gdb 13 names these symbols without DWARF (`info symbol` on binaries holding them). */
+static void assert_demangles(const char *mangled, const char *want) {
+        char *got = demangle(mangled);
+        if (!want && got)
+                TINY_FAIL("%s demangled to %s", mangled, got);
+        if (want && (!got || strcmp(got, want) != 0))
+                TINY_FAIL("%s: want %s, got %s", mangled, want, got ? got : "(null)");
+        free(got);
+}
+
+TEST(demangles_cpp_and_rust_names_as_gdb) {
+        assert_demangles("_ZN4node21SpinEventLoopInternalEPNS_11EnvironmentE",
+                         "node::SpinEventLoopInternal(node::Environment*)");
+        assert_demangles("_ZN2hoL16throw_with_guardEv.cold", "ho::throw_with_guard() [clone .cold]");
+        assert_demangles("_ZN1q1fESs",
+                         "q::f(std::basic_string<char, std::char_traits<char>, std::allocator<char> >)");
+        assert_demangles("_ZN7mangled12park_forever17ha6d047061bef5c27E",
+                         "mangled::park_forever::ha6d047061bef5c27");
+        assert_demangles("_RNvCslCsyN4QNIJ2_7mangled12park_forever",
+                         "mangled[fbd34d07559ed312]::park_forever");
+        assert_demangles("main", NULL);
+        assert_demangles("__GI___libc_read", NULL);
+        assert_demangles("_Z", NULL);
+        assert_demangles("_RNvC", NULL);
 }
 
 TEST(resolves_libc_function_with_file_and_line) {
