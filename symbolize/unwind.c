@@ -181,13 +181,34 @@ static int get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *dilap, void *
 static void put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg) {
 }
 
+/* A register whose saved slot lies below the thread's stack pointer at capture: GCC's
+ * epilogue CFI still places %rbp at CFA-16 after the `pop %rbp` (until the `ret`), so
+ * the slot belongs to a frame already torn down and the register holds that value again.
+ * A perf sample's stack copy starts at the stack pointer and lacks the slot; the
+ * register as captured is the answer. */
+static bool popped_reg(UnwindCtx *ctx, int reg, uint64_t *ret) {
+        unw_save_loc_t loc;
+        uint64_t captured[N_REGS];
+
+        if (unw_get_save_loc(ctx->cursor, reg, &loc) < 0 || loc.type != UNW_SLT_MEMORY ||
+            loc.u.addr >= ctx->t->regs.rsp || ctx->t->regs.rsp - loc.u.addr > 128)
+                return false;
+        regs_from_user(&ctx->t->regs, captured);
+        *ret = captured[reg];
+        return true;
+}
+
 static void save_no_info_regs(UnwindCtx *ctx) {
         ctx->no_info_regs_valid = true;
         for (int i = 0; i < N_REGS; i++) {
                 unw_word_t v;
+                uint64_t popped;
                 if (unw_get_reg(ctx->cursor, i, &v) < 0) {
-                        ctx->no_info_regs_valid = false;
-                        return;
+                        if (!popped_reg(ctx, i, &popped)) {
+                                ctx->no_info_regs_valid = false;
+                                return;
+                        }
+                        v = popped;
                 }
                 ctx->no_info_regs[i] = v;
         }
