@@ -768,6 +768,11 @@ int main(int argc, char **argv) {
                 free(d.listen);
                 return 1;
         }
+        r = symbolizer_enable_debuginfod(d.targets.symbolizer);
+        if (r < 0)
+                log_warning_errno(r, "Failed to start fetching debug files from debuginfod servers: %m");
+        else if (r > 0)
+                log_info("Fetching missing debug files from %s in the background.", getenv("DEBUGINFOD_URLS"));
         int ret = 1;
         d.targets.max = d.settings.max_targets;
         d.targets.history_limits = history_limits_default;

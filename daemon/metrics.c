@@ -83,13 +83,24 @@ void metrics_write(Metrics *m, Buf *out) {
                    "cprofd_symbolizer_modules %llu\n"
                    "# HELP cprofd_symbolizer_locations Distinct symbolized locations in the cache.\n"
                    "# TYPE cprofd_symbolizer_locations gauge\n"
-                   "cprofd_symbolizer_locations %llu\n",
+                   "cprofd_symbolizer_locations %llu\n"
+                   "# HELP cprofd_debuginfod_fetches_started_total Downloads of missing debug files begun.\n"
+                   "# TYPE cprofd_debuginfod_fetches_started_total counter\n"
+                   "cprofd_debuginfod_fetches_started_total %llu\n"
+                   "# HELP cprofd_debuginfod_fetches_succeeded_total Debug files downloaded.\n"
+                   "# TYPE cprofd_debuginfod_fetches_succeeded_total counter\n"
+                   "cprofd_debuginfod_fetches_succeeded_total %llu\n"
+                   "# HELP cprofd_debuginfod_fetches_failed_total Downloads that failed (retried after 10 minutes).\n"
+                   "# TYPE cprofd_debuginfod_fetches_failed_total counter\n"
+                   "cprofd_debuginfod_fetches_failed_total %llu\n",
                    (unsigned long long) m->snapshots_total, (unsigned long long) m->snapshot_errors_total,
                    (unsigned long long) m->threads_captured_total,
                    (unsigned long long) m->threads_unchanged_total,
                    (unsigned long long) m->threads_not_captured_total,
                    (unsigned long long) m->cpu_samples_total, (unsigned long long) m->cpu_samples_lost_total,
-                   (unsigned long long) m->symbolizer_modules, (unsigned long long) m->symbolizer_locations);
+                   (unsigned long long) m->symbolizer_modules, (unsigned long long) m->symbolizer_locations,
+                   (unsigned long long) m->debuginfod_started, (unsigned long long) m->debuginfod_succeeded,
+                   (unsigned long long) m->debuginfod_failed);
         histogram_write(&m->snapshot_duration, "cprofd_snapshot_duration_seconds",
                         "Time to snapshot every thread of a target (stop, copy, release).", out);
         histogram_write(&m->thread_pause, "cprofd_thread_pause_seconds",

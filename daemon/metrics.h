@@ -30,6 +30,9 @@ typedef struct Metrics {
         uint64_t cpu_samples_lost_total;
         uint64_t symbolizer_modules;    /* copied from the worker's symbolizer */
         uint64_t symbolizer_locations;
+        uint64_t debuginfod_started;    /* copied from the symbolizer's fetcher */
+        uint64_t debuginfod_succeeded;
+        uint64_t debuginfod_failed;
 } Metrics;
 
 void metrics_init(Metrics *m);

@@ -401,6 +401,9 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         metrics_lock(t->metrics);
         t->metrics->symbolizer_modules = st.modules;
         t->metrics->symbolizer_locations = st.locations;
+        t->metrics->debuginfod_started = st.debuginfod_started;
+        t->metrics->debuginfod_succeeded = st.debuginfod_succeeded;
+        t->metrics->debuginfod_failed = st.debuginfod_failed;
         metrics_unlock(t->metrics);
         record_history(t, target, &d, s);
         if (ret_maps) {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "debuginfod.h"
 #include "hashmap.h"
 #include "symbolizer.h"
 
@@ -88,6 +89,8 @@ typedef struct Module {
 
         /* Created on first use by symbols.c. */
         bool dwfl_tried;
+        bool dwarf_missing;             /* neither the file nor a local debug file has DWARF */
+        char *fetched_debuginfo;        /* debug file downloaded for its build-id, or NULL */
         Dwfl *dwfl;
         Dwfl_Module *dwfl_module;
         bool cfi_tried;
@@ -155,6 +158,12 @@ typedef struct TailChain {
 
 #define TAIL_CHAIN_MAX 16               /* frames synthesized between two real frames */
 
+/* The lookup cache of a module from before its debug file arrived. */
+typedef struct RetiredLocs {
+        struct RetiredLocs *next;
+        U64Map locs;
+} RetiredLocs;
+
 struct Symbolizer {
         Module **modules;
         size_t n_modules, cap_modules;
@@ -166,6 +175,8 @@ struct Symbolizer {
         U64Map tail_chains;             /* hash of (target, callee) -> TailChain list */
         U64Map demangled;               /* interned name -> its interned demangled form,
                                            or itself (demangle.c) */
+        DebugFetcher *fetcher;          /* NULL unless $DEBUGINFOD_URLS names a server */
+        RetiredLocs *retired;           /* SymLocs replaced since: snapshots still hold them */
         SymbolizerStats stats;
 };
 
@@ -218,6 +229,9 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr);
 const TailChain *symbols_tail_chain(Module *caller, uint64_t ret, Module *callee,
                                     uint64_t callee_entry);
 void symbols_tail_chains_done(Symbolizer *s);
+/* Forgets everything derived from the module's Dwfl (names, call sites, the Dwfl itself),
+ * so that the next use reopens it: after its debug file arrived. Not its locs. */
+void module_symbols_reset(Module *m);
 /* The module's .debug_frame CFI (lazily loaded), or NULL. */
 Dwarf_CFI *module_debug_cfi(Module *m, Dwarf_Addr *ret_bias);
 void module_symbols_done(Module *m);

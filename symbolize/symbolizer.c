@@ -79,6 +79,7 @@ static Module *module_free(Module *m) {
         module_unload_image(m);
         closep(&m->fd);
         free(m->debuglink_path);
+        free(m->fetched_debuginfo);
         free(m);
         return NULL;
 }
@@ -206,9 +207,56 @@ int symbolizer_new(Symbolizer **ret) {
         return 0;
 }
 
+int symbolizer_enable_debuginfod(Symbolizer *s) {
+        if (s->fetcher)
+                return 1;
+        if (!debug_fetcher_configured())
+                return 0;
+        int r = debug_fetcher_new(&s->fetcher);
+        return r < 0 ? r : 1;
+}
+
+/* A module whose debug file arrived: its SymLocs so far (made without DWARF) leave the
+ * lookup cache but stay alive, and its Dwfl is reopened on next use. */
+static void module_debuginfo_arrived(Symbolizer *s, Module *m, char *path) {
+        RetiredLocs *old = malloc(sizeof *old);
+        if (!old) {
+                free(path);
+                return;
+        }
+        *old = (RetiredLocs) { .next = s->retired, .locs = m->locs };
+        s->retired = old;
+        m->locs = (U64Map) {};
+        m->fetched_debuginfo = path;
+        module_symbols_reset(m);
+        /* Tail-call chains were searched without this module's call sites. */
+        symbols_tail_chains_done(s);
+}
+
+static void symbolizer_collect_fetched(Symbolizer *s) {
+        char key[2 * MODULE_BUILD_ID_MAX + 8];
+        char *build_id, *path;
+
+        while (debug_fetcher_take(s->fetcher, &build_id, &path)) {
+                (void) snprintf(key, sizeof key, "b:%s", build_id);
+                Module *m = strmap_get(&s->by_key, key);
+                free(build_id);
+                if (m && m->kind == MODULE_ELF && !m->fetched_debuginfo)
+                        module_debuginfo_arrived(s, m, path);
+                else
+                        free(path);
+        }
+}
+
 Symbolizer *symbolizer_free(Symbolizer *s) {
         if (!s)
                 return NULL;
+        debug_fetcher_free(s->fetcher);
+        for (RetiredLocs *r = s->retired, *next; r; r = next) {
+                next = r->next;
+                u64map_done(&r->locs, free);
+                free(r);
+        }
         for (size_t i = 0; i < s->n_modules; i++)
                 module_free(s->modules[i]);
         free(s->modules);
@@ -223,7 +271,12 @@ Symbolizer *symbolizer_free(Symbolizer *s) {
 }
 
 void symbolizer_get_stats(const Symbolizer *s, SymbolizerStats *ret) {
+        DebugFetcherStats f;
+        debug_fetcher_get_stats(s->fetcher, &f);
         *ret = s->stats;
+        ret->debuginfod_started = f.started;
+        ret->debuginfod_succeeded = f.succeeded;
+        ret->debuginfod_failed = f.failed;
 }
 
 /* ---- address spaces ---- */
@@ -454,6 +507,8 @@ int address_space_update(AddressSpace *as, const Maps *maps) {
         Region *regions;
         size_t n = 0;
         bool changed = false;
+
+        symbolizer_collect_fetched(as->symbolizer);
 
         regions = calloc(maps->n ? maps->n : 1, sizeof *regions);
         if (!regions)

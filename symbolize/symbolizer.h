@@ -29,6 +29,9 @@ typedef struct SymbolizerStats {
         uint64_t modules;               /* distinct modules cached */
         uint64_t locations;             /* distinct (module, offset) locations cached */
         uint64_t lookups, lookup_hits;
+        uint64_t debuginfod_started;    /* downloads of missing debug files begun */
+        uint64_t debuginfod_succeeded;
+        uint64_t debuginfod_failed;
 } SymbolizerStats;
 
 /* 0, or negative errno. On success *ret owns the new symbolizer. */
@@ -36,6 +39,13 @@ int symbolizer_new(Symbolizer **ret);
 /* Accepts NULL, returns NULL. Every SymLoc it handed out dies with it. */
 Symbolizer *symbolizer_free(Symbolizer *s);
 void symbolizer_get_stats(const Symbolizer *s, SymbolizerStats *ret);
+
+/* When $DEBUGINFOD_URLS names a server, fetches the debug files of modules that have none
+ * locally, by build-id, on a thread of its own: no lookup waits for it. A module's frames
+ * are symbolized without DWARF until its file arrives, then afresh from the next
+ * address_space_update() on (SymLocs handed out before stay valid). 1 when enabled, 0
+ * when no server is configured, or negative errno. */
+int symbolizer_enable_debuginfod(Symbolizer *s);
 
 /* 0, or negative errno. The address space starts empty; call address_space_update(). */
 int address_space_new(Symbolizer *s, pid_t pid, AddressSpace **ret);

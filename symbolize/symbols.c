@@ -6,8 +6,9 @@
  * ET_EXEC alike, so module addresses are the ELF virtual addresses that addr2line takes).
  * libdwfl's standard callbacks find separate debug info by build-id under
  * /usr/lib/debug/.build-id/xx/yyyy.debug and by .gnu_debuglink next to the file name we
- * give it. Results are cached per (module, address) by the caller; nothing here is on the
- * hot path of a warm dump.
+ * give it; with $DEBUGINFOD_URLS set, a file debuginfod.c downloaded in the background
+ * once it has arrived. Results are cached per (module, address) by the caller; nothing
+ * here is on the hot path of a warm dump.
  *
  * Naming follows gdb, our oracle. gdb names a C function by its DW_AT_linkage_name when
  * there is one (for C it keeps symbol names "in linkage form": dwarf2_physname does not
@@ -35,9 +36,32 @@
 
 static char *debuginfo_path = NULL;     /* NULL: libdwfl's default, ":.debug:/usr/lib/debug" */
 
+/* libdwfl's standard search, with two changes for debuginfod: a debug file fetched for
+ * the module (debuginfod.c) comes first, and with $DEBUGINFOD_URLS set the search stays
+ * local, because dwfl_standard_find_debuginfo would then end in a synchronous download:
+ * a dump must never wait for a server. USERDATA is the Module. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                          const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+                          char **ret_name) {
+        const Module *m = *userdata;
+
+        /* Not when libdwfl asks for the .gnu_debugaltlink file of the fetched file itself. */
+        if (m && m->fetched_debuginfo && (!file_name || strcmp(file_name, m->fetched_debuginfo) != 0)) {
+                int fd = open(m->fetched_debuginfo, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0) {
+                        *ret_name = strdup(m->fetched_debuginfo);
+                        return fd;
+                }
+        }
+        if (m && m->build_id && debug_fetcher_configured())
+                return debug_find_local(mod, file_name, debuglink_file, ret_name);
+        return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                            debuglink_crc, ret_name);
+}
+
 static const Dwfl_Callbacks module_callbacks = {
         .find_elf = dwfl_build_id_find_elf,
-        .find_debuginfo = dwfl_standard_find_debuginfo,
+        .find_debuginfo = find_debuginfo,
         .section_address = dwfl_offline_section_address,
         .debuginfo_path = &debuginfo_path,
 };
@@ -70,8 +94,16 @@ static Dwfl_Module *module_dwfl(Module *m) {
                 dwfl_end(dwfl);
                 return NULL;
         }
+        void **userdata;
+        (void) dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+        *userdata = m;
         m->dwfl = dwfl;
         m->dwfl_module = mod;
+
+        /* What a debuginfod server could supply. */
+        Dwarf_Addr bias;
+        if (m->symbolizer->fetcher && m->build_id && !m->fetched_debuginfo)
+                m->dwarf_missing = !dwfl_module_getdwarf(mod, &bias);
         return mod;
 }
 
@@ -101,6 +133,14 @@ void module_symbols_done(Module *m) {
         m->dwfl = NULL;
         m->dwfl_module = NULL;
         m->debug_cfi = NULL;
+}
+
+void module_symbols_reset(Module *m) {
+        module_symbols_done(m);
+        m->dwfl_tried = false;
+        m->dwarf_missing = false;
+        m->cfi_tried = false;
+        m->sym_names_built = false;
 }
 
 static const char *attr_string(Dwarf_Die *die, unsigned name) {
@@ -576,6 +616,8 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
         size_t n = 0;
 
         Dwfl_Module *mod = module_dwfl(m);
+        if (m->dwarf_missing)
+                debug_fetcher_request(m->symbolizer->fetcher, m->build_id);
         if (mod) {
                 Dwarf_Addr bias = 0;
                 Dwarf_Die mem, *cudie = cu_at(m, mod, addr, &bias, &mem);

@@ -286,7 +286,11 @@ def leak_demo(args=()):
 class Daemon:
     """cprofd on 127.0.0.1:0, started and waited for until it printed its address."""
 
-    def __init__(self, pids, extra_args=()):
+    def __init__(self, pids, extra_args=(), env=None):
+        """ENV: the daemon's whole environment (default: ours without DEBUGINFOD_URLS, so no
+        test reaches for a debuginfod server it did not start)."""
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if k != "DEBUGINFOD_URLS"}
         self.path = env_binary("CPROFD")
         self.argv = [self.path]
         for pid in pids:
@@ -296,7 +300,7 @@ class Daemon:
         self.err = _output_file("cprofd-stderr")
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = _register(subprocess.Popen(self.argv, stdout=out, stderr=err,
-                                                   stdin=subprocess.DEVNULL),
+                                                   stdin=subprocess.DEVNULL, env=env),
                                   signal.SIGTERM)
         m = wait_for_line(self.out, r"^listening on 127\.0\.0\.1:(\d+)$", self.proc)
         self.port = int(m.group(1))
