@@ -533,6 +533,16 @@ int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
         return 0;
 }
 
+int procfs_same_namespace(pid_t pid, const char *ns) {
+        char theirs[64], ours[64];
+        struct stat a, b;
+        snprintf(theirs, sizeof theirs, "/proc/%d/ns/%s", (int) pid, ns);
+        snprintf(ours, sizeof ours, "/proc/self/ns/%s", ns);
+        if (stat(theirs, &a) < 0 || stat(ours, &b) < 0)
+                return -errno;
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int procfs_read_tracer(pid_t pid, pid_t *ret) {
         _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
         if (dirfd < 0)
