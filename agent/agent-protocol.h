@@ -17,7 +17,7 @@
 #define AGENT_VERSION 3u
 #define AGENT_SHM_NAME "cprofd-agent"                /* memfd name: /memfd:cprofd-agent */
 #define AGENT_START_SYMBOL "cprofd_agent_start"      /* int (int daemon_pid, u64 rate, u64 ring,
-                                                        int daemon_fd) */
+                                                        u64 daemon_fd + 1, 0 for none) */
 #define AGENT_STOP_SYMBOL "cprofd_agent_stop"        /* int (void) */
 #define AGENT_RESCAN_SYMBOL "cprofd_agent_rescan"    /* int (void) */
 

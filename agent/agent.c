@@ -925,12 +925,15 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, 
 /* Called by cprofd on a borrowed thread of the target: returns the memfd of the shared
  * memory (cprofd opens it through /proc), or a negative errno: -EBUSY when another
  * cprofd, still running, tracks this process. An agent whose cprofd is gone without its
- * next sample having noticed is stopped and started anew. DAEMON_FD, when not -1, is the
- * read end of a pipe whose write end cprofd alone holds: how the agent sees cprofd go
- * when DAEMON_PID means nothing in the target's pid namespace (a container). The agent
- * owns it from this call on, and closes it on every path where it does not keep it. */
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, int daemon_fd);
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, int daemon_fd) {
+ * next sample having noticed is stopped and started anew. The fourth argument, when
+ * given, is the read end of a pipe whose write end cprofd alone holds: how the agent sees cprofd go
+ * when DAEMON_PID means nothing in the target's pid namespace (a container). It comes as
+ * DAEMON_FD_PLUS_1, so that 0 (what a caller that knows nothing of it leaves there) means
+ * none. The agent owns it from this call on, and closes it on every path where it does
+ * not keep it. */
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, uint64_t daemon_fd_plus_1);
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, uint64_t daemon_fd_plus_1) {
+        int daemon_fd = daemon_fd_plus_1 > 0 && daemon_fd_plus_1 <= INT32_MAX ? (int) (daemon_fd_plus_1 - 1) : -1;
         if (!busy_take()) {
                 if (daemon_fd >= 0)
                         close(daemon_fd);

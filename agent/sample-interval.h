@@ -18,8 +18,9 @@ static inline uint64_t sample_random(uint64_t *state) {
 
 /* ln(U) for U in (0, 1], to double precision, without libm: the agent is loaded into
  * programs that may not have libm mapped, and into containers whose root may not have it
- * at all, so it needs nothing but libc. U = M * 2^E with M in [1, 2), and
- * ln M = 2 atanh(S) = 2 (S + S^3/3 + S^5/5 + ...) with S = (M - 1) / (M + 1) <= 1/3. */
+ * at all, so it needs nothing but libc. U = M * 2^E with M in [sqrt(1/2), sqrt(2)), and
+ * ln M = 2 atanh(S) = 2 (S + S^3/3 + S^5/5 + ...) with |S| = |M - 1| / (M + 1) < 0.18
+ * (M near 1 for U near 1: no cancellation against E ln 2). */
 static inline double sample_log(double u) {
         uint64_t bits;
         memcpy(&bits, &u, sizeof bits);
@@ -27,8 +28,12 @@ static inline double sample_log(double u) {
         bits = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1023) << 52);
         double m;
         memcpy(&m, &bits, sizeof m);
+        if (m > 1.41421356237309504880) {
+                m /= 2;
+                e++;
+        }
         double s = (m - 1) / (m + 1), s2 = s * s, term = s, sum = 0;
-        for (int k = 1; k < 40; k += 2) {
+        for (int k = 1; k < 30; k += 2) {
                 sum += term / k;
                 term *= s2;
         }

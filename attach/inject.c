@@ -649,7 +649,7 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         if (r == 0 && req->hangup_pipe) {
                 int read_fd = -1;
                 r = make_hangup_pipe(pid, b, &sp, &libc_fns, &read_fd, &hangup_fd, err, errlen);
-                args[3] = (uint64_t) (uint32_t) read_fd;
+                args[3] = (uint64_t) read_fd + 1;      /* 0 would mean none */
         }
         if (r == 0) {
                 r = remote_call(pid, b, sp, start_addr, args, ARRAY_SIZE(args), &start_result);

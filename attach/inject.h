@@ -29,7 +29,7 @@ typedef struct InjectRequest {
         const char *start_symbol;       /* the agent's function to call (start, stop, rescan):
                                            exported, returns an int */
         uint64_t args[4];               /* passed to it */
-        bool hangup_pipe;               /* args[3] becomes the target's read end of a pipe
+        bool hangup_pipe;               /* args[3] becomes 1 + the target's read end of a pipe
                                            whose only write end is cprofd's (ret->hangup_fd):
                                            it hangs up when cprofd is gone, which a pid
                                            cannot tell in another pid namespace */

@@ -70,7 +70,7 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
         InjectRequest req = {
                 .agent_path = resolved,
                 .start_symbol = AGENT_START_SYMBOL,
-                .args = { (uint64_t) getpid(), rate, AGENT_RING_SIZE_DEFAULT, UINT64_MAX /* no fd */ },
+                .args = { (uint64_t) getpid(), rate, AGENT_RING_SIZE_DEFAULT },
                 /* Our pid means nothing (or another process) in a container's pid namespace. */
                 .hangup_pipe = procfs_same_namespace(pid, "pid") == 0,
         };
