@@ -14,9 +14,10 @@
 #include <stdint.h>
 
 #define AGENT_MAGIC UINT64_C(0x31706165646f7270)    /* "prodeap1" */
-#define AGENT_VERSION 2u
+#define AGENT_VERSION 3u
 #define AGENT_SHM_NAME "cprofd-agent"                /* memfd name: /memfd:cprofd-agent */
-#define AGENT_START_SYMBOL "cprofd_agent_start"      /* int (int daemon_pid, u64 rate, u64 ring) */
+#define AGENT_START_SYMBOL "cprofd_agent_start"      /* int (int daemon_pid, u64 rate, u64 ring,
+                                                        u64 daemon_fd + 1, 0 for none) */
 #define AGENT_STOP_SYMBOL "cprofd_agent_stop"        /* int (void) */
 #define AGENT_RESCAN_SYMBOL "cprofd_agent_rescan"    /* int (void) */
 
@@ -77,7 +78,9 @@ typedef struct AgentHeader {
         uint32_t header_size;                   /* the ring starts here */
         uint64_t ring_size;
         uint64_t rate;                          /* mean bytes between samples */
-        int32_t daemon_pid;                     /* the agent stops when it exits */
+        int32_t daemon_pid;                     /* the agent stops when it exits (as cprofd
+                                                   sees it; in a container, when the pipe
+                                                   passed as daemon_fd hangs up) */
         uint32_t state;                         /* AGENT_STATE_*, agent → cprofd */
         uint32_t command;                       /* AGENT_COMMAND_*, cprofd → agent */
         uint32_t hooked_modules;                /* modules whose GOT is redirected */

@@ -849,13 +849,17 @@ static void after_fork_in_child(void) {
                 stop_now(false);
 }
 
-/* Under busy: the shared memory and the hooks. Returns the memfd or a negative errno. */
-static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
+/* Under busy: the shared memory and the hooks. Returns the memfd or a negative errno.
+ * Takes DAEMON_FD (closed on failure). */
+static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, int daemon_fd) {
         static bool atfork_registered;
 
         for (size_t i = 0; i < N_HOOKS; i++)
-                if (!(*hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name)))
+                if (!(*hooks[i].real = dlsym(RTLD_DEFAULT, hooks[i].name))) {
+                        if (daemon_fd >= 0)
+                                close(daemon_fd);
                         return -ENOSYS;         /* an allocator without all of them */
+                }
         if (ring_bytes < AGENT_RING_SIZE_MIN || ring_bytes > AGENT_RING_SIZE_MAX)
                 ring_bytes = AGENT_RING_SIZE_DEFAULT;
         ring_bytes &= ~(uint64_t) 4095;
@@ -870,6 +874,8 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
                 int r = -errno;
                 if (fd >= 0)
                         close(fd);
+                if (daemon_fd >= 0)
+                        close(daemon_fd);
                 return r;
         }
         void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -882,6 +888,8 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
                 if (slots == MAP_FAILED)
                         slots = NULL;
                 close(fd);
+                if (daemon_fd >= 0)
+                        close(daemon_fd);
                 return -ENOMEM;
         }
         AgentHeader *h = mem;
@@ -898,7 +906,9 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
         ring = (uint8_t *) mem + header;
         ring_size = ring_bytes;
         memfd = fd;
-        daemon_pidfd = (int) syscall(SYS_pidfd_open, daemon_pid, 0);
+        /* Either fd polls readable once cprofd is gone: a pidfd when it exits, the pipe
+         * when its write end, which cprofd alone holds, is closed. */
+        daemon_pidfd = daemon_fd >= 0 ? daemon_fd : (int) syscall(SYS_pidfd_open, daemon_pid, 0);
         if (!atfork_registered && pthread_atfork(NULL, NULL, after_fork_in_child) == 0)
                 atfork_registered = true;
 
@@ -915,21 +925,32 @@ static int start_now(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) 
 /* Called by cprofd on a borrowed thread of the target: returns the memfd of the shared
  * memory (cprofd opens it through /proc), or a negative errno: -EBUSY when another
  * cprofd, still running, tracks this process. An agent whose cprofd is gone without its
- * next sample having noticed is stopped and started anew. */
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes);
-EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes) {
-        if (!busy_take())
+ * next sample having noticed is stopped and started anew. The fourth argument, when
+ * given, is the read end of a pipe whose write end cprofd alone holds: how the agent sees cprofd go
+ * when DAEMON_PID means nothing in the target's pid namespace (a container). It comes as
+ * DAEMON_FD_PLUS_1, so that 0 (what a caller that knows nothing of it leaves there) means
+ * none. The agent owns it from this call on, and closes it on every path where it does
+ * not keep it. */
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, uint64_t daemon_fd_plus_1);
+EXPORT int cprofd_agent_start(int daemon_pid, uint64_t sample_rate, uint64_t ring_bytes, uint64_t daemon_fd_plus_1) {
+        int daemon_fd = daemon_fd_plus_1 > 0 && daemon_fd_plus_1 <= INT32_MAX ? (int) (daemon_fd_plus_1 - 1) : -1;
+        if (!busy_take()) {
+                if (daemon_fd >= 0)
+                        close(daemon_fd);
                 return -EAGAIN;
+        }
         if (atomic_load(&running)) {
                 if (!stop_wanted()) {
                         busy_release();
+                        if (daemon_fd >= 0)
+                                close(daemon_fd);
                         return -EBUSY;
                 }
                 stop_and_tell();
         }
         bool saved_in_agent = in_agent;
         in_agent = true;                /* dlsym may allocate: not a sample */
-        int r = start_now(daemon_pid, sample_rate, ring_bytes);
+        int r = start_now(daemon_pid, sample_rate, ring_bytes, daemon_fd);
         in_agent = saved_in_agent;
         busy_release();
         return r;

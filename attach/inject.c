@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <gelf.h>
 #include <libelf.h>
@@ -12,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -321,62 +325,284 @@ static size_t candidates(pid_t pid, pid_t *ret, size_t max) {
         return k;
 }
 
-static bool same_root(pid_t pid) {
-        char path[64];
+/* ---- how the target sees the agent ---- */
+
+/* Whether PID, opening PATH, opens our very file: the same root, or a container that
+ * bind-mounts it where we have it. */
+static bool target_sees_file(pid_t pid, const char *path) {
+        char in_root[PATH_MAX + 32];
         struct stat a, b;
-        snprintf(path, sizeof path, "/proc/%d/root", (int) pid);
-        return stat(path, &a) == 0 && stat("/", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        snprintf(in_root, sizeof in_root, "/proc/%d/root%s", (int) pid, path);
+        return stat(in_root, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-/* On borrowed thread B: dlopen(agent, RTLD_NOW), then the address of the start symbol in
- * the module it mapped. *SP: below what was pushed. */
-static int load_agent(pid_t pid, Borrowed *b, uint64_t *sp, uint64_t dlopen_addr, const InjectRequest *req,
-                      uint64_t *ret_start, char *err, size_t errlen) {
+/* Whether the target's root has a procfs at /proc, for dlopen("/proc/self/fd/N"). */
+static bool target_has_proc(pid_t pid) {
+        char path[64];
+        struct statfs st;
+        snprintf(path, sizeof path, "/proc/%d/root/proc/", (int) pid);
+        return statfs(path, &st) == 0 && st.f_type == PROC_SUPER_MAGIC;
+}
+
+/* The agent's mapping (offset 0) in MAPS under the name MODULE: a file's path, or the
+ * deleted "/memfd:…" of a copy. */
+static const MapEntry *find_agent(const Maps *maps, const char *module, bool copy) {
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->entries[i];
+                if (e->path && e->offset == 0 && e->deleted == copy && strcmp(e->path, module) == 0)
+                        return e;
+        }
+        return NULL;
+}
+
+/* Functions of the target's libc the borrowed thread calls. */
+typedef struct TargetLibc {
+        uint64_t dlopen;                /* dlopen, or __libc_dlopen_mode before glibc 2.34 */
+        uint64_t dlerror;               /* 0 when libc has none (before 2.34: in libdl) */
+        uint64_t syscall;               /* syscall(2): memfd_create, pipe2, close */
+} TargetLibc;
+
+/* syscall(NR, A0, A1) on B; the (long) result in *RET. */
+static int remote_syscall(pid_t pid, Borrowed *b, uint64_t sp, const TargetLibc *libc, long nr, uint64_t a0,
+                          uint64_t a1, int64_t *ret) {
+        uint64_t args[3] = { (uint64_t) nr, a0, a1 }, r64 = 0;
+        int r = remote_call(pid, b, sp, libc->syscall, args, 3, &r64);
+        if (r == 0)
+                *ret = (int64_t) r64;
+        return r;
+}
+
+/* Closes FD in the target; a failure leaves an fd open there, nothing worse. */
+static void remote_close(pid_t pid, Borrowed *b, uint64_t sp, const TargetLibc *libc, int fd) {
+        int64_t ignored;
+        (void) remote_syscall(pid, b, sp, libc, SYS_close, (uint64_t) fd, 0, &ignored);
+}
+
+/* Opens the target's fd FD through /proc (as a debugger may), checking it is what the
+ * target was just made to create (a file of TYPE, named NAME when not NULL): its other
+ * threads run meanwhile, and could have closed it and opened another. */
+static int open_target_fd(pid_t pid, int fd, int flags, mode_t type, const char *name) {
+        char path[64], link[128];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int) pid, fd);
+        if (name) {
+                ssize_t n = readlink(path, link, sizeof link - 1);
+                if (n <= 0)
+                        return -EIO;
+                link[n] = 0;
+                if (strncmp(link, name, strlen(name)) != 0)
+                        return -EIO;
+        }
+        int ours = open(path, flags | O_CLOEXEC);
+        struct stat st;
+        if (ours < 0)
+                return -errno;
+        if (fstat(ours, &st) < 0 || (st.st_mode & S_IFMT) != type) {
+                close(ours);
+                return -EIO;
+        }
+        return ours;
+}
+
+/* The dlerror() text of the target, after its dlopen failed: read from its memory,
+ * bounded, anything unprintable replaced. "" when there is none. */
+static void remote_dlerror(pid_t pid, Borrowed *b, uint64_t sp, const TargetLibc *libc, char *buf, size_t size) {
+        uint64_t addr = 0;
+        buf[0] = 0;
+        if (!libc->dlerror || size < 2 || remote_call(pid, b, sp, libc->dlerror, NULL, 0, &addr) < 0 || addr == 0)
+                return;
+        struct iovec local = { .iov_base = buf, .iov_len = size - 1 };
+        struct iovec remote = { .iov_base = (void *) (uintptr_t) addr, .iov_len = size - 1 };
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (n <= 0) {
+                buf[0] = 0;
+                return;
+        }
+        buf[n] = 0;
+        for (char *p = buf; *p; p++)
+                if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
+                        *p = '?';
+}
+
+/* The agent as a target in a container is made to load it, when its root does not show
+ * our file: a copy in a memfd of its own, opened as /proc/self/fd/N.
+ *
+ * Why this way: nothing may be written into the container's filesystem, and the path
+ * given to dlopen must be valid in the target's view. The target cannot reach our file
+ * through /proc/CPROFD_PID/fd/N, as its /proc (mounted for its pid namespace) has no
+ * cprofd in it; injecting our fd would need the target to receive it over a socket it
+ * can reach. A memfd it creates itself (libc's syscall(), called like dlopen on the
+ * borrowed thread) needs neither: cprofd fills it through /proc/PID/fd/N from outside,
+ * and /proc/self is the one path every container runtime gives a process, whatever its
+ * pid namespace. dlopen needs only libc (the agent links nothing else), which the target
+ * has mapped already. */
+#define AGENT_COPY_NAME "libcprofd-agent.so"
+#define AGENT_COPY_MODULE "/memfd:" AGENT_COPY_NAME
+#define AGENT_FILE_MAX (64u << 20)
+
+/* Copies the file at PATH into the file open at TO. */
+static int copy_file(const char *path, int to) {
+        _cleanup_close_ int from = open(path, O_RDONLY | O_CLOEXEC);
+        uint8_t buf[16384];
+        size_t total = 0;
+        if (from < 0)
+                return -errno;
+        for (;;) {
+                ssize_t n = read(from, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return 0;
+                total += (size_t) n;
+                if (total > AGENT_FILE_MAX)
+                        return -EFBIG;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = write(to, buf + done, (size_t) (n - done));
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w <= 0)
+                                return w < 0 ? -errno : -EIO;
+                        done += w;
+                }
+        }
+}
+
+/* On borrowed thread B: dlopen(agent, RTLD_NOW) — of the file, or of a memfd copy (COPY)
+ * — then the address of the start symbol in the module it mapped. *SP: below what was
+ * pushed. */
+static int load_agent(pid_t pid, Borrowed *b, uint64_t *sp, const TargetLibc *libc, const InjectRequest *req,
+                      bool copy, uint64_t *ret_start, char *err, size_t errlen) {
+        char copy_path[64], why[256];
+        const char *path = req->agent_path;
         uint64_t path_addr = 0, handle = 0;
+        int64_t memfd = -1;
         Maps maps;
-        int r = push_data(pid, sp, req->agent_path, strlen(req->agent_path) + 1, &path_addr);
+        int r = 0;
+
+        if (copy) {
+                uint64_t name_addr;
+                if (!libc->syscall)
+                        return fail(err, errlen, -ENOENT, "the C library of pid %d has no syscall()", (int) pid);
+                r = push_data(pid, sp, AGENT_COPY_NAME, sizeof AGENT_COPY_NAME, &name_addr);
+                /* MFD_EXEC: executable even where vm.memfd_noexec asks otherwise; kernels
+                 * before 6.3 refuse the flag, and their memfds are executable anyway. */
+                if (r == 0)
+                        r = remote_syscall(pid, b, *sp, libc, SYS_memfd_create, name_addr, MFD_CLOEXEC | 0x10u,
+                                           &memfd);
+                if (r == 0 && memfd < 0)
+                        r = remote_syscall(pid, b, *sp, libc, SYS_memfd_create, name_addr, MFD_CLOEXEC, &memfd);
+                if (r < 0)
+                        return fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling memfd_create in pid %d "
+                                    "failed: %s", (int) pid, strerror(-r));
+                if (memfd < 0 || memfd > INT32_MAX)
+                        return fail(err, errlen, -EIO, "memfd_create failed in pid %d (refused by a seccomp "
+                                    "filter?)", (int) pid);
+                int ours = open_target_fd(pid, (int) memfd, O_RDWR, S_IFREG, AGENT_COPY_MODULE);
+                r = ours < 0 ? ours : copy_file(req->agent_path, ours);
+                if (ours >= 0)
+                        close(ours);
+                if (r < 0) {
+                        remote_close(pid, b, *sp, libc, (int) memfd);
+                        return fail(err, errlen, -EIO, "cannot copy the agent into pid %d: %s", (int) pid,
+                                    strerror(-r));
+                }
+                snprintf(copy_path, sizeof copy_path, "/proc/self/fd/%d", (int) memfd);
+                path = copy_path;
+        }
+        r = push_data(pid, sp, path, strlen(path) + 1, &path_addr);
         if (r == 0) {
                 uint64_t dl_args[2] = { path_addr, 2 /* RTLD_NOW */ };
-                r = remote_call(pid, b, *sp, dlopen_addr, dl_args, 2, &handle);
+                r = remote_call(pid, b, *sp, libc->dlopen, dl_args, 2, &handle);
         }
+        why[0] = 0;
+        if (r == 0 && handle == 0)
+                remote_dlerror(pid, b, *sp, libc, why, sizeof why);
+        if (copy)       /* the mapping keeps the copy; the target's fd table is as it was */
+                remote_close(pid, b, *sp, libc, (int) memfd);
         if (r < 0)
                 return fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling dlopen in pid %d failed: %s",
                             (int) pid, strerror(-r));
-        if (handle == 0)
-                return fail(err, errlen, -EIO, "dlopen(%s) failed in pid %d (unreadable for its user, or "
-                            "refused by a seccomp filter?)", req->agent_path, (int) pid);
+        if (handle == 0) {
+                const char *hint = strstr(why, "GLIBC_") ? " (the C library in its root is older than the one "
+                                                            "the agent was built against)" :
+                                   copy && strstr(why, "No such file") ? " (its root has no /proc mounted)" :
+                                   why[0] ? "" : " (unreadable for its user, refused by a seccomp filter, or a "
+                                                 "C library older than the agent's?)";
+                return fail(err, errlen, -EIO, "dlopen(%s) failed in pid %d%s%s%s", path, (int) pid,
+                            why[0] ? ": " : "", why, hint);
+        }
         if ((r = procfs_read_maps(pid, &maps)) < 0)
                 return fail(err, errlen, r, "cannot read the maps of pid %d: %s", (int) pid, strerror(-r));
-        const MapEntry *agent = maps_find_module(&maps, module_is_path, req->agent_path);
+        const MapEntry *agent = find_agent(&maps, copy ? AGENT_COPY_MODULE : req->agent_path, copy);
         if (!agent || target_symbol(pid, agent, req->start_symbol, ret_start) < 0)
                 r = fail(err, errlen, -EIO, "the agent loaded in pid %d has no %s", (int) pid, req->start_symbol);
         maps_done(&maps);
         return r;
 }
 
+/* The pipe of req->hangup_pipe: created by B, its read end's number in *RET_READ_FD
+ * (the target's), its write end moved to cprofd (*RET_OURS). */
+static int make_hangup_pipe(pid_t pid, Borrowed *b, uint64_t *sp, const TargetLibc *libc, int *ret_read_fd,
+                            int *ret_ours, char *err, size_t errlen) {
+        int32_t fds[2] = { -1, -1 };
+        uint64_t fds_addr;
+        int64_t res = -1;
+        if (!libc->syscall)
+                return fail(err, errlen, -ENOENT, "the C library of pid %d has no syscall()", (int) pid);
+        int r = push_data(pid, sp, fds, sizeof fds, &fds_addr);
+        if (r == 0)
+                r = remote_syscall(pid, b, *sp, libc, SYS_pipe2, fds_addr, O_CLOEXEC, &res);
+        if (r < 0)
+                return fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling pipe2 in pid %d failed: %s",
+                            (int) pid, strerror(-r));
+        struct iovec local = { .iov_base = fds, .iov_len = sizeof fds };
+        struct iovec remote = { .iov_base = (void *) (uintptr_t) fds_addr, .iov_len = sizeof fds };
+        if (res != 0 || process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t) sizeof fds || fds[0] < 0 ||
+            fds[1] < 0)
+                return fail(err, errlen, -EIO, "pipe2 failed in pid %d", (int) pid);
+        int ours = open_target_fd(pid, fds[1], O_WRONLY | O_NONBLOCK, S_IFIFO, "pipe:");
+        remote_close(pid, b, *sp, libc, fds[1]);
+        if (ours < 0) {
+                remote_close(pid, b, *sp, libc, fds[0]);
+                return fail(err, errlen, -EIO, "cannot take the write end of the pipe made in pid %d", (int) pid);
+        }
+        *ret_read_fd = fds[0];
+        *ret_ours = ours;
+        return 0;
+}
+
 int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *err, size_t errlen) {
         Maps maps;
-        uint64_t dlopen_addr = 0;
+        TargetLibc libc_fns = {};
         int r;
 
-        if (!same_root(pid))
-                return fail(err, errlen, -ENOENT, "pid %d has another root directory (a container?): it cannot "
-                            "load the agent from %s", (int) pid, req->agent_path);
         if (access(req->agent_path, R_OK) < 0)
                 return fail(err, errlen, -ENOENT, "the heap agent %s is missing: %m", req->agent_path);
+        /* A target in a container loads a copy (see load_agent), through its /proc. */
+        bool copy = !target_sees_file(pid, req->agent_path);
+        if (copy && !target_has_proc(pid))
+                return fail(err, errlen, -ENOENT, "pid %d has another root directory (a container?) without "
+                            "/proc mounted in it: it cannot load the agent without a file written into its "
+                            "root (--heap-uprobes tracks it without an agent)", (int) pid);
+        const char *module = copy ? AGENT_COPY_MODULE : req->agent_path;
         r = procfs_read_maps(pid, &maps);
         if (r < 0)
                 return fail(err, errlen, r, "cannot read the maps of pid %d: %s", (int) pid, strerror(-r));
         const MapEntry *libc = maps_find_module(&maps, module_is_libc, NULL);
         if (libc) {
-                r = target_symbol(pid, libc, "dlopen", &dlopen_addr);
+                r = target_symbol(pid, libc, "dlopen", &libc_fns.dlopen);
                 if (r == -ENOENT)       /* glibc before 2.34 keeps it out of libc proper */
-                        r = target_symbol(pid, libc, "__libc_dlopen_mode", &dlopen_addr);
+                        r = target_symbol(pid, libc, "__libc_dlopen_mode", &libc_fns.dlopen);
+                if (target_symbol(pid, libc, "dlerror", &libc_fns.dlerror) < 0)
+                        libc_fns.dlerror = 0;
+                if (target_symbol(pid, libc, "syscall", &libc_fns.syscall) < 0)
+                        libc_fns.syscall = 0;
         }
         /* An agent loaded before (a stop, a rescan, a restart) is called straight away: no
          * dlopen, no second read of the maps while the thread is held. */
         uint64_t start_addr = 0;
-        const MapEntry *loaded = maps_find_module(&maps, module_is_path, req->agent_path);
+        const MapEntry *loaded = find_agent(&maps, module, copy);
         if (loaded && target_symbol(pid, loaded, req->start_symbol, &start_addr) < 0)
                 start_addr = 0;
         maps_done(&maps);
@@ -416,9 +642,17 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         }
 
         uint64_t sp = b->regs.rsp - STACK_SKIP, start_result = 0;
-        r = start_addr ? 0 : load_agent(pid, b, &sp, dlopen_addr, req, &start_addr, err, errlen);
+        uint64_t args[ARRAY_SIZE(req->args)];
+        int hangup_fd = -1;
+        memcpy(args, req->args, sizeof args);
+        r = start_addr ? 0 : load_agent(pid, b, &sp, &libc_fns, req, copy, &start_addr, err, errlen);
+        if (r == 0 && req->hangup_pipe) {
+                int read_fd = -1;
+                r = make_hangup_pipe(pid, b, &sp, &libc_fns, &read_fd, &hangup_fd, err, errlen);
+                args[3] = (uint64_t) read_fd + 1;      /* 0 would mean none */
+        }
         if (r == 0) {
-                r = remote_call(pid, b, sp, start_addr, req->args, 3, &start_result);
+                r = remote_call(pid, b, sp, start_addr, args, ARRAY_SIZE(args), &start_result);
                 if (r < 0)
                         r = fail(err, errlen, r == -ESRCH ? -ESRCH : -EIO, "calling %s in pid %d failed: %s",
                                  req->start_symbol, (int) pid, strerror(-r));
@@ -426,8 +660,13 @@ int inject_agent(pid_t pid, const InjectRequest *req, InjectResult *ret, char *e
         give_back(b);
         uint64_t pause = now_monotonic_ns() - b->t0;
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (r < 0)
+        if (r < 0) {
+                if (hangup_fd >= 0)
+                        close(hangup_fd);
                 return r;
-        *ret = (InjectResult) { .start_result = (int32_t) (uint32_t) start_result, .tid = b->tid, .pause_ns = pause };
+        }
+        *ret = (InjectResult) { .start_result = (int32_t) (uint32_t) start_result, .tid = b->tid, .pause_ns = pause,
+                                .hangup_fd = hangup_fd };
+        snprintf(ret->agent_module, sizeof ret->agent_module, "%s", module);
         return 0;
 }

@@ -39,3 +39,6 @@ void procfs_parse_comm(const char *text, size_t len, char ret[static THREAD_NAME
 
 /* TracerPid from the text of /proc/PID/status. 0, or -EIO when absent or malformed. */
 int procfs_parse_tracer(const char *text, pid_t *ret);
+/* The last id of the NSpid line of /proc/…/status: the thread's id in its own pid
+ * namespace. 0, or -EIO when absent or malformed. */
+int procfs_parse_ns_tid(const char *text, pid_t *ret);

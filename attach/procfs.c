@@ -533,6 +533,16 @@ int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]) {
         return 0;
 }
 
+int procfs_same_namespace(pid_t pid, const char *ns) {
+        char theirs[64], ours[64];
+        struct stat a, b;
+        snprintf(theirs, sizeof theirs, "/proc/%d/ns/%s", (int) pid, ns);
+        snprintf(ours, sizeof ours, "/proc/self/ns/%s", ns);
+        if (stat(theirs, &a) < 0 || stat(ours, &b) < 0)
+                return -errno;
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int procfs_read_tracer(pid_t pid, pid_t *ret) {
         _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
         if (dirfd < 0)
@@ -552,6 +562,37 @@ int procfs_parse_tracer(const char *text, pid_t *ret) {
         skip_spaces(&p);
         uint64_t v;
         if (!parse_dec(&p, &v) || v > INT32_MAX)
+                return -EIO;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret) {
+        char path[96];
+        thread_file_path(path, pid, tid, "status");
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(AT_FDCWD, path, 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        return procfs_parse_ns_tid(text, ret);
+}
+
+int procfs_parse_ns_tid(const char *text, pid_t *ret) {
+        const char *p = strstr(text, "\nNSpid:");
+        if (!p)
+                return -EIO;
+        p += strlen("\nNSpid:");
+        uint64_t v = 0;
+        int n = 0;
+        /* One id per nested namespace, outermost first; the kernel nests 32 at most. */
+        for (;;) {
+                skip_spaces(&p);
+                if (*p == '\n' || *p == 0)
+                        break;
+                if (++n > 32 || !parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
+                        return -EIO;
+        }
+        if (n == 0)
                 return -EIO;
         *ret = (pid_t) v;
         return 0;

@@ -99,6 +99,14 @@ int procfs_read_exe(pid_t pid, char **ret);
 /* comm of the process. 0, or negative errno. */
 int procfs_read_comm(pid_t pid, char ret[THREAD_NAME_MAX]);
 
+/* Whether PID is in cprofd's own namespace of kind NS ("pid", "mnt"): 1, 0, or negative
+ * errno. */
+int procfs_same_namespace(pid_t pid, const char *ns);
+
+/* TID's id in its own pid namespace (the last NSpid of /proc/PID/task/TID/status): TID
+ * itself unless it runs in a container's pid namespace. 0, or negative errno. */
+int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret);
+
 /* TracerPid from /proc/PID/status (0 when untraced). 0, or negative errno. */
 int procfs_read_tracer(pid_t pid, pid_t *ret);
 

@@ -71,11 +71,15 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .agent_path = resolved,
                 .start_symbol = AGENT_START_SYMBOL,
                 .args = { (uint64_t) getpid(), rate, AGENT_RING_SIZE_DEFAULT },
+                /* Our pid means nothing (or another process) in a container's pid namespace. */
+                .hangup_pipe = procfs_same_namespace(pid, "pid") == 0,
         };
         InjectResult res = { 0 };
         int r = inject_agent(pid, &req, &res, err, errlen);
         if (r < 0)
                 return r;
+        /* Closed on the way out unless the tracker keeps it. */
+        _cleanup_close_ int hangup_fd = res.hangup_fd;
         if (res.start_result < 0) {
                 r = (int) res.start_result;
                 if (r == -EBUSY)
@@ -136,8 +140,10 @@ int heap_tracker_start(pid_t pid, const char *path, uint64_t rate, HeapTracker *
                 .agent_fd = (int) res.start_result,
                 .agent_ino = ino,
                 .last_check_ns = now_monotonic_ns(),
+                .hangup_fd = TAKE_FD(hangup_fd),
         };
         snprintf(t->agent_path, sizeof t->agent_path, "%s", resolved);
+        snprintf(t->agent_module, sizeof t->agent_module, "%s", res.agent_module);
         Maps maps;
         if (procfs_read_maps(pid, &maps) == 0) {       /* what the agent has just hooked */
                 t->modules_signature = modules_signature(&maps);
@@ -161,6 +167,7 @@ int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char
                 return r;
         }
         t->pid = pid;
+        t->hangup_fd = -1;
         t->started_ns = now_realtime_ns();
         heap_init(&t->heap, rate);
         log_info("Heap tracking of pid %d started with uprobes", (int) pid);
@@ -173,7 +180,7 @@ int heap_tracker_start_uprobes(pid_t pid, uint64_t rate, HeapTracker **ret, char
 static void drop_agent_frames(const HeapTracker *t, Stack *s) {
         size_t k = 0;
         while (k < s->n && s->frames[k].loc && s->frames[k].loc->module &&
-               strcmp(s->frames[k].loc->module, t->agent_path) == 0)
+               strcmp(s->frames[k].loc->module, t->agent_module) == 0)
                 k++;
         stack_drop_leaf_frames(s, k);
 }
@@ -311,6 +318,8 @@ HeapTracker *heap_tracker_stop(HeapTracker *t) {
                                  (double) res.pause_ns / 1e6);
         }
         munmap(t->shm, t->shm_size);
+        if (t->hangup_fd >= 0)
+                close(t->hangup_fd);
         heap_done(&t->heap);
         free(t);
         return NULL;

@@ -19,7 +19,11 @@
 
 typedef struct HeapTracker {
         pid_t pid;
-        char agent_path[PATH_MAX];      /* as the target maps it; "" with uprobes */
+        char agent_path[PATH_MAX];      /* the agent file, as cprofd sees it; "" with uprobes */
+        char agent_module[PATH_MAX];    /* the agent as the target maps it (a copy's memfd in
+                                           a container) */
+        int hangup_fd;                  /* the write end of the agent's pipe to see cprofd
+                                           go (a target in another pid namespace), or -1 */
         HeapUprobes *uprobes;           /* the fallback, when chosen: then no agent */
         AgentHeader *shm;               /* the agent's memfd, mapped; the target can write it */
         size_t shm_size;

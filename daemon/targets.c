@@ -381,10 +381,15 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 snapshot_free(s);
                 return -ENOMEM;
         }
+        /* A container's threads have ids of their own there, which its logs print. */
+        bool other_pid_namespace = procfs_same_namespace(target->pid, "pid") == 0;
         for (size_t i = 0; i < s->n_threads; i++) {
                 const ThreadCapture *c = &s->threads[i];
                 ThreadRecord *rec = &d.threads[d.n_threads++];
                 rec->tid = c->tid;
+                pid_t ns_tid;
+                if (other_pid_namespace && procfs_read_ns_tid(target->pid, c->tid, &ns_tid) == 0 && ns_tid != c->tid)
+                        rec->ns_tid = ns_tid;
                 rec->name = strdup(c->info.name);
                 rec->state = thread_state_description(c->info.state);
                 rec->wait = thread_wait_description(&c->info);

@@ -102,8 +102,10 @@ static void tick_job(void *userdata) {
                         { .key = "thread_id", .num = t->tid },
                         { .key = "thread_name", .str = t->name ? t->name : "" },
                         { .key = "state", .str = t->state ? t->state : "" },
+                        { .key = "ns_tid", .num = t->ns_tid },  /* last: left out when 0 */
                 };
-                if (profile_add_stack(w->profile, &t->stack, values, labels, ARRAY_SIZE(labels)) == 0)
+                size_t n_labels = ARRAY_SIZE(labels) - (t->ns_tid == 0);
+                if (profile_add_stack(w->profile, &t->stack, values, labels, n_labels) == 0)
                         w->samples++;
         }
 finish:

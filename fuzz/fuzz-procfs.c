@@ -90,6 +90,9 @@ static void fuzz_thread_files(const uint8_t *data, size_t size) {
         pid_t tracer;
         if (procfs_parse_tracer(text, &tracer) == 0 && tracer < 0)
                 abort();
+        pid_t ns_tid;
+        if (procfs_parse_ns_tid(text, &ns_tid) == 0 && ns_tid <= 0)
+                abort();
         free(text);
 
         /* comm: what procfs_read_comm() reads is at most THREAD_NAME_MAX bytes. */

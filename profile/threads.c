@@ -5,7 +5,8 @@
  *
  *   debug=1 (through the tab writer, like Go's):
  *     COUNT @ 0xPC 0xPC…                 raw pcs as unwound (return addresses), Go's %#x
- *     # threads: TID "NAME", …           ascending tids; names escaped like C strings
+ *     # threads: TID "NAME", …           ascending tids; names escaped like C strings;
+ *                                        TID (ns NSTID) for a thread of a container
  *     #\t0xLPC\tfunc+0xOFF\tfile:line    LPC = lookup pc (pc − 1 for return addresses),
  *                                        OFF = LPC − entry (module-relative); one line per
  *                                        inline level, innermost first, same LPC
@@ -216,6 +217,12 @@ void stack_write_debug1_frames(Buf *out, const Stack *s) {
                 buf_puts(out, "#\t[no stack]\n");
 }
 
+/* " (ns 7)": the thread's id in its container's pid namespace, when it has another. */
+static void put_ns_tid(Buf *out, const ThreadRecord *t) {
+        if (t->ns_tid > 0 && t->ns_tid != t->tid)
+                buf_printf(out, " (ns %d)", (int) t->ns_tid);
+}
+
 static void debug1_record(Buf *text, const Group *g) {
         const ThreadRecord *t = g->threads[0];
         char ebuf[128];
@@ -224,7 +231,9 @@ static void debug1_record(Buf *text, const Group *g) {
 
         buf_puts(text, "# threads:");
         for (size_t i = 0; i < g->count; i++) {
-                buf_printf(text, "%s %d \"", i > 0 ? "," : "", (int) g->threads[i]->tid);
+                buf_printf(text, "%s %d", i > 0 ? "," : "", (int) g->threads[i]->tid);
+                put_ns_tid(text, g->threads[i]);
+                buf_puts(text, " \"");
                 put_escaped(text, g->threads[i]->name, true);
                 buf_putc(text, '"');
         }
@@ -295,7 +304,9 @@ static void debug2_header(Buf *out, const ThreadRecord *t) {
         const char *parts[] = { t->state, t->wait, duration[0] ? duration : NULL };
         bool any = false;
 
-        buf_printf(out, "thread %d \"", (int) t->tid);
+        buf_printf(out, "thread %d", (int) t->tid);
+        put_ns_tid(out, t);
+        buf_puts(out, " \"");
         put_escaped(out, t->name, true);
         buf_puts(out, "\" [");
         for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {

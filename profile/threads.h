@@ -8,6 +8,9 @@
  *   debug=2   per thread: thread TID "NAME" [STATE, WAIT, DURATION]: then "func(...)" and
  *             "\tfile:line +0xOFF" per frame; blank line between threads.
  *
+ * A thread of a container's pid namespace shows its id there after the host's, in both:
+ * `thread 4250 (ns 7) "NAME" [...]:` and `# threads: 4250 (ns 7) "NAME"`.
+ *
  * Pure data: no process, no I/O. */
 #pragma once
 
@@ -19,7 +22,9 @@
 #include "frame.h"
 
 typedef struct ThreadRecord {
-        pid_t tid;
+        pid_t tid;                      /* as cprofd (the host) sees it */
+        pid_t ns_tid;                   /* its id in its own pid namespace (a container's),
+                                           when that differs from tid; else 0 */
         const char *name;               /* thread name (comm) */
         const char *state;              /* "S (sleeping)"; NULL when unknown */
         const char *wait;               /* syscall or wait channel ("read", "futex"); NULL */

@@ -70,6 +70,10 @@ typedef struct Module {
         const char *name;               /* interned: path as first mapped, "[vdso]", "[anon]" */
         const char *build_id;           /* interned lowercase hex, or NULL */
         char *debuglink_path;           /* file name libdwfl uses for .gnu_debuglink */
+        char *root;                     /* "/proc/PID/root" when first mapped by a target of
+                                           another root (a container), whose debug files
+                                           are searched too; else NULL */
+        struct DebugRoot *debug_root;   /* the callbacks that do it, made by symbols.c */
 
         int fd;                         /* read-only, O_CLOEXEC; -EBADF when none */
         const uint8_t *image;           /* the whole file, mmapped read-only */

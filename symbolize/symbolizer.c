@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "debug-root.h"
 #include "internal.h"
 #include "macro.h"
 
@@ -80,6 +81,8 @@ static Module *module_free(Module *m) {
         closep(&m->fd);
         free(m->debuglink_path);
         free(m->fetched_debuginfo);
+        free(m->root);
+        debug_root_free(m->debug_root);         /* after module_symbols_done: its Dwfl used it */
         free(m);
         return NULL;
 }
@@ -431,6 +434,15 @@ static void debuglink_path(pid_t pid, const MapEntry *e, int fd, OpenedVia via,
                 (void) snprintf(ret, size, "%s", root_path);
 }
 
+/* PID's root directory when it is not ours (a container: chroot, pivot_root), as
+ * "/proc/PID/root" in ROOT; false when it is ours or unknown. */
+static bool other_root(pid_t pid, char *root, size_t size) {
+        struct stat theirs, ours;
+        (void) snprintf(root, size, "/proc/%d/root", (int) pid);
+        return stat(root, &theirs) == 0 && stat("/", &ours) == 0 &&
+               (theirs.st_dev != ours.st_dev || theirs.st_ino != ours.st_ino);
+}
+
 static Module *identify_file(AddressSpace *as, const MapEntry *e) {
         Symbolizer *s = as->symbolizer;
         char debuglink[PATH_MAX + 64], file_key[256];
@@ -456,7 +468,11 @@ static Module *identify_file(AddressSpace *as, const MapEntry *e) {
                 return found;
         }
         debuglink_path(as->pid, e, fd, via, debuglink, sizeof debuglink);
-        return module_from_fd(s, fd, e->path, file_key, debuglink);
+        Module *m = module_from_fd(s, fd, e->path, file_key, debuglink);
+        char root[64];
+        if (m && !m->root && !m->dwfl_tried && other_root(as->pid, root, sizeof root))
+                m->root = strdup(root);         /* NULL: the host's debug files only */
+        return m;
 }
 
 static Module *identify_vdso(AddressSpace *as, const MapEntry *e) {

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "debug-root.h"
 #include "internal.h"
 #include "macro.h"
 
@@ -74,7 +75,10 @@ static Dwfl_Module *module_dwfl(Module *m) {
         if (m->kind != MODULE_ELF || !m->elf || m->fd < 0)
                 return NULL;
 
-        Dwfl *dwfl = dwfl_begin(&module_callbacks);
+        /* A container's file: its debug files are in its root too. */
+        if (m->root && !m->debug_root)
+                m->debug_root = debug_root_new(&module_callbacks, m->root);
+        Dwfl *dwfl = dwfl_begin(m->debug_root ? debug_root_callbacks(m->debug_root) : &module_callbacks);
         if (!dwfl)
                 return NULL;
 

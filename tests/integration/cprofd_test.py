@@ -456,7 +456,8 @@ DEBUG1_FRAME_BARE = re.compile(r"^#\t(0x[0-9a-f]+)$")
 DEBUG1_PSEUDO = re.compile(r"^#\t+\[(truncated|no stack|not captured: .*)\]$")
 DEBUG1_RECORD = re.compile(r"^(\d+) @((?: 0x[0-9a-f]+)*)$")
 DEBUG1_HEADER = re.compile(r"^threads profile: total (\d+)$")
-THREADS_ITEM = re.compile(r'(\d+) "((?:[^"\\]|\\.)*)"')
+# A thread of a container's pid namespace: `TID (ns NSTID) "NAME"`.
+THREADS_ITEM = re.compile(r'(\d+)(?: \(ns \d+\))? "((?:[^"\\]|\\.)*)"')
 
 
 class Debug1Frame:
@@ -552,7 +553,7 @@ def parse_debug1(text):
 
 # --- debug=2 ------------------------------------------------------------------------------
 
-DEBUG2_HEADER = re.compile(r'^thread (\d+) "((?:[^"\\]|\\.)*)" \[(.*)\]:$')
+DEBUG2_HEADER = re.compile(r'^thread (\d+)(?: \(ns \d+\))? "((?:[^"\\]|\\.)*)" \[(.*)\]:$')
 DEBUG2_FUNC = re.compile(r"^(\S.*)\(\.\.\.\)$")
 DEBUG2_LOC_FILE = re.compile(r"^\t(\S.*):(\d+)(?: \+(0x[0-9a-f]+))?$")
 DEBUG2_LOC_MODULE = re.compile(r"^\t(\S.*)\+(0x[0-9a-f]+)$")
