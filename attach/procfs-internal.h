@@ -39,3 +39,6 @@ void procfs_parse_comm(const char *text, size_t len, char ret[static THREAD_NAME
 
 /* TracerPid from the text of /proc/PID/status. 0, or -EIO when absent or malformed. */
 int procfs_parse_tracer(const char *text, pid_t *ret);
+/* The last NSpid field of /proc/PID/status: the pid as the process's own (innermost) pid
+ * namespace sees it. 0, or -EIO when absent or malformed (kernels before 4.1). */
+int procfs_parse_nspid(const char *text, pid_t *ret);

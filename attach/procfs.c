@@ -557,6 +557,41 @@ int procfs_parse_tracer(const char *text, pid_t *ret) {
         return 0;
 }
 
+int procfs_read_nspid(pid_t pid, pid_t *ret) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        if (procfs_parse_nspid(text, ret) < 0)
+                *ret = pid;
+        return 0;
+}
+
+int procfs_parse_nspid(const char *text, pid_t *ret) {
+        const char *p = strstr(text, "\nNSpid:");
+        uint64_t v = 0;
+        bool any = false;
+
+        if (!p)
+                return -EIO;
+        p += strlen("\nNSpid:");
+        for (;;) {
+                skip_spaces(&p);
+                if (*p == '\n' || *p == 0)
+                        break;
+                if (!parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
+                        return -EIO;
+                any = true;
+        }
+        if (!any)
+                return -EIO;
+        *ret = (pid_t) v;
+        return 0;
+}
+
 const char *thread_state_description(char state) {
         switch (state) {
         case 'R': return "R (running)";

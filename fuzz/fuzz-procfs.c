@@ -90,6 +90,9 @@ static void fuzz_thread_files(const uint8_t *data, size_t size) {
         pid_t tracer;
         if (procfs_parse_tracer(text, &tracer) == 0 && tracer < 0)
                 abort();
+        pid_t nspid;
+        if (procfs_parse_nspid(text, &nspid) == 0 && nspid <= 0)
+                abort();
         free(text);
 
         /* comm: what procfs_read_comm() reads is at most THREAD_NAME_MAX bytes. */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "hashmap.h"
+#include "jitmap.h"
 #include "symbolizer.h"
 
 /* Limits on what an untrusted file can make us allocate or iterate over. */
@@ -24,6 +25,8 @@
 #define VDSO_SIZE_MAX (UINT64_C(1) << 20)
 #define SYMLOC_FRAMES_MAX 64            /* inline depth kept per pc */
 #define UNMAPPED_LOCS_MAX 65536         /* distinct pcs-in-no-mapping remembered */
+#define JIT_LOCS_MAX (UINT32_C(1) << 18) /* SymLocs of JIT code made, all processes */
+#define JIT_AS_LOCS_MAX 65536           /* JIT pcs remembered per address space */
 
 /* A string -> value map with exact key comparison on top of U64Map (hash -> chain). */
 typedef struct StrEntry {
@@ -152,6 +155,8 @@ struct Symbolizer {
         U64Map unmapped;                /* lookup pc -> SymLoc* for pcs in no mapping */
         SymLoc *unmapped_overflow;      /* shared once UNMAPPED_LOCS_MAX is reached */
         U64Map tail_chains;             /* hash of (target, callee) -> TailChain list */
+        U64Map jit_locs;                /* hash of (file, name, entry, pc) -> JitLoc list */
+        size_t n_jit_locs;
         SymbolizerStats stats;
 };
 
@@ -163,6 +168,17 @@ struct AddressSpace {
         unw_addr_space_t unw;
         StackFrame *scratch;            /* UNWIND_MAX_DEPTH frames, reused per unwind */
         uint64_t *scratch_sp;           /* and their stack pointers (loop detection) */
+
+        /* JIT code: the target's perf map and jitdump file (jitmap.c), checked for
+         * changes at the first lookup after each address_space_update() or a second
+         * after the last check. Their names change with time and are the process's own,
+         * so their SymLocs are looked up here, not in the modules' caches. */
+        JitFile *perf_map, *jitdump;
+        pid_t nspid;                    /* the pid in the target's namespace; 0: unknown */
+        bool jit_check_due;
+        uint64_t jit_checked_ns;
+        uint64_t perf_map_generation, jitdump_generation;      /* jit_locs made for them */
+        U64Map jit_locs;                /* lookup pc -> SymLoc* (the symbolizer's) */
 };
 
 /* symbolizer.c */
