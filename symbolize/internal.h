@@ -26,6 +26,8 @@
 #define SYMLOC_FRAMES_MAX 64            /* inline depth kept per pc */
 #define UNMAPPED_LOCS_MAX 65536         /* distinct pcs-in-no-mapping remembered */
 #define JIT_LOCS_MAX (UINT32_C(1) << 18) /* SymLocs of JIT code made, all processes */
+#define JIT_PC_LOCS_MAX 65536           /* of which one per pc; then one per symbol */
+#define JIT_NAME_BYTES_KEPT (UINT64_C(64) << 20)       /* bytes of their names, at most */
 #define JIT_AS_LOCS_MAX 65536           /* JIT pcs remembered per address space */
 
 /* A string -> value map with exact key comparison on top of U64Map (hash -> chain). */
@@ -157,6 +159,7 @@ struct Symbolizer {
         U64Map tail_chains;             /* hash of (target, callee) -> TailChain list */
         U64Map jit_locs;                /* hash of (file, name, entry, pc) -> JitLoc list */
         size_t n_jit_locs;
+        uint64_t jit_name_bytes;
         SymbolizerStats stats;
 };
 
@@ -175,6 +178,7 @@ struct AddressSpace {
          * so their SymLocs are looked up here, not in the modules' caches. */
         JitFile *perf_map, *jitdump;
         pid_t nspid;                    /* the pid in the target's namespace; 0: unknown */
+        uid_t uid;                      /* owner of /proc/PID: who may own its JIT files */
         bool jit_check_due;
         uint64_t jit_checked_ns;
         uint64_t perf_map_generation, jitdump_generation;      /* jit_locs made for them */

@@ -35,7 +35,7 @@ typedef struct NameChunk {
         char data[];
 } NameChunk;
 
-#define NAME_CHUNK_SIZE (UINT64_C(1) << 20)
+#define NAME_CHUNK_SIZE (UINT64_C(64) << 10)
 
 struct JitTable {
         JitEntry *entries;
@@ -184,7 +184,8 @@ static int index_build(JitTable *t) {
                 free(out);
                 return -ENOMEM;
         }
-        memcpy(items, t->segs, t->n_segs * sizeof *items);
+        if (t->n_segs > 0)
+                memcpy(items, t->segs, t->n_segs * sizeof *items);
         for (size_t i = t->n_indexed, k = t->n_segs; i < t->n; i++, k++)
                 items[k] = (JitSegment) { t->entries[i].start, t->entries[i].end, (uint32_t) i };
         qsort(items, m, sizeof *items, segment_start_cmp);
@@ -489,6 +490,7 @@ int64_t jitdump_parse(JitdumpParser *p, JitTable *t, const uint8_t *data, size_t
 struct JitFile {
         JitFormat format;
         char *open_path, *name;
+        uid_t owner;
         JitTable *table;
         PerfMapParser perf_map;
         JitdumpParser jitdump;
@@ -502,11 +504,13 @@ struct JitFile {
         uint8_t *buffer;
 };
 
-int jit_file_new(JitFormat format, const char *open_path, const char *name, JitFile **ret) {
+int jit_file_new(JitFormat format, const char *open_path, const char *name, uid_t owner,
+                 JitFile **ret) {
         JitFile *f = calloc(1, sizeof *f);
         if (!f)
                 return -ENOMEM;
         f->format = format;
+        f->owner = owner;
         f->open_path = strdup(open_path);
         f->name = strdup(name);
         if (!f->open_path || !f->name || jit_table_new(&f->table) < 0) {
@@ -553,6 +557,8 @@ int jit_file_refresh(JitFile *f) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADF;
+        if (st.st_uid != f->owner && st.st_uid != 0)
+                return -EPERM;
         if (f->seen && (st.st_dev != f->dev || st.st_ino != f->ino ||
                         st.st_size < f->seen_size))
                 jit_file_restart(f);            /* replaced or truncated */

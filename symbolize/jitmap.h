@@ -99,14 +99,18 @@ typedef enum JitFormat {
 typedef struct JitFile JitFile;
 
 /* OPEN_PATH is where we open it (through /proc/PID/root), NAME how the target names it
- * (what frames show as their module). Nothing is read yet. 0 or -ENOMEM. */
-int jit_file_new(JitFormat format, const char *open_path, const char *name, JitFile **ret);
+ * (what frames show as their module). Only a file owned by OWNER or root is read, as
+ * perf does: a process cannot pass off another user's file as its map. Nothing is read
+ * yet. 0 or -ENOMEM. */
+int jit_file_new(JitFormat format, const char *open_path, const char *name, uid_t owner,
+                 JitFile **ret);
 /* Accepts NULL, returns NULL. */
 JitFile *jit_file_free(JitFile *f);
 /* Reads what was added to the file since the last call, when its size or mtime changed
  * (at most JIT_FILE_READ_MAX bytes a call); a file replaced (another inode) or shrunk is
  * read anew. 1 when the symbols changed, 0 when not, negative errno when the file cannot
- * be opened or read (the symbols read before are kept). */
+ * be opened or read, -EBADF when it is no regular file, -EPERM when someone else owns it
+ * (the symbols read before are kept). */
 int jit_file_refresh(JitFile *f);
 bool jit_file_lookup(JitFile *f, uint64_t addr, JitSymbol *ret);
 const char *jit_file_name(const JitFile *f);

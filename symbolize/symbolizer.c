@@ -222,8 +222,12 @@ static void jit_locs_done(Symbolizer *s) {
 }
 
 /* The SymLoc of PC in SYM, a symbol of the JIT file named FILE: made once, kept for
- * every later lookup; NULL when JIT_LOCS_MAX are made already (or on OOM). */
+ * every later lookup. Past JIT_PC_LOCS_MAX, one SymLoc serves a whole symbol (its
+ * module_offset is then the symbol's start: names stay, offsets go). NULL when
+ * JIT_LOCS_MAX are made already or their names are too many bytes (or on OOM). */
 static const SymLoc *jit_loc(Symbolizer *s, const char *file, const JitSymbol *sym, uint64_t pc) {
+        if (s->n_jit_locs >= JIT_PC_LOCS_MAX)
+                pc = sym->start;
         const char *module = symbolizer_intern(s, file);
         const char *name = symbolizer_intern(s, sym->name);
         uint64_t key[4] = { (uintptr_t) module, (uintptr_t) name, sym->start, pc };
@@ -236,7 +240,7 @@ static const SymLoc *jit_loc(Symbolizer *s, const char *file, const JitSymbol *s
                         s->stats.lookup_hits++;
                         return l->loc;
                 }
-        if (s->n_jit_locs >= JIT_LOCS_MAX)
+        if (s->n_jit_locs >= JIT_LOCS_MAX || s->jit_name_bytes >= JIT_NAME_BYTES_KEPT)
                 return NULL;
         JitLoc *l = malloc(sizeof *l);
         SymLoc *loc = calloc(1, sizeof *loc + sizeof(Frame));
@@ -252,6 +256,7 @@ static const SymLoc *jit_loc(Symbolizer *s, const char *file, const JitSymbol *s
         l->next = first;
         u64map_put(&s->jit_locs, h, l);
         s->n_jit_locs++;
+        s->jit_name_bytes += strlen(name) + 1;  /* counts a name reused, too: a bound */
         s->stats.locations++;
         return loc;
 }
@@ -274,19 +279,38 @@ static bool is_jitdump_name(const char *path) {
         return p > digits && strcmp(p, ".dump") == 0;
 }
 
+/* Reads once who the target is: its pid in its namespace (the number in its JIT files'
+ * names) and its owner (who may own them). false when the process cannot be read. */
+static bool jit_identify(AddressSpace *as) {
+        char proc[32];
+        struct stat st;
+        pid_t nspid;
+
+        if (as->nspid != 0)
+                return true;
+        (void) snprintf(proc, sizeof proc, "/proc/%d", (int) as->pid);
+        if (stat(proc, &st) < 0 || procfs_read_nspid(as->pid, &nspid) < 0)
+                return false;
+        as->uid = st.st_uid;
+        as->nspid = nspid;
+        return true;
+}
+
 /* Follows the jitdump file the target maps (runtimes map it so perf sees where it is),
  * else /tmp/jit-NSPID.dump. */
 static void jit_find_jitdump(AddressSpace *as, const Maps *maps) {
         char open_path[PATH_MAX + 64], name[64];
         const char *path = NULL;
 
+        if (!jit_identify(as))
+                return;
         for (size_t i = 0; i < maps->n && !path; i++) {
                 const MapEntry *e = &maps->entries[i];
                 if (e->path && e->path[0] == '/' && !e->deleted && is_jitdump_name(e->path))
                         path = e->path;
         }
         if (!path) {
-                if (as->jitdump || as->nspid == 0)
+                if (as->jitdump)
                         return;         /* keep following the one we found */
                 (void) snprintf(name, sizeof name, "/tmp/jit-%d.dump", (int) as->nspid);
                 path = name;
@@ -295,7 +319,7 @@ static void jit_find_jitdump(AddressSpace *as, const Maps *maps) {
                 return;
         (void) snprintf(open_path, sizeof open_path, "/proc/%d/root%s", (int) as->pid, path);
         JitFile *f;
-        if (jit_file_new(JIT_FORMAT_JITDUMP, open_path, path, &f) < 0)
+        if (jit_file_new(JIT_FORMAT_JITDUMP, open_path, path, as->uid, &f) < 0)
                 return;
         jit_file_free(as->jitdump);
         as->jitdump = f;
@@ -310,13 +334,13 @@ static void jit_refresh(AddressSpace *as) {
                 return;
         as->jit_check_due = false;
         as->jit_checked_ns = now;
-        if (as->nspid == 0 && procfs_read_nspid(as->pid, &as->nspid) < 0)
+        if (!jit_identify(as))
                 return;
         if (!as->perf_map) {
                 char open_path[128], name[64];
                 (void) snprintf(name, sizeof name, "/tmp/perf-%d.map", (int) as->nspid);
                 (void) snprintf(open_path, sizeof open_path, "/proc/%d/root%s", (int) as->pid, name);
-                if (jit_file_new(JIT_FORMAT_PERF_MAP, open_path, name, &as->perf_map) < 0)
+                if (jit_file_new(JIT_FORMAT_PERF_MAP, open_path, name, as->uid, &as->perf_map) < 0)
                         return;
         }
         (void) jit_file_refresh(as->perf_map);

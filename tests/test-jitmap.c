@@ -436,7 +436,7 @@ TEST(file_followed_as_it_grows) {
         (void) close(fd);
         _cleanup_(jit_file_freep) JitFile *f = NULL;
 
-        ASSERT_EQ(jit_file_new(JIT_FORMAT_PERF_MAP, path, "/tmp/perf-1.map", &f), 0);
+        ASSERT_EQ(jit_file_new(JIT_FORMAT_PERF_MAP, path, "/tmp/perf-1.map", getuid(), &f), 0);
         ASSERT_STREQ(jit_file_name(f), "/tmp/perf-1.map");
         ASSERT_FALSE(jit_file_seen(f));
         ASSERT_EQ(jit_file_refresh(f), 0);                      /* empty */
@@ -482,6 +482,17 @@ TEST(file_followed_as_it_grows) {
         /* Not a regular file. */
         ASSERT_EQ(mkfifo(path, 0600), 0);
         ASSERT_EQ(jit_file_refresh(f), -EBADF);
+        ASSERT_EQ(unlink(path), 0);
+
+        /* Another user's file: not read (unless root owns it). */
+        write_file(path, "5000 10 five\n", false);
+        uid_t me = getuid();
+        if (me == 0)
+                ASSERT_EQ(chown(path, 12345, 12345), 0);
+        _cleanup_(jit_file_freep) JitFile *g = NULL;
+        ASSERT_EQ(jit_file_new(JIT_FORMAT_PERF_MAP, path, "/tmp/perf-1.map", me == 0 ? 4242 : me + 1, &g), 0);
+        ASSERT_EQ(jit_file_refresh(g), -EPERM);
+        ASSERT_FALSE(jit_file_lookup(g, 0x5000, &s));
         ASSERT_EQ(unlink(path), 0);
 }
 
