@@ -577,6 +577,19 @@ int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret) {
         return procfs_parse_ns_tid(text, ret);
 }
 
+int procfs_read_nspid(pid_t pid, pid_t *ret) {
+        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
+        if (dirfd < 0)
+                return dirfd;
+        _cleanup_free_ char *text = NULL;
+        int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
+        if (r < 0)
+                return r;
+        if (procfs_parse_ns_tid(text, ret) < 0)
+                *ret = pid;
+        return 0;
+}
+
 int procfs_parse_ns_tid(const char *text, pid_t *ret) {
         const char *p = strstr(text, "\nNSpid:");
         if (!p)

@@ -22,7 +22,7 @@ int profile_add_target_mappings(Profile *p, const Maps *maps, AddressSpace *as, 
                                 .start = e->start,
                                 .limit = e->end,
                                 .offset = e->offset,
-                                .path = e->path,
+                                .path = info.jit ? info.path : e->path,   /* JIT code: its perf map */
                                 .build_id = info.build_id,
                                 .main = main,
                                 .symbolized = info.symbolized,

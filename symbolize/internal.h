@@ -16,6 +16,7 @@
 
 #include "debuginfod.h"
 #include "hashmap.h"
+#include "jitmap.h"
 #include "symbolizer.h"
 
 /* Limits on what an untrusted file can make us allocate or iterate over. */
@@ -25,6 +26,10 @@
 #define VDSO_SIZE_MAX (UINT64_C(1) << 20)
 #define SYMLOC_FRAMES_MAX 64            /* inline depth kept per pc */
 #define UNMAPPED_LOCS_MAX 65536         /* distinct pcs-in-no-mapping remembered */
+#define JIT_LOCS_MAX (UINT32_C(1) << 18) /* SymLocs of JIT code made, all processes */
+#define JIT_PC_LOCS_MAX 65536           /* of which one per pc; then one per symbol */
+#define JIT_NAME_BYTES_KEPT (UINT64_C(64) << 20)       /* bytes of their names, at most */
+#define JIT_AS_LOCS_MAX 65536           /* JIT pcs remembered per address space */
 
 /* A string -> value map with exact key comparison on top of U64Map (hash -> chain). */
 typedef struct StrEntry {
@@ -181,6 +186,9 @@ struct Symbolizer {
                                            or itself (demangle.c) */
         DebugFetcher *fetcher;          /* NULL unless $DEBUGINFOD_URLS names a server */
         RetiredLocs *retired;           /* SymLocs replaced since: snapshots still hold them */
+        U64Map jit_locs;                /* hash of (file, name, entry, pc) -> JitLoc list */
+        size_t n_jit_locs;
+        uint64_t jit_name_bytes;
         SymbolizerStats stats;
 };
 
@@ -192,6 +200,18 @@ struct AddressSpace {
         unw_addr_space_t unw;
         StackFrame *scratch;            /* UNWIND_MAX_DEPTH frames, reused per unwind */
         uint64_t *scratch_sp;           /* and their stack pointers (loop detection) */
+
+        /* JIT code: the target's perf map and jitdump file (jitmap.c), checked for
+         * changes at the first lookup after each address_space_update() or a second
+         * after the last check. Their names change with time and are the process's own,
+         * so their SymLocs are looked up here, not in the modules' caches. */
+        JitFile *perf_map, *jitdump;
+        pid_t nspid;                    /* the pid in the target's namespace; 0: unknown */
+        uid_t uid;                      /* owner of /proc/PID: who may own its JIT files */
+        bool jit_check_due;
+        uint64_t jit_checked_ns;
+        uint64_t perf_map_generation, jitdump_generation;      /* jit_locs made for them */
+        U64Map jit_locs;                /* lookup pc -> SymLoc* (the symbolizer's) */
 };
 
 /* symbolizer.c */

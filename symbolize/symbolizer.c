@@ -9,6 +9,11 @@
  * when the process is gone (a saved capture) -- the last two only when the inode is the
  * one the maps line names, so a replaced binary is never mistaken for the mapped one.
  *
+ * Code a JIT made is named from the target's perf map and jitdump file (jitmap.c) where
+ * the pc is in no mapping or in executable memory that is no ELF file we can read. Those
+ * names belong to one process and change as it runs: they are cached per address space,
+ * and their SymLocs are kept once per (file, name, entry, pc), bounded (JIT_LOCS_MAX).
+ *
  * Everything handed out (module names, function names, SymLocs) lives until
  * symbolizer_free(): callers keep pointers without reference counting. */
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "debug-root.h"
 #include "internal.h"
 #include "macro.h"
@@ -200,6 +206,197 @@ static Module *module_from_fd(Symbolizer *s, int fd_in, const char *name, const 
         return ret;
 }
 
+/* ---- JIT code ---- */
+
+typedef struct JitLoc {
+        struct JitLoc *next;            /* same hash */
+        SymLoc *loc;
+} JitLoc;
+
+static void jit_locs_done(Symbolizer *s) {
+        uint64_t k;
+        void *v;
+        for (size_t i = 0; u64map_next(&s->jit_locs, &i, &k, &v);)
+                for (JitLoc *l = v, *next; l; l = next) {
+                        next = l->next;
+                        free(l->loc);
+                        free(l);
+                }
+        u64map_done(&s->jit_locs, NULL);
+}
+
+/* The SymLoc of PC in SYM, a symbol of the JIT file named FILE: made once, kept for
+ * every later lookup. Past JIT_PC_LOCS_MAX, one SymLoc serves a whole symbol (its
+ * module_offset is then the symbol's start: names stay, offsets go). NULL when
+ * JIT_LOCS_MAX are made already or their names are too many bytes (or on OOM). */
+static const SymLoc *jit_loc(Symbolizer *s, const char *file, const JitSymbol *sym, uint64_t pc) {
+        if (s->n_jit_locs >= JIT_PC_LOCS_MAX)
+                pc = sym->start;
+        const char *module = symbolizer_intern(s, file);
+        const char *name = symbolizer_intern(s, sym->name);
+        uint64_t key[4] = { (uintptr_t) module, (uintptr_t) name, sym->start, pc };
+        uint64_t h = hash_bytes(key, sizeof key);
+        JitLoc *first = u64map_get(&s->jit_locs, h);
+
+        for (JitLoc *l = first; l; l = l->next)
+                if (l->loc->module == module && l->loc->frames[0].function == name &&
+                    l->loc->frames[0].entry == sym->start && l->loc->module_offset == pc) {
+                        s->stats.lookup_hits++;
+                        return l->loc;
+                }
+        if (s->n_jit_locs >= JIT_LOCS_MAX || s->jit_name_bytes >= JIT_NAME_BYTES_KEPT)
+                return NULL;
+        JitLoc *l = malloc(sizeof *l);
+        SymLoc *loc = calloc(1, sizeof *loc + sizeof(Frame));
+        if (!l || !loc) {
+                free(l);
+                free(loc);
+                return NULL;
+        }
+        /* module_offset is the pc itself: a perf map's addresses are absolute. */
+        *loc = (SymLoc) { .module = module, .module_offset = pc, .n_frames = 1 };
+        loc->frames[0] = (Frame) { .function = name, .entry = sym->start };
+        l->loc = loc;
+        l->next = first;
+        u64map_put(&s->jit_locs, h, l);
+        s->n_jit_locs++;
+        s->jit_name_bytes += strlen(name) + 1;  /* counts a name reused, too: a bound */
+        s->stats.locations++;
+        return loc;
+}
+
+/* Whether a pc in R (NULL: in no mapping) may be JIT code: executable memory no ELF file
+ * we read describes. */
+static bool region_may_be_jit(const Region *r) {
+        return !r || (r->executable && !(r->module->kind == MODULE_ELF && r->module->elf));
+}
+
+/* "jit-N.dump": how runtimes name jitdump files (N their pid as they see it). */
+static bool is_jitdump_name(const char *path) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (strncmp(base, "jit-", 4) != 0)
+                return false;
+        const char *p = base + 4, *digits = p;
+        while (*p >= '0' && *p <= '9')
+                p++;
+        return p > digits && strcmp(p, ".dump") == 0;
+}
+
+/* Reads once who the target is: its pid in its namespace (the number in its JIT files'
+ * names) and its owner (who may own them). false when the process cannot be read. */
+static bool jit_identify(AddressSpace *as) {
+        char proc[32];
+        struct stat st;
+        pid_t nspid;
+
+        if (as->nspid != 0)
+                return true;
+        (void) snprintf(proc, sizeof proc, "/proc/%d", (int) as->pid);
+        if (stat(proc, &st) < 0 || procfs_read_nspid(as->pid, &nspid) < 0)
+                return false;
+        as->uid = st.st_uid;
+        as->nspid = nspid;
+        return true;
+}
+
+/* Follows the jitdump file the target maps (runtimes map it so perf sees where it is),
+ * else /tmp/jit-NSPID.dump. */
+static void jit_find_jitdump(AddressSpace *as, const Maps *maps) {
+        char open_path[PATH_MAX + 64], name[64];
+        const char *path = NULL;
+
+        if (!jit_identify(as))
+                return;
+        for (size_t i = 0; i < maps->n && !path; i++) {
+                const MapEntry *e = &maps->entries[i];
+                if (e->path && e->path[0] == '/' && !e->deleted && is_jitdump_name(e->path))
+                        path = e->path;
+        }
+        if (!path) {
+                if (as->jitdump)
+                        return;         /* keep following the one we found */
+                (void) snprintf(name, sizeof name, "/tmp/jit-%d.dump", (int) as->nspid);
+                path = name;
+        }
+        if (as->jitdump && strcmp(jit_file_name(as->jitdump), path) == 0)
+                return;
+        (void) snprintf(open_path, sizeof open_path, "/proc/%d/root%s", (int) as->pid, path);
+        JitFile *f;
+        if (jit_file_new(JIT_FORMAT_JITDUMP, open_path, path, as->uid, &f) < 0)
+                return;
+        jit_file_free(as->jitdump);
+        as->jitdump = f;
+        as->jitdump_generation = UINT64_MAX;    /* drops what jit_locs holds */
+}
+
+/* Re-reads the target's JIT files when due. */
+static void jit_refresh(AddressSpace *as) {
+        uint64_t now = now_monotonic_ns();
+
+        if (as->jit_checked_ns != 0 && !as->jit_check_due && now - as->jit_checked_ns < NSEC_PER_SEC)
+                return;
+        as->jit_check_due = false;
+        as->jit_checked_ns = now;
+        if (!jit_identify(as))
+                return;
+        if (!as->perf_map) {
+                char open_path[128], name[64];
+                (void) snprintf(name, sizeof name, "/tmp/perf-%d.map", (int) as->nspid);
+                (void) snprintf(open_path, sizeof open_path, "/proc/%d/root%s", (int) as->pid, name);
+                if (jit_file_new(JIT_FORMAT_PERF_MAP, open_path, name, as->uid, &as->perf_map) < 0)
+                        return;
+        }
+        (void) jit_file_refresh(as->perf_map);
+        if (!as->jitdump) {
+                Maps none = {};
+                jit_find_jitdump(as, &none);
+        }
+        if (as->jitdump)
+                (void) jit_file_refresh(as->jitdump);
+}
+
+static bool jit_known(const AddressSpace *as) {
+        return (as->perf_map && jit_file_seen(as->perf_map)) ||
+                (as->jitdump && jit_file_seen(as->jitdump));
+}
+
+/* The SymLoc of a JIT symbol at PC, or NULL when no JIT file of the target names it. */
+static const SymLoc *jit_resolve(AddressSpace *as, uint64_t pc) {
+        jit_refresh(as);
+        if (!jit_known(as))
+                return NULL;
+
+        uint64_t pm = as->perf_map ? jit_file_generation(as->perf_map) : 0;
+        uint64_t jd = as->jitdump ? jit_file_generation(as->jitdump) : 0;
+        if (pm != as->perf_map_generation || jd != as->jitdump_generation) {
+                u64map_done(&as->jit_locs, NULL);
+                as->perf_map_generation = pm;
+                as->jitdump_generation = jd;
+        }
+        const SymLoc *loc = u64map_get(&as->jit_locs, pc);
+        if (loc) {
+                as->symbolizer->stats.lookup_hits++;
+                return loc;
+        }
+
+        JitSymbol sym;
+        JitFile *f = NULL;
+        if (as->perf_map && jit_file_lookup(as->perf_map, pc, &sym))
+                f = as->perf_map;
+        else if (as->jitdump && jit_file_lookup(as->jitdump, pc, &sym))
+                f = as->jitdump;
+        if (!f)
+                return NULL;
+        loc = jit_loc(as->symbolizer, jit_file_name(f), &sym, pc);
+        if (!loc)
+                return NULL;
+        if (as->jit_locs.n >= JIT_AS_LOCS_MAX)
+                u64map_done(&as->jit_locs, NULL);
+        u64map_put(&as->jit_locs, pc, (void *) loc);
+        return loc;
+}
+
 int symbolizer_new(Symbolizer **ret) {
         if (elf_version(EV_CURRENT) == EV_NONE)
                 return -ENOTSUP;
@@ -265,6 +462,7 @@ Symbolizer *symbolizer_free(Symbolizer *s) {
         free(s->modules);
         symbols_tail_chains_done(s);
         u64map_done(&s->demangled, NULL);       /* names are interned */
+        jit_locs_done(s);
         strmap_done(&s->by_key, NULL);
         u64map_done(&s->unmapped, free);
         free(s->unmapped_overflow);
@@ -315,6 +513,9 @@ AddressSpace *address_space_free(AddressSpace *as) {
         if (!as)
                 return NULL;
         regions_free(as->regions, as->n_regions);
+        jit_file_free(as->perf_map);
+        jit_file_free(as->jitdump);
+        u64map_done(&as->jit_locs, NULL);
         if (as->unw)
                 unw_destroy_addr_space(as->unw);
         free(as->scratch);
@@ -347,6 +548,15 @@ int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret) 
                 .build_id = r->module->build_id,
                 .symbolized = r->module->kind == MODULE_ELF && r->module->elf,
         };
+        if (!r->path && r->executable) {
+                jit_refresh(as);
+                const JitFile *f = as->perf_map && jit_file_seen(as->perf_map) ? as->perf_map :
+                        as->jitdump && jit_file_seen(as->jitdump) ? as->jitdump : NULL;
+                if (f) {
+                        ret->path = symbolizer_intern(as->symbolizer, jit_file_name(f));
+                        ret->jit = ret->symbolized = true;
+                }
+        }
         return 0;
 }
 
@@ -587,6 +797,8 @@ int address_space_update(AddressSpace *as, const Maps *maps) {
         /* libunwind caches register rules by ip: stale once code moves. */
         if (changed)
                 unw_flush_cache(as->unw, 0, 0);
+        as->jit_check_due = true;
+        jit_find_jitdump(as, maps);
         return 0;
 }
 
@@ -639,6 +851,11 @@ const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc) {
         const Region *r = address_space_find_region(as, lookup_pc);
 
         s->stats.lookups++;
+        if (region_may_be_jit(r)) {
+                const SymLoc *loc = jit_resolve(as, lookup_pc);
+                if (loc)
+                        return loc;
+        }
         if (!r)
                 return unmapped_loc(s, lookup_pc);
         return module_resolve(r->module, lookup_pc - r->bias);

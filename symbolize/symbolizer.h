@@ -63,6 +63,8 @@ typedef struct ModuleInfo {
         const char *build_id;           /* lowercase hex of NT_GNU_BUILD_ID, or NULL */
         bool symbolized;                /* an ELF file we can read: cprofd resolved its pcs
                                            as well as it can, so a consumer should not try */
+        bool jit;                       /* anonymous executable memory of a process with a
+                                           perf map or jitdump: path names that file */
 } ModuleInfo;
 
 /* Describes what is mapped at ADDR as of the last address_space_update(). Strings live
@@ -70,7 +72,12 @@ typedef struct ModuleInfo {
 int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret);
 
 /* Resolves LOOKUP_PC (already pc − 1 for return addresses) to a cached SymLoc. Never
- * NULL: a pc in no mapping gets a SymLoc with module NULL and no frames. */
+ * NULL: a pc in no mapping gets a SymLoc with module NULL and no frames. A pc in no
+ * mapping or in executable memory that is no readable ELF file is looked up in the
+ * target's perf map (/tmp/perf-PID.map, PID as the target's namespace sees it, under
+ * /proc/PID/root) and jitdump file (the jit-PID.dump it maps, else /tmp/jit-PID.dump),
+ * re-read when they changed: a symbol found there gives one frame named as the file
+ * names it, module the file's path, module_offset the pc. */
 const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc);
 
 /* Unwinds the thread from its captured registers and stack copy (never touching the live
