@@ -16,8 +16,8 @@
  * restarted from the recovered registers. libunwind's own frame-pointer guessing (what it
  * does when it finds no CFI) is never trusted. Where neither has CFI for a pc (JIT code,
  * hand-written assembler, files without .eh_frame) the frame-pointer chain is followed
- * instead, only while it stays in the stack copy, moves up and returns into executable
- * memory, and DWARF takes over again at the first pc that has CFI; frames found so are
+ * instead, only while it stays in the stack copy, moves up and does not return into
+ * mapped memory that holds no code, and DWARF takes over again at the first pc that has CFI; frames found so are
  * marked (StackFrame.frame_pointer). Without a usable chain the stack ends as
  * STACK_END_NO_INFO.
  *
@@ -63,6 +63,11 @@ typedef struct UnwindCtx {
         bool copy_short;                /* a read needed bytes past the copy */
         bool no_info;                   /* find_proc_info found no CFI */
         bool no_info_regs_valid;
+
+        /* Slots below the captured stack pointer that the leaf's epilogue already popped
+         * (see note_popped_slots), with the values their registers hold again. */
+        size_t n_popped;
+        uint64_t popped_addr[N_REGS], popped_value[N_REGS];
         uint64_t no_info_regs[N_REGS];  /* registers of the frame that had no CFI */
 } UnwindCtx;
 
@@ -99,6 +104,13 @@ static const Region *ctx_region(UnwindCtx *ctx, uint64_t addr) {
 /* Reads 8 bytes at ADDR the way the target would see them, from what we have. */
 static bool ctx_read(UnwindCtx *ctx, uint64_t addr, uint64_t *ret) {
         const ThreadCapture *t = ctx->t;
+
+        if (addr < t->stack_start)
+                for (size_t i = 0; i < ctx->n_popped; i++)
+                        if (ctx->popped_addr[i] == addr) {
+                                *ret = ctx->popped_value[i];
+                                return true;
+                        }
 
         if (addr >= t->stack_start && addr < ctx->stack_end &&
             ctx->stack_end - addr >= sizeof *ret) {
@@ -181,34 +193,38 @@ static int get_dyn_info_list_addr(unw_addr_space_t as, unw_word_t *dilap, void *
 static void put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg) {
 }
 
-/* A register whose saved slot lies below the thread's stack pointer at capture: GCC's
- * epilogue CFI still places %rbp at CFA-16 after the `pop %rbp` (until the `ret`), so
- * the slot belongs to a frame already torn down and the register holds that value again.
- * A perf sample's stack copy starts at the stack pointer and lacks the slot; the
- * register as captured is the answer. */
-static bool popped_reg(UnwindCtx *ctx, int reg, uint64_t *ret) {
-        unw_save_loc_t loc;
-        uint64_t captured[N_REGS];
+/* A leaf caught in its epilogue, between `pop`s and `ret`: GCC's CFI still places the
+ * popped registers at CFA-16, CFA-24... until the `ret`, i.e. below the stack pointer, in
+ * a frame already torn down; the registers hold those values again. A perf sample's stack
+ * copy starts at the stack pointer and lacks the slots, so libunwind could not restore
+ * them for the caller. After the first step, every callee-saved register libunwind would
+ * read from such a slot gets the value captured in the register. */
+static void note_popped_slots(UnwindCtx *ctx) {
+        static const int callee_saved[] = {
+                UNW_X86_64_RBX, UNW_X86_64_RBP, UNW_X86_64_R12, UNW_X86_64_R13,
+                UNW_X86_64_R14, UNW_X86_64_R15,
+        };
+        uint64_t captured[N_REGS], sp = ctx->t->regs.rsp;
 
-        if (unw_get_save_loc(ctx->cursor, reg, &loc) < 0 || loc.type != UNW_SLT_MEMORY ||
-            loc.u.addr >= ctx->t->regs.rsp || ctx->t->regs.rsp - loc.u.addr > 128)
-                return false;
         regs_from_user(&ctx->t->regs, captured);
-        *ret = captured[reg];
-        return true;
+        for (size_t i = 0; i < ARRAY_SIZE(callee_saved); i++) {
+                unw_save_loc_t loc;
+                int reg = callee_saved[i];
+                if (unw_get_save_loc(ctx->cursor, reg, &loc) < 0 || loc.type != UNW_SLT_MEMORY ||
+                    loc.u.addr >= sp || sp - loc.u.addr > 128 || loc.u.addr >= ctx->t->stack_start)
+                        continue;
+                ctx->popped_addr[ctx->n_popped] = loc.u.addr;
+                ctx->popped_value[ctx->n_popped++] = captured[reg];
+        }
 }
 
 static void save_no_info_regs(UnwindCtx *ctx) {
         ctx->no_info_regs_valid = true;
         for (int i = 0; i < N_REGS; i++) {
                 unw_word_t v;
-                uint64_t popped;
                 if (unw_get_reg(ctx->cursor, i, &v) < 0) {
-                        if (!popped_reg(ctx, i, &popped)) {
-                                ctx->no_info_regs_valid = false;
-                                return;
-                        }
-                        v = popped;
+                        ctx->no_info_regs_valid = false;
+                        return;
                 }
                 ctx->no_info_regs[i] = v;
         }
@@ -460,7 +476,7 @@ finish:
  * at rbp + 8, its rbp at rbp, its sp is rbp + 16. Only the registers that convention
  * saves are recovered; callee-saved ones keep their values, as a function that keeps a
  * frame pointer but no CFI cannot tell us more. false when the chain leaves the stack
- * copy, does not move up, or returns into memory that holds no code. */
+ * copy, does not move up, or returns into mapped memory that holds no code. */
 static bool frame_pointer_step(UnwindCtx *ctx, const uint64_t in[N_REGS], uint64_t out[N_REGS]) {
         const ThreadCapture *t = ctx->t;
         uint64_t fp = in[UNW_X86_64_RBP], saved_fp, ret;
@@ -470,8 +486,10 @@ static bool frame_pointer_step(UnwindCtx *ctx, const uint64_t in[N_REGS], uint64
                 return false;
         if (!ctx_read(ctx, fp, &saved_fp) || !ctx_read(ctx, fp + 8, &ret))
                 return false;
+        /* A return address in no known mapping may be code a JIT mapped after the maps were
+         * read: accepted; one into known memory that holds no code is not. */
         const Region *r = ctx_region(ctx, ret);
-        if (!r || !r->executable)
+        if ((r && !r->executable) || ret < 4096)
                 return false;
         memcpy(out, in, N_REGS * sizeof *out);
         out[UNW_X86_64_RSP] = fp + 16;
@@ -627,6 +645,8 @@ int address_space_unwind(AddressSpace *as, const ThreadCapture *t, Stack *ret) {
 
                 ctx.copy_short = ctx.no_info = ctx.no_info_regs_valid = false;
                 r = unw_step(&cursor);
+                if (n == 1 && r > 0)
+                        note_popped_slots(&ctx);
 
                 /* libunwind 1.6's unw_is_signal_frame() answers for the frame just stepped
                  * *from* (it reports the sigcontext format found while stepping through a
