@@ -543,12 +543,17 @@ int procfs_same_namespace(pid_t pid, const char *ns) {
         return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
-int procfs_read_tracer(pid_t pid, pid_t *ret) {
+/* /proc/PID/status, NUL-terminated, into *RET (freed by the caller). */
+static int read_status(pid_t pid, char **ret) {
         _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
         if (dirfd < 0)
                 return dirfd;
+        return read_file_at(dirfd, "status", 64 * 1024, ret, NULL);
+}
+
+int procfs_read_tracer(pid_t pid, pid_t *ret) {
         _cleanup_free_ char *text = NULL;
-        int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
+        int r = read_status(pid, &text);
         if (r < 0)
                 return r;
         return procfs_parse_tracer(text, ret);
@@ -578,11 +583,8 @@ int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret) {
 }
 
 int procfs_read_nspid(pid_t pid, pid_t *ret) {
-        _cleanup_close_ int dirfd = open_proc_dir(pid, NULL);
-        if (dirfd < 0)
-                return dirfd;
         _cleanup_free_ char *text = NULL;
-        int r = read_file_at(dirfd, "status", 64 * 1024, &text, NULL);
+        int r = read_status(pid, &text);
         if (r < 0)
                 return r;
         if (procfs_parse_ns_tid(text, ret) < 0)

@@ -18,18 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jit-symbol-check.h"
 #include "jitmap.h"
-
-static void check_symbol(uint64_t addr, const JitSymbol *s) {
-        if (addr < s->start || addr - s->start >= s->size || !s->name)
-                abort();
-        size_t n = strlen(s->name);
-        if (n == 0 || n > JIT_NAME_MAX)
-                abort();
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) s->name[i] < 0x20 || s->name[i] == 0x7f)
-                        abort();
-}
 
 static void parse_all(JitTable *t, const char *text, size_t len, size_t piece) {
         PerfMapParser p = {};
