@@ -43,6 +43,9 @@ struct CpuSampler {
         unsigned drains;                /* [worker] */
         bool monotonic;                 /* [worker] sample times are CLOCK_MONOTONIC */
         U64Map names;                   /* [worker] tid → thread name, when perf has none */
+        int other_pid_namespace;        /* [worker] the target is in a container's: 1, 0;
+                                           -1 not known yet */
+        U64Map ns_tids;                 /* [worker] tid → its id there + 1 (1: none) */
         StackFrame *frames;             /* [worker] scratch: one sample's stack */
 };
 
@@ -74,6 +77,7 @@ static void sampler_free(CpuSampler *sp) {
         if (sp->drain_timer)
                 event_free(sp->drain_timer);
         u64map_done(&sp->names, free);
+        u64map_done(&sp->ns_tids, NULL);
         free(sp->frames);
         free(sp);
 }
@@ -120,6 +124,23 @@ static const char *thread_name(CpuSampler *sp, pid_t tid) {
         return copy;
 }
 
+/* TID's id in the target's pid namespace when that is a container's, else 0; read once
+ * per thread. */
+static pid_t ns_tid(CpuSampler *sp, pid_t tid) {
+        if (sp->other_pid_namespace < 0)
+                sp->other_pid_namespace = procfs_same_namespace(sp->target->pid, "pid") == 0;
+        if (!sp->other_pid_namespace || tid <= 0)
+                return 0;
+        uintptr_t known = (uintptr_t) u64map_get(&sp->ns_tids, (uint64_t) tid);
+        if (known)
+                return (pid_t) (known - 1);
+        pid_t ns = 0;
+        if (procfs_read_ns_tid(sp->target->pid, tid, &ns) < 0 || ns == tid)
+                ns = 0;
+        u64map_put(&sp->ns_tids, (uint64_t) tid, (void *) (uintptr_t) (ns + 1));
+        return ns;
+}
+
 static int on_sample(const PerfSample *sample, void *userdata) {
         CpuSampler *sp = userdata;
         Service *s = sp->service;
@@ -155,15 +176,18 @@ static int on_sample(const PerfSample *sample, void *userdata) {
         }
         Stack stack = { .frames = sp->frames, .n = n, .end = end };
 
+        pid_t ns = ns_tid(sp, sample->tid);
         const ProfileLabelSpec labels[] = {
                 { .key = "thread_id", .num = sample->tid },
                 { .key = "thread_name", .str = thread_name(sp, sample->tid) },
+                { .key = "ns_tid", .num = ns },         /* last: left out when 0 */
         };
+        size_t n_labels = ARRAY_SIZE(labels) - (ns == 0);
         const int64_t values[] = { 1, (int64_t) (NSEC_PER_SEC / sp->hz) };
         for (CpuRequest *r = sp->subscribers; r; r = r->next) {
                 if ((sp->monotonic && sample->time_ns < r->start_ns) || atomic_load(&r->cancelled))
                         continue;
-                if (profile_add_stack(r->profile, &stack, values, labels, ARRAY_SIZE(labels)) == 0) {
+                if (profile_add_stack(r->profile, &stack, values, labels, n_labels) == 0) {
                         r->samples++;
                         r->truncated += stack_is_truncated(&stack);
                 }
@@ -435,7 +459,8 @@ void cpu_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
                         request_finish(req, &reply);
                         return;
                 }
-                *sp = (CpuSampler) { .service = s, .target = target_ref(target), .hz = p->hz, .mode = p->mode };
+                *sp = (CpuSampler) { .service = s, .target = target_ref(target), .hz = p->hz, .mode = p->mode,
+                                     .other_pid_namespace = -1 };
                 sp->next = s->cpu.samplers;
                 s->cpu.samplers = sp;
         }
