@@ -282,23 +282,18 @@ static void call_site(Symbolizer *s, Dwarf_Die *cudie, Dwarf_Die *inlined,
                 *ret_file = symbolizer_intern(s, dwarf_filesrc(files, file_idx, NULL, NULL));
 }
 
-static Dwarf_Die *cu_by_ranges(Module *m, Dwfl_Module *mod, uint64_t addr,
-                                Dwarf_Addr *ret_bias, Dwarf_Die *mem);
-
-static void line_at(Module *m, Dwfl_Module *mod, uint64_t addr,
-                    const char **ret_file, uint32_t *ret_line) {
-        Symbolizer *s = m->symbolizer;
+/* The line of ADDR in CUDIE (at BIAS), the CU cu_at() found for it. */
+static void line_at(Symbolizer *s, Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr bias,
+                    uint64_t addr, const char **ret_file, uint32_t *ret_line) {
         Dwfl_Line *l = dwfl_module_getsrc(mod, addr);
         int line = 0;
         const char *file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
 
         if (!l) {
-                /* No .debug_aranges (Go): the line table of the CU found by its ranges. */
-                Dwarf_Die mem, *cudie;
-                Dwarf_Addr bias;
-                Dwarf_Line *dl;
-                if ((cudie = cu_by_ranges(m, mod, addr, &bias, &mem)) &&
-                    (dl = dwarf_getsrc_die(cudie, addr - bias))) {
+                /* libdwfl looks the CU up through .debug_aranges, which Go does not write:
+                 * the line table of the CU found by its ranges instead. */
+                Dwarf_Line *dl = dwarf_getsrc_die(cudie, addr - bias);
+                if (dl) {
                         file = dwarf_linesrc(dl, NULL, NULL);
                         if (dwarf_lineno(dl, &line) != 0)
                                 line = 0;
@@ -517,7 +512,7 @@ static size_t resolve_dwarf(Module *m, Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf
         int lang = dwarf_srclang(cudie);
         const char *file;
         uint32_t line;
-        line_at(m, mod, addr, &file, &line);
+        line_at(s, mod, cudie, bias, addr, &file, &line);
 
         for (int i = 0; i < n_chain && n < max; i++) {
                 Dwarf_Die *die = &chain[i];
@@ -594,7 +589,8 @@ static void build_sym_names(Module *m, Dwfl_Module *mod) {
         u64map_done(&sizeless, NULL);
 }
 
-static size_t resolve_symtab(Module *m, Dwfl_Module *mod, bool have_cu, uint64_t addr, Frame *f) {
+static size_t resolve_symtab(Module *m, Dwfl_Module *mod, Dwarf_Die *cudie, Dwarf_Addr bias,
+                             uint64_t addr, Frame *f) {
         Symbolizer *s = m->symbolizer;
         GElf_Off off = 0;
         GElf_Sym sym;
@@ -610,8 +606,8 @@ static size_t resolve_symtab(Module *m, Dwfl_Module *mod, bool have_cu, uint64_t
         *f = (Frame) { .function = function, .system_name = function != mangled ? mangled : NULL,
                        .entry = addr - off };
         /* Line tables can exist without a DWARF function (assembler sources). */
-        if (have_cu)
-                line_at(m, mod, addr, &f->file, &f->line);
+        if (cudie)
+                line_at(s, mod, cudie, bias, addr, &f->file, &f->line);
         return f->function ? 1 : 0;
 }
 
@@ -628,7 +624,7 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
                 if (cudie)
                         n = resolve_dwarf(m, mod, cudie, bias, addr, frames, ARRAY_SIZE(frames));
                 if (n == 0)
-                        n = resolve_symtab(m, mod, cudie != NULL, addr, frames);
+                        n = resolve_symtab(m, mod, cudie, bias, addr, frames);
         }
 
         SymLoc *loc = calloc(1, sizeof *loc + n * sizeof(Frame));
