@@ -206,12 +206,15 @@ static void note_popped_slots(UnwindCtx *ctx) {
         };
         uint64_t captured[N_REGS], sp = ctx->t->regs.rsp;
 
+        if (ctx->t->stack_start + SNAPSHOT_RED_ZONE <= sp)
+                return;                 /* the copy holds the red zone (ptrace snapshots) */
         regs_from_user(&ctx->t->regs, captured);
         for (size_t i = 0; i < ARRAY_SIZE(callee_saved); i++) {
                 unw_save_loc_t loc;
                 int reg = callee_saved[i];
                 if (unw_get_save_loc(ctx->cursor, reg, &loc) < 0 || loc.type != UNW_SLT_MEMORY ||
-                    loc.u.addr >= sp || sp - loc.u.addr > 128 || loc.u.addr >= ctx->t->stack_start)
+                    loc.u.addr >= sp || sp - loc.u.addr > SNAPSHOT_RED_ZONE ||
+                    loc.u.addr >= ctx->t->stack_start)
                         continue;
                 ctx->popped_addr[ctx->n_popped] = loc.u.addr;
                 ctx->popped_value[ctx->n_popped++] = captured[reg];
