@@ -15,6 +15,7 @@
 #include "jitmap.h"
 #include "macro.h"
 #include "procfs.h"
+#include "self-address-space.h"
 #include "symbolizer.h"
 #include "tiny-test.h"
 
@@ -497,17 +498,6 @@ TEST(file_followed_as_it_grows) {
 }
 
 /* ---- the symbolizer ---- */
-
-static AddressSpace *self_address_space(Symbolizer *s) {
-        AddressSpace *as = NULL;
-        Maps maps;
-
-        ASSERT_EQ(address_space_new(s, getpid(), &as), 0);
-        ASSERT_EQ(procfs_read_maps(getpid(), &maps), 0);
-        ASSERT_EQ(address_space_update(as, &maps), 0);
-        maps_done(&maps);
-        return as;
-}
 
 static void update_self(AddressSpace *as) {
         Maps maps;

@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "demangle.h"
 #include "procfs.h"
+#include "self-address-space.h"
 #include "snapshot.h"
 #include "symbolizer.h"
 #include "threads-target.h"
@@ -167,17 +168,6 @@ static Symbolizer *new_symbolizer(void) {
         Symbolizer *s = NULL;
         ASSERT_EQ(symbolizer_new(&s), 0);
         return s;
-}
-
-static AddressSpace *self_address_space(Symbolizer *s) {
-        AddressSpace *as = NULL;
-        Maps maps;
-
-        ASSERT_EQ(address_space_new(s, getpid(), &as), 0);
-        ASSERT_EQ(procfs_read_maps(getpid(), &maps), 0);
-        ASSERT_EQ(address_space_update(as, &maps), 0);
-        maps_done(&maps);
-        return as;
 }
 
 /* All frames of a stack, inline frames expanded, innermost first. */
