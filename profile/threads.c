@@ -55,7 +55,7 @@
 
 #define DEBUG2_MAX_FRAMES 100   /* Go's _TracebackMaxFrames */
 
-static void put_escaped(Buf *out, const char *s, bool quoted) {
+void text_put_escaped(Buf *out, const char *s, bool quoted) {
         const unsigned char *p = (const unsigned char *) (s ? s : "");
         size_t n = strlen((const char *) p);
 
@@ -81,7 +81,7 @@ static void put_escaped(Buf *out, const char *s, bool quoted) {
 }
 
 static void put_module(Buf *out, const SymLoc *loc) {
-        put_escaped(out, loc && loc->module ? loc->module : "?", false);
+        text_put_escaped(out, loc && loc->module ? loc->module : "?", false);
         buf_printf(out, "+0x%" PRIx64, loc ? loc->module_offset : 0);
 }
 
@@ -193,14 +193,14 @@ static void debug1_frame_lines(Buf *text, const StackFrame *sf) {
 
                 buf_printf(text, "#\t0x%" PRIx64 "\t", lpc);
                 if (f->function) {
-                        put_escaped(text, f->function, false);
+                        text_put_escaped(text, f->function, false);
                         if (loc->module_offset >= f->entry)     /* else a bogus entry */
                                 buf_printf(text, "+0x%" PRIx64, loc->module_offset - f->entry);
                 } else
                         put_module(text, loc);
                 if (f->file) {
                         buf_putc(text, '\t');
-                        put_escaped(text, f->file, false);
+                        text_put_escaped(text, f->file, false);
                         if (f->line > 0)
                                 buf_printf(text, ":%" PRIu32, f->line);
                 }
@@ -289,7 +289,7 @@ static void put_holds(Buf *out, const HeldIndex *h, size_t thread, const char *p
                         held.object.kind = WAIT_KIND_RWLOCK_WRITE;
                 thread_wait_write_object(&held, &obj);
                 buf_printf(out, "%sholds ", prefix);
-                put_escaped(out, buf_str(&obj), false);
+                text_put_escaped(out, buf_str(&obj), false);
                 buf_printf(out, ", %zu thread%s waiting\n", h->items[i].waiters, h->items[i].waiters == 1 ? "" : "s");
         }
 }
@@ -301,12 +301,12 @@ static void put_holder_where(Buf *out, const ThreadDump *d, const ThreadWait *w)
         const ThreadRecord *h = &d->threads[w->holder_index];
         char dbuf[32];
         buf_puts(out, " \"");
-        put_escaped(out, h->name, true);
+        text_put_escaped(out, h->name, true);
         buf_putc(out, '"');
         const Frame *top = h->error == 0 ? stack_top_user_frame(&h->stack) : NULL;
         if (top && top->function) {
                 buf_puts(out, " in ");
-                put_escaped(out, top->function, false);
+                text_put_escaped(out, top->function, false);
         }
         const char *duration = format_wait_duration(h->wait_ns, dbuf, sizeof dbuf);
         if (h->state && h->state[0])
@@ -314,10 +314,10 @@ static void put_holder_where(Buf *out, const ThreadDump *d, const ThreadWait *w)
 }
 
 /* "mutex &m held by thread 1232" with the holder's whereabouts. */
-static void put_wait_with_holder(Buf *out, const ThreadDump *d, const ThreadWait *w) {
+void thread_wait_write_with_holder(Buf *out, const ThreadDump *d, const ThreadWait *w) {
         _cleanup_buf_ Buf text = {};
         thread_wait_write(w, &text);
-        put_escaped(out, buf_str(&text), false);
+        text_put_escaped(out, buf_str(&text), false);
         if (thread_wait_is_edge(w))
                 put_holder_where(out, d, w);
 }
@@ -331,7 +331,7 @@ static void debug1_waits(Buf *text, const ThreadDump *d, const Group *g, const H
                         continue;
                 _cleanup_buf_ Buf line = {};
                 buf_puts(&line, "# waiting for ");
-                put_wait_with_holder(&line, d, w);
+                thread_wait_write_with_holder(&line, d, w);
                 buf_putc(&line, '\n');
                 if (seen.len > 0 && memmem(seen.data, seen.len, line.data, line.len))
                         continue;
@@ -353,10 +353,10 @@ static void put_user_frames(Buf *out, const Stack *s, size_t max) {
                         if (!printing || !stack_frame_is_user(loc, f))
                                 continue;
                         buf_puts(out, "\tat ");
-                        put_escaped(out, f->function ? f->function : "??", false);
+                        text_put_escaped(out, f->function ? f->function : "??", false);
                         if (f->file) {
                                 buf_puts(out, " (");
-                                put_escaped(out, f->file, false);
+                                text_put_escaped(out, f->file, false);
                                 if (f->line > 0)
                                         buf_printf(out, ":%" PRIu32, f->line);
                                 buf_putc(out, ')');
@@ -392,13 +392,13 @@ void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out) {
                         buf_printf(out, "thread %d", (int) t->tid);
                         put_ns_tid(out, t);
                         buf_puts(out, " \"");
-                        put_escaped(out, t->name, true);
+                        text_put_escaped(out, t->name, true);
                         buf_puts(out, "\" waits for ");
-                        put_escaped(out, buf_str(&obj), false);
+                        text_put_escaped(out, buf_str(&obj), false);
                         if (w->object.kind != WAIT_KIND_JOIN)
                                 buf_printf(out, " held by thread %d", (int) h->tid);
                         buf_puts(out, " \"");
-                        put_escaped(out, h->name, true);
+                        text_put_escaped(out, h->name, true);
                         buf_puts(out, "\"\n");
                         put_user_frames(out, &t->stack, DEADLOCK_USER_FRAMES);
                 }
@@ -417,7 +417,7 @@ static void debug1_record(Buf *text, const ThreadDump *d, const Group *g, const 
                 buf_printf(text, "%s %d", i > 0 ? "," : "", (int) g->threads[i]->tid);
                 put_ns_tid(text, g->threads[i]);
                 buf_puts(text, " \"");
-                put_escaped(text, g->threads[i]->name, true);
+                text_put_escaped(text, g->threads[i]->name, true);
                 buf_putc(text, '"');
         }
         buf_putc(text, '\n');
@@ -498,14 +498,14 @@ static void debug2_header(Buf *out, const ThreadRecord *t) {
         buf_printf(out, "thread %d", (int) t->tid);
         put_ns_tid(out, t);
         buf_puts(out, " \"");
-        put_escaped(out, t->name, true);
+        text_put_escaped(out, t->name, true);
         buf_puts(out, "\" [");
         for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
                 if (!parts[i])
                         continue;
                 if (any)
                         buf_puts(out, ", ");
-                put_escaped(out, parts[i], false);
+                text_put_escaped(out, parts[i], false);
                 any = true;
         }
         if (!any)
@@ -538,10 +538,10 @@ static bool debug2_frame(Buf *out, const StackFrame *sf, size_t *budget) {
                         return false;
                 (*budget)--;
 
-                put_escaped(out, f->function ? f->function : "??", false);
+                text_put_escaped(out, f->function ? f->function : "??", false);
                 buf_puts(out, "(...)\n\t");
                 if (f->file) {
-                        put_escaped(out, f->file, false);
+                        text_put_escaped(out, f->file, false);
                         if (f->line > 0)
                                 buf_printf(out, ":%" PRIu32, f->line);
                         if (!f->inlined && raw > f->entry)
