@@ -76,18 +76,19 @@ static WaitKind libc_wait_kind(const char *function) {
         return WAIT_KIND_NONE;
 }
 
-/* TYPE as a class of the name ("std::mutex::lock") or a template argument of it
- * ("std::unique_lock<std::mutex>::lock"), not a prefix of another ("std::mutex_x"). */
-static bool names_type(const char *function, const char *type) {
+/* Where TYPE first appears in FUNCTION as a class of the name ("std::mutex::lock") or a
+ * template argument of it ("std::unique_lock<std::mutex>::lock"), not as a prefix of
+ * another name ("std::mutex_x"); NULL when it does not. */
+static const char *type_in_name(const char *function, const char *type) {
         size_t n = strlen(type);
         for (const char *p = strstr(function, type); p; p = strstr(p + 1, type)) {
                 bool starts = p == function || p[-1] == '<' || p[-1] == ' ' || p[-1] == ',' || p[-1] == '(';
                 bool ends = p[n] == ':' || p[n] == '>' || p[n] == ',' || p[n] == ' ' || p[n] == '\0' ||
                         p[n] == '<' || p[n] == '(';
                 if (starts && ends)
-                        return true;
+                        return p;
         }
-        return false;
+        return NULL;
 }
 
 static CxxSync cxx_sync_of(const char *function) {
@@ -108,10 +109,18 @@ static CxxSync cxx_sync_of(const char *function) {
                 { "std::condition_variable", CXX_SYNC_CONDITION_VARIABLE },
                 { "std::call_once", CXX_SYNC_CALL_ONCE },
         };
-        for (size_t i = 0; i < ARRAY_SIZE(types); i++)
-                if (names_type(function, types[i].type))
-                        return types[i].sync;
-        return CXX_SYNC_NONE;
+        /* The type named first is the method's class: condition_variable::wait(
+         * std::unique_lock<std::mutex>&) is the condvar's. */
+        const char *first = NULL;
+        CxxSync sync = CXX_SYNC_NONE;
+        for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
+                const char *p = type_in_name(function, types[i].type);
+                if (p && (!first || p < first)) {
+                        first = p;
+                        sync = types[i].sync;
+                }
+        }
+        return sync;
 }
 
 /* Whether the C++ type can be the object of a wait of KIND: a std::mutex found above a
