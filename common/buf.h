@@ -24,6 +24,10 @@ void buf_reset(Buf *b);
 void buf_done(Buf *b);
 /* Hands the data out (caller frees); the Buf is empty again. Never NULL. */
 char *buf_steal(Buf *b, size_t *ret_len);
+/* The text so far, "" when nothing was appended. Valid until the next append. */
+static inline const char *buf_str(const Buf *b) {
+        return b->data ? b->data : "";
+}
 
 static inline void buf_donep(Buf *b) {
         buf_done(b);

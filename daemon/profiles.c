@@ -52,7 +52,8 @@ int sampled_profile_new(const char *type, unsigned hz, const Maps *maps, Address
         return 0;
 }
 
-int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace *as, const char *exe, Profile **ret) {
+int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace *as, const char *exe,
+                            bool waiters_only, Profile **ret) {
         _cleanup_(profile_freep) Profile *p = NULL;
         int r = profile_new(NULL, &p);
         if (r < 0)
@@ -72,9 +73,17 @@ int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace 
         for (size_t i = 0; i < d->n_threads; i++) {
                 const ThreadRecord *t = &d->threads[i];
                 const int64_t one = 1;
-                const ProfileLabelSpec label = { .key = "thread_name", .str = t->name ? t->name : "" };
+                _cleanup_buf_ Buf wait = {};
+                ProfileLabelSpec labels[2] = { { .key = "thread_name", .str = t->name ? t->name : "" } };
+                size_t n_labels = 1;
                 missing += t->error != 0;
-                r = profile_add_stack(p, &t->stack, &one, &label, 1);
+                if (waiters_only && !t->sync)
+                        continue;
+                if (t->sync) {
+                        thread_wait_write(t->sync, &wait);
+                        labels[n_labels++] = (ProfileLabelSpec) { .key = "wait", .str = buf_str(&wait) };
+                }
+                r = profile_add_stack(p, &t->stack, &one, labels, n_labels);
                 if (r < 0)
                         return r;
         }

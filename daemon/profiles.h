@@ -19,6 +19,9 @@ int sampled_profile_new(const char *type, unsigned hz, const Maps *maps, Address
                         Profile **ret);
 
 /* The goroutine profile of D: sample type goroutine/count, one sample per thread, merged
- * where stack and thread_name label agree, as Go's goroutine profile groups goroutines.
+ * where stack and labels agree, as Go's goroutine profile groups goroutines. Labels:
+ * thread_name, and wait ("mutex &m held by thread 1232") for a thread waiting on a
+ * synchronization object. WAITERS_ONLY: only those threads (the locks profile).
  * 0, or negative errno. */
-int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace *as, const char *exe, Profile **ret);
+int goroutine_profile_build(const ThreadDump *d, const Maps *maps, AddressSpace *as, const char *exe,
+                            bool waiters_only, Profile **ret);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "locks.h"
 #include "log.h"
 #include "macro.h"
 #include "pprof.h"
@@ -26,6 +27,7 @@ struct PendingProfile {
         char name[32];
         char filename[48];
         int debug;
+        bool json;
         unsigned seconds;
         atomic_bool cancelled;
         Profile *p0;                    /* first half of a delta */
@@ -55,6 +57,14 @@ static const ProfileInfo profiles[] = {
                                "loads into the target. Count: allocation records (stack and size), not objects "
                                "or bytes.",
                 .supports_delta = true,
+        },
+        {
+                .name = "locks",
+                .description = "Every synchronization object some thread waits on, most waiters first: its "
+                               "kind, name and holder, with the stacks of holder and waiters; deadlocks first. "
+                               "debug=1 text, format=json for scripts, debug=0 the waiters' stacks as pprof. "
+                               "Count: objects waited on at the last snapshot.",
+                .supports_json = true,
         },
         {
                 .name = "threadgrowth",
@@ -206,8 +216,17 @@ static void collect(void *userdata) {
                 return;
         }
 
+        bool locks = strcmp(p->name, "locks") == 0;
+        if (locks && p->json) {
+                locks_write_json(&dump, &p->reply.body);
+                p->reply.content_type = "application/json";
+                p->answered = true;
+                goto finish;
+        }
         if (p->debug > 0) {
-                if (p->debug == 2)
+                if (locks)
+                        locks_write_debug1(&dump, &p->reply.body);
+                else if (p->debug == 2)
                         thread_dump_write_debug2(&dump, &p->reply.body);
                 else
                         thread_dump_write_debug1(&dump, &p->reply.body);
@@ -216,7 +235,7 @@ static void collect(void *userdata) {
                 goto finish;
         }
 
-        r = goroutine_profile_build(&dump, &maps, p->target->as, p->target->exe, &profile);
+        r = goroutine_profile_build(&dump, &maps, p->target->as, p->target->exe, locks, &profile);
         if (r < 0) {
                 reply_error(&p->reply, 500, "cannot build the profile of pid %d: %s", (int) p->target->pid,
                             strerror(-r));
@@ -324,6 +343,7 @@ static void backend_profile(void *userdata, Request *req, const ProfileRequest *
         p->target = target_ref(target);
         snprintf(p->name, sizeof p->name, "%s", pr->name);
         p->debug = pr->debug;
+        p->json = pr->json;
         p->seconds = pr->seconds;
         request_set_cancel_callback(req, on_cancel, p);
         if (worker_submit(s->worker, collect, collected, p) < 0) {
@@ -428,7 +448,9 @@ static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t ma
                                 TargetSummary *sum = &ret[k];
                                 *sum = (TargetSummary) { .pid = t->pid, .exited = exited, .threads = -1,
                                                          .growth = atomic_load(&t->growth_delta),
-                                                         .growth_window_ns = atomic_load(&t->growth_window_ns) };
+                                                         .growth_window_ns = atomic_load(&t->growth_window_ns),
+                                                         .deadlocked_threads = exited ? 0 :
+                                                                 atomic_load(&t->deadlocked_threads) };
                                 snprintf(sum->comm, sizeof sum->comm, "%s", t->comm);
                                 /* The name it has now: an execve() changes it. */
                                 if (!exited)
@@ -452,6 +474,8 @@ static long backend_profile_count(void *userdata, pid_t pid, const char *name) {
         size_t n;
         if (t && strcmp(name, "threadgrowth") == 0)
                 return atomic_load(&t->growing_groups);
+        if (t && strcmp(name, "locks") == 0)
+                return atomic_load(&t->waited_objects);
         if (t && (strcmp(name, "heap") == 0 || strcmp(name, "allocs") == 0))
                 return atomic_load(&t->heap_tracking) ? atomic_load(&t->heap_sites) : 0;
         if (!t || strcmp(name, "goroutine") != 0 || target_check_exited(t) || procfs_list_threads(pid, &tids, &n) < 0)
@@ -510,6 +534,17 @@ static void write_target_metrics(Targets *targets, Buf *out) {
         for (size_t i = 0; i < n; i++)
                 buf_printf(out, "cprofd_target_thread_growth{pid=\"%d\"} %ld\n", (int) targets->items[i]->pid,
                            atomic_load(&targets->items[i]->growth_delta));
+        buf_puts(out, "# HELP cprofd_deadlocked_threads Threads in deadlock cycles at the last snapshot.\n"
+                      "# TYPE cprofd_deadlocked_threads gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(out, "cprofd_deadlocked_threads{pid=\"%d\"} %ld\n", (int) targets->items[i]->pid,
+                           atomic_load(&targets->items[i]->deadlocked_threads));
+        buf_puts(out, "# HELP cprofd_lock_waiters Threads waiting on a mutex, rwlock or libc lock at the last "
+                      "snapshot.\n"
+                      "# TYPE cprofd_lock_waiters gauge\n");
+        for (size_t i = 0; i < n; i++)
+                buf_printf(out, "cprofd_lock_waiters{pid=\"%d\"} %ld\n", (int) targets->items[i]->pid,
+                           atomic_load(&targets->items[i]->lock_waiters));
         static const struct {
                 const char *name, *help;
                 size_t field;

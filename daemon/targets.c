@@ -9,7 +9,9 @@
 #include "clock.h"
 #include "macro.h"
 #include "heap-tracker.h"
+#include "log.h"
 #include "targets.h"
+#include "thread-waits.h"
 
 /* A snapshot of a process caught in execve() or exit_group() is taken again this many
  * times, this far apart: long enough for either to finish, short for a request. */
@@ -31,6 +33,7 @@ Target *target_unref(Target *t) {
         u64map_done(&t->last_syscall, NULL);
         thread_cache_done(&t->thread_cache);
         heap_tracker_stop(t->heap);
+        free(t->logged_cycles);
         free(t->exe);
         process_handle_close(&t->handle);
         free(t);
@@ -152,6 +155,7 @@ bool target_check_exited(Target *target) {
 }
 
 void thread_dump_done(ThreadDump *d) {
+        thread_dump_waits_done(d);
         for (size_t i = 0; i < d->n_threads; i++) {
                 free((char *) d->threads[i].name);
                 free((char *) d->threads[i].wait);
@@ -219,6 +223,60 @@ static void record_history(Targets *t, Target *target, ThreadDump *d, const Snap
 finish:
         free(info);
         free(wait);
+}
+
+static uint64_t cycle_signature(const ThreadDump *d, const WaitCycle *c) {
+        uint64_t h = 1469598103934665603u;
+        for (size_t k = 0; k < c->n; k++) {
+                const ThreadRecord *t = &d->threads[c->threads[k]];
+                uint64_t parts[2] = { (uint64_t) t->tid, t->sync ? t->sync->object.address : 0 };
+                h = (h ^ hash_bytes(parts, sizeof parts)) * 1099511628211u;
+        }
+        return h;
+}
+
+/* [worker] Publishes what the dump's waits show, and logs each deadlock once: a cycle is
+ * logged again only after a dump without it. */
+static void publish_waits(Target *target, const ThreadDump *d) {
+        long deadlocked = 0, lock_waiters = 0, objects = 0;
+        for (size_t c = 0; c < d->n_deadlocks; c++)
+                deadlocked += (long) d->deadlocks[c].n;
+        for (size_t i = 0; i < d->n_threads; i++) {
+                const ThreadWait *w = d->threads[i].sync;
+                if (!w)
+                        continue;
+                WaitKind k = w->object.kind;
+                lock_waiters += k == WAIT_KIND_MUTEX || k == WAIT_KIND_RWLOCK_READ || k == WAIT_KIND_RWLOCK_WRITE ||
+                        k == WAIT_KIND_LOCK;
+                bool first = true;      /* the object's first waiter in the dump */
+                for (size_t j = 0; j < i && first; j++)
+                        first = !d->threads[j].sync || d->threads[j].sync->object.address != w->object.address;
+                objects += first;
+        }
+        atomic_store(&target->deadlocked_threads, deadlocked);
+        atomic_store(&target->lock_waiters, lock_waiters);
+        atomic_store(&target->waited_objects, objects);
+
+        uint64_t *signatures = calloc(MAX(d->n_deadlocks, 1u), sizeof *signatures);
+        if (!signatures)
+                return;
+        for (size_t c = 0; c < d->n_deadlocks; c++) {
+                signatures[c] = cycle_signature(d, &d->deadlocks[c]);
+                bool logged = false;
+                for (size_t k = 0; k < target->n_logged_cycles && !logged; k++)
+                        logged = target->logged_cycles[k] == signatures[c];
+                if (logged)
+                        continue;
+                _cleanup_buf_ Buf text = {};
+                ThreadDump one = *d;
+                one.deadlocks = &one.deadlocks[c];
+                one.n_deadlocks = 1;
+                thread_dump_write_deadlocks(&one, &text);
+                log_warning("pid %d: %s", (int) target->pid, buf_str(&text));
+        }
+        free(target->logged_cycles);
+        target->logged_cycles = signatures;
+        target->n_logged_cycles = d->n_deadlocks;
 }
 
 static char *thread_wait_description(const ThreadInfo *info) {
@@ -401,6 +459,8 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 }
         }
         update_thread_cache(target, s, &d);
+        thread_dump_decode_waits(&d, s, target->as);
+        publish_waits(target, &d);
         SymbolizerStats st;
         symbolizer_get_stats(t->symbolizer, &st);
         metrics_lock(t->metrics);

@@ -53,6 +53,12 @@ typedef struct Target {
         atomic_uint_least64_t growth_window_ns;
         atomic_long growing_groups;     /* stack groups that grew */
         atomic_long threads_by_state[THREAD_STATES];
+        /* What the last dump's waits showed (thread-waits.h). */
+        atomic_long deadlocked_threads; /* threads in confirmed deadlock cycles */
+        atomic_long lock_waiters;       /* threads waiting on a mutex, rwlock or libc lock */
+        atomic_long waited_objects;     /* synchronization objects some thread waits on */
+        uint64_t *logged_cycles;        /* [worker] signatures of the cycles last logged */
+        size_t n_logged_cycles;
         atomic_uint_least64_t snapshots, snapshot_ns_total, pause_ns_total, pauses;
 } Target;
 

@@ -84,6 +84,7 @@ struct Request {
         /* REQUEST_PROFILE */
         const ProfileInfo *profile;
         int debug;
+        bool json;                      /* format=json: a text reply */
         unsigned seconds;
         /* REQUEST_SYMBOL: the addresses handed to Backend.symbol, valid until finish */
         uint64_t *addrs;

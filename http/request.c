@@ -224,7 +224,7 @@ static void complete_success(Request *req, Reply *r, char *filename, size_t size
                 b = (Buf) {};
                 r->content_type = NULL;
                 r->filename = NULL;
-        } else if (req->kind == REQUEST_PROFILE && req->debug == 0) {
+        } else if (req->kind == REQUEST_PROFILE && req->debug == 0 && !req->json) {
                 /* What Go's handler sets for a binary profile, unless the backend did. */
                 if (!r->content_type)
                         r->content_type = OCTET_STREAM;

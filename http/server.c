@@ -146,6 +146,8 @@ static void put_thread_summary(Buf *out, const TargetSummary *t) {
         if (t->growth_window_ns > 0)
                 buf_printf(out, ", %+ld in %s", t->growth,
                            format_short_duration(t->growth_window_ns, window, sizeof window));
+        if (t->deadlocked_threads > 0)
+                buf_printf(out, ", %ld in a deadlock", t->deadlocked_threads);
 }
 
 static void put_count(Buf *out, long n) {
@@ -222,6 +224,11 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                       "</head>\n"
                       "<body>\n"
                       "%s/debug/pprof/<br>\n", prefix, prefix);
+        if (target->deadlocked_threads > 0)
+                buf_printf(o, "<p class=deadlock><b>deadlock: %ld threads wait for each other</b> "
+                              "(<a href=\"locks?debug=1\">locks</a>, "
+                              "<a href=\"goroutine?debug=2\">thread dump</a>)</p>\n",
+                           target->deadlocked_threads);
         put_target_name(o, target);
         buf_puts(o, ": ");
         put_thread_summary(o, target);
@@ -337,6 +344,23 @@ static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *na
                 reply_error(r, 400, "seconds and debug params are incompatible");
                 return true;
         }
+        const char *format = params_get(&params, "format");
+        bool json = false;
+        if (format && *format) {
+                if (!streq(format, "json")) {
+                        reply_error(r, 400, "invalid value for \"format\" - must be json");
+                        return true;
+                }
+                if (!info->supports_json) {
+                        reply_error(r, 400, "\"format\" parameter is not supported for this profile type");
+                        return true;
+                }
+                if (seconds > 0) {
+                        reply_error(r, 400, "seconds and format params are incompatible");
+                        return true;
+                }
+                json = true;
+        }
         if (!s->backend.profile) {
                 reply_error(r, 501, "profiles are not available");
                 return true;
@@ -345,13 +369,14 @@ static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *na
         req->kind = REQUEST_PROFILE;
         req->profile = info;
         req->debug = debug;
+        req->json = json;
         req->seconds = (unsigned) seconds;
         if (!begin_async(req, r))
                 return true;
         /* From here on REQ belongs to the backend, which may even have finished it. */
         s->backend.profile(s->backend.userdata, req,
                            &(ProfileRequest) { .pid = pid, .name = info->name, .debug = debug,
-                                               .seconds = (unsigned) seconds });
+                                               .seconds = (unsigned) seconds, .json = json });
         return false;
 }
 

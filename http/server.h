@@ -46,6 +46,7 @@ typedef struct TargetSummary {
         bool exited;
         long growth;                    /* thread count change over GROWTH_WINDOW_NS */
         uint64_t growth_window_ns;      /* 0: not known yet (fewer than two snapshots) */
+        long deadlocked_threads;        /* in deadlock cycles at the last snapshot */
 } TargetSummary;
 
 /* A request being answered, now or later. The backend answers every Request it is given
@@ -72,6 +73,7 @@ typedef struct ProfileRequest {
         const char *name;               /* "goroutine", … (valid during the call only) */
         int debug;                      /* 0: pprof protobuf; 1, 2: text */
         unsigned seconds;               /* > 0: delta profile over that many seconds */
+        bool json;                      /* format=json, for profiles that support it */
 } ProfileRequest;
 
 /* A CPU profile request (/debug/pprof/profile), parameters validated. */
@@ -100,6 +102,7 @@ typedef struct ProfileInfo {
         const char *name;               /* "goroutine" */
         const char *description;        /* one line, says exactly what the count counts */
         bool supports_delta;            /* seconds=N allowed */
+        bool supports_json;             /* format=json allowed */
 } ProfileInfo;
 
 typedef struct Backend {

@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "frame.h"
+#include "threads.h"
 
 /* Appends "@ 0xPC 0xPC…": the raw pcs of S as unwound (Go's %#x), or a bare "@" when S is
  * NULL or empty. */
@@ -14,3 +15,11 @@ void stack_write_debug1_key(Buf *out, const Stack *s);
  * level, innermost first), then "#\t\t[truncated]" for a truncated stack or "#\t[no stack]"
  * for a complete empty one. Text for the tab writer: the caller formats the whole text. */
 void stack_write_debug1_frames(Buf *out, const Stack *s);
+
+/* Appends S with control characters, DEL and invalid UTF-8 as C escapes (and, when
+ * QUOTED, '"' and '\\' escaped too): target strings can forge neither lines nor cells. */
+void text_put_escaped(Buf *out, const char *s, bool quoted);
+
+/* Appends W's text with, when a thread of D holds the object, where that holder is:
+ * `mutex &m held by thread 1232 "ho-worker" in ho_idle_after (S, 3 minutes)`. */
+void thread_wait_write_with_holder(Buf *out, const ThreadDump *d, const ThreadWait *w);

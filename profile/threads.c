@@ -55,7 +55,7 @@
 
 #define DEBUG2_MAX_FRAMES 100   /* Go's _TracebackMaxFrames */
 
-static void put_escaped(Buf *out, const char *s, bool quoted) {
+void text_put_escaped(Buf *out, const char *s, bool quoted) {
         const unsigned char *p = (const unsigned char *) (s ? s : "");
         size_t n = strlen((const char *) p);
 
@@ -81,7 +81,7 @@ static void put_escaped(Buf *out, const char *s, bool quoted) {
 }
 
 static void put_module(Buf *out, const SymLoc *loc) {
-        put_escaped(out, loc && loc->module ? loc->module : "?", false);
+        text_put_escaped(out, loc && loc->module ? loc->module : "?", false);
         buf_printf(out, "+0x%" PRIx64, loc ? loc->module_offset : 0);
 }
 
@@ -193,14 +193,14 @@ static void debug1_frame_lines(Buf *text, const StackFrame *sf) {
 
                 buf_printf(text, "#\t0x%" PRIx64 "\t", lpc);
                 if (f->function) {
-                        put_escaped(text, f->function, false);
+                        text_put_escaped(text, f->function, false);
                         if (loc->module_offset >= f->entry)     /* else a bogus entry */
                                 buf_printf(text, "+0x%" PRIx64, loc->module_offset - f->entry);
                 } else
                         put_module(text, loc);
                 if (f->file) {
                         buf_putc(text, '\t');
-                        put_escaped(text, f->file, false);
+                        text_put_escaped(text, f->file, false);
                         if (f->line > 0)
                                 buf_printf(text, ":%" PRIu32, f->line);
                 }
@@ -223,7 +223,190 @@ static void put_ns_tid(Buf *out, const ThreadRecord *t) {
                 buf_printf(out, " (ns %d)", (int) t->ns_tid);
 }
 
-static void debug1_record(Buf *text, const Group *g) {
+/* ---- waits ---- */
+
+/* An object some threads wait on, with its holder: "holds" lines are made from these. */
+typedef struct Held {
+        size_t holder;                  /* index into the dump's threads */
+        uint64_t object;
+        size_t waiters;
+        const ThreadWait *wait;         /* one waiter's, for the object's kind and name */
+} Held;
+
+typedef struct HeldIndex {
+        Held *items;                    /* sorted by holder, then object */
+        size_t n;
+} HeldIndex;
+
+static int held_cmp(const void *pa, const void *pb) {
+        const Held *a = pa, *b = pb;
+        if (a->holder != b->holder)
+                return a->holder < b->holder ? -1 : 1;
+        return cmp_u64(a->object, b->object);
+}
+
+static bool wait_has_holder(const ThreadWait *w) {
+        return w && w->object.kind != WAIT_KIND_JOIN && thread_wait_is_edge(w);
+}
+
+static void held_index_build(const ThreadDump *d, HeldIndex *ret) {
+        *ret = (HeldIndex) {};
+        if (!d->waits)
+                return;
+        ret->items = xcalloc(d->n_threads, sizeof *ret->items);
+        for (size_t i = 0; i < d->n_threads; i++) {
+                const ThreadWait *w = d->threads[i].sync;
+                if (wait_has_holder(w))
+                        ret->items[ret->n++] = (Held) { .holder = w->holder_index, .object = w->object.address,
+                                                        .waiters = 1, .wait = w };
+        }
+        qsort(ret->items, ret->n, sizeof *ret->items, held_cmp);
+        size_t k = 0;
+        for (size_t i = 0; i < ret->n; i++) {
+                if (k > 0 && held_cmp(&ret->items[k - 1], &ret->items[i]) == 0)
+                        ret->items[k - 1].waiters++;
+                else
+                        ret->items[k++] = ret->items[i];
+        }
+        ret->n = k;
+}
+
+/* Appends "PREFIXholds mutex &m, 3 threads waiting\n" for each object THREAD holds. */
+static void put_holds(Buf *out, const HeldIndex *h, size_t thread, const char *prefix) {
+        size_t lo = 0, hi = h->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (h->items[mid].holder < thread)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (size_t i = lo; i < h->n && h->items[i].holder == thread; i++) {
+                _cleanup_buf_ Buf obj = {};
+                ThreadWait held = *h->items[i].wait;
+                /* A waiter may want the read side; a recorded holder has the write side. */
+                if (held.object.kind == WAIT_KIND_RWLOCK_READ)
+                        held.object.kind = WAIT_KIND_RWLOCK_WRITE;
+                thread_wait_write_object(&held, &obj);
+                buf_printf(out, "%sholds ", prefix);
+                text_put_escaped(out, buf_str(&obj), false);
+                buf_printf(out, ", %zu thread%s waiting\n", h->items[i].waiters, h->items[i].waiters == 1 ? "" : "s");
+        }
+}
+
+/* The holder as debug=1 and the deadlock report name it: ` "NAME" in FUNC (S, 3 minutes)`. */
+static void put_holder_where(Buf *out, const ThreadDump *d, const ThreadWait *w) {
+        if (w->holder_index >= d->n_threads)
+                return;
+        const ThreadRecord *h = &d->threads[w->holder_index];
+        char dbuf[32];
+        buf_puts(out, " \"");
+        text_put_escaped(out, h->name, true);
+        buf_putc(out, '"');
+        const Frame *top = h->error == 0 ? stack_top_user_frame(&h->stack) : NULL;
+        if (top && top->function) {
+                buf_puts(out, " in ");
+                text_put_escaped(out, top->function, false);
+        }
+        const char *duration = format_wait_duration(h->wait_ns, dbuf, sizeof dbuf);
+        if (h->state && h->state[0])
+                buf_printf(out, " (%c%s%s)", h->state[0], duration[0] ? ", " : "", duration);
+}
+
+/* "mutex &m held by thread 1232" with the holder's whereabouts. */
+void thread_wait_write_with_holder(Buf *out, const ThreadDump *d, const ThreadWait *w) {
+        _cleanup_buf_ Buf text = {};
+        thread_wait_write(w, &text);
+        text_put_escaped(out, buf_str(&text), false);
+        if (thread_wait_is_edge(w))
+                put_holder_where(out, d, w);
+}
+
+static void debug1_waits(Buf *text, const ThreadDump *d, const Group *g, const HeldIndex *held) {
+        /* Threads of one stack usually wait on one object: each distinct text once. */
+        _cleanup_buf_ Buf seen = {};
+        for (size_t i = 0; i < g->count; i++) {
+                const ThreadWait *w = g->threads[i]->sync;
+                if (!w)
+                        continue;
+                _cleanup_buf_ Buf line = {};
+                buf_puts(&line, "# waiting for ");
+                thread_wait_write_with_holder(&line, d, w);
+                buf_putc(&line, '\n');
+                if (seen.len > 0 && memmem(seen.data, seen.len, line.data, line.len))
+                        continue;
+                buf_append(&seen, line.data, line.len);
+        }
+        for (size_t i = 0; i < g->count; i++)
+                put_holds(&seen, held, (size_t) (g->threads[i] - d->threads), "# ");
+        buf_append(text, seen.data, seen.len);
+}
+
+static void put_user_frames(Buf *out, const Stack *s, size_t max) {
+        const Frame *top = stack_top_user_frame(s);
+        bool printing = false;
+        for (size_t i = 0; top && i < s->n && max > 0; i++) {
+                const SymLoc *loc = s->frames[i].loc;
+                for (size_t k = 0; loc && k < loc->n_frames && max > 0; k++) {
+                        const Frame *f = &loc->frames[k];
+                        printing = printing || f == top;
+                        if (!printing || !stack_frame_is_user(loc, f))
+                                continue;
+                        buf_puts(out, "\tat ");
+                        text_put_escaped(out, f->function ? f->function : "??", false);
+                        if (f->file) {
+                                buf_puts(out, " (");
+                                text_put_escaped(out, f->file, false);
+                                if (f->line > 0)
+                                        buf_printf(out, ":%" PRIu32, f->line);
+                                buf_putc(out, ')');
+                        }
+                        buf_putc(out, '\n');
+                        max--;
+                }
+        }
+}
+
+#define DEADLOCK_USER_FRAMES 3
+
+void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out) {
+        size_t threads = 0;
+        if (d->n_deadlocks == 0)
+                return;
+        for (size_t c = 0; c < d->n_deadlocks; c++)
+                threads += d->deadlocks[c].n;
+        buf_printf(out, "Found %zu deadlock%s (%zu thread%s):\n", d->n_deadlocks, d->n_deadlocks == 1 ? "" : "s",
+                   threads, threads == 1 ? "" : "s");
+        for (size_t c = 0; c < d->n_deadlocks; c++) {
+                if (d->n_deadlocks > 1)
+                        buf_printf(out, "deadlock %zu (%zu thread%s):\n", c + 1, d->deadlocks[c].n,
+                                   d->deadlocks[c].n == 1 ? "" : "s");
+                for (size_t k = 0; k < d->deadlocks[c].n; k++) {
+                        const ThreadRecord *t = &d->threads[d->deadlocks[c].threads[k]];
+                        const ThreadWait *w = t->sync;
+                        if (!w || w->holder_index >= d->n_threads)
+                                continue;
+                        const ThreadRecord *h = &d->threads[w->holder_index];
+                        _cleanup_buf_ Buf obj = {};
+                        thread_wait_write_object(w, &obj);
+                        buf_printf(out, "thread %d", (int) t->tid);
+                        put_ns_tid(out, t);
+                        buf_puts(out, " \"");
+                        text_put_escaped(out, t->name, true);
+                        buf_puts(out, "\" waits for ");
+                        text_put_escaped(out, buf_str(&obj), false);
+                        if (w->object.kind != WAIT_KIND_JOIN)
+                                buf_printf(out, " held by thread %d", (int) h->tid);
+                        buf_puts(out, " \"");
+                        text_put_escaped(out, h->name, true);
+                        buf_puts(out, "\"\n");
+                        put_user_frames(out, &t->stack, DEADLOCK_USER_FRAMES);
+                }
+        }
+        buf_putc(out, '\n');
+}
+
+static void debug1_record(Buf *text, const ThreadDump *d, const Group *g, const HeldIndex *held) {
         const ThreadRecord *t = g->threads[0];
         char ebuf[128];
 
@@ -234,10 +417,11 @@ static void debug1_record(Buf *text, const Group *g) {
                 buf_printf(text, "%s %d", i > 0 ? "," : "", (int) g->threads[i]->tid);
                 put_ns_tid(text, g->threads[i]);
                 buf_puts(text, " \"");
-                put_escaped(text, g->threads[i]->name, true);
+                text_put_escaped(text, g->threads[i]->name, true);
                 buf_putc(text, '"');
         }
         buf_putc(text, '\n');
+        debug1_waits(text, d, g, held);
 
         if (t->error != 0)
                 buf_printf(text, "#\t[not captured: %s]\n", errno_text(t->error, ebuf, sizeof ebuf));
@@ -273,10 +457,14 @@ void thread_dump_write_debug1(const ThreadDump *d, Buf *out) {
         /* The whole text goes through the tab writer at once, as Go's does: the "@" and
          * "# threads:" lines have no tab, so they end every column block, which makes the
          * alignment per record. */
+        HeldIndex held;
+        held_index_build(d, &held);
+        thread_dump_write_deadlocks(d, out);
         buf_printf(&text, "threads profile: total %zu\n", d->n_threads);
         for (size_t i = 0; i < n_groups; i++)
-                debug1_record(&text, &groups[i]);
+                debug1_record(&text, d, &groups[i], &held);
         tabwriter_format(text.data, text.len, out);
+        free(held.items);
 
         for (size_t i = 0; i < n_groups; i++)
                 free(groups[i].key);
@@ -300,21 +488,24 @@ const char *format_wait_duration(uint64_t ns, char *buf, size_t size) {
 
 static void debug2_header(Buf *out, const ThreadRecord *t) {
         char dbuf[32];
+        _cleanup_buf_ Buf sync = {};
         const char *duration = format_wait_duration(t->wait_ns, dbuf, sizeof dbuf);
-        const char *parts[] = { t->state, t->wait, duration[0] ? duration : NULL };
+        if (t->sync)
+                thread_wait_write(t->sync, &sync);
+        const char *parts[] = { t->state, t->sync ? buf_str(&sync) : t->wait, duration[0] ? duration : NULL };
         bool any = false;
 
         buf_printf(out, "thread %d", (int) t->tid);
         put_ns_tid(out, t);
         buf_puts(out, " \"");
-        put_escaped(out, t->name, true);
+        text_put_escaped(out, t->name, true);
         buf_puts(out, "\" [");
         for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
                 if (!parts[i])
                         continue;
                 if (any)
                         buf_puts(out, ", ");
-                put_escaped(out, parts[i], false);
+                text_put_escaped(out, parts[i], false);
                 any = true;
         }
         if (!any)
@@ -347,10 +538,10 @@ static bool debug2_frame(Buf *out, const StackFrame *sf, size_t *budget) {
                         return false;
                 (*budget)--;
 
-                put_escaped(out, f->function ? f->function : "??", false);
+                text_put_escaped(out, f->function ? f->function : "??", false);
                 buf_puts(out, "(...)\n\t");
                 if (f->file) {
-                        put_escaped(out, f->file, false);
+                        text_put_escaped(out, f->file, false);
                         if (f->line > 0)
                                 buf_printf(out, ":%" PRIu32, f->line);
                         if (!f->inlined && raw > f->entry)
@@ -362,10 +553,12 @@ static bool debug2_frame(Buf *out, const StackFrame *sf, size_t *budget) {
         return true;
 }
 
-static void debug2_thread(Buf *out, const ThreadRecord *t) {
+static void debug2_thread(Buf *out, const ThreadDump *d, size_t index, const HeldIndex *held) {
+        const ThreadRecord *t = &d->threads[index];
         char ebuf[128];
 
         debug2_header(out, t);
+        put_holds(out, held, index, "");
 
         if (t->error != 0) {
                 buf_printf(out, "[not captured: %s]\n", errno_text(t->error, ebuf, sizeof ebuf));
@@ -386,9 +579,13 @@ static void debug2_thread(Buf *out, const ThreadRecord *t) {
 }
 
 void thread_dump_write_debug2(const ThreadDump *d, Buf *out) {
+        HeldIndex held;
+        held_index_build(d, &held);
+        thread_dump_write_deadlocks(d, out);
         for (size_t i = 0; i < d->n_threads; i++) {
                 if (i > 0)
                         buf_putc(out, '\n');
-                debug2_thread(out, &d->threads[i]);
+                debug2_thread(out, d, i, &held);
         }
+        free(held.items);
 }

@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "frame.h"
+#include "waits.h"
 
 typedef struct ThreadRecord {
         pid_t tid;                      /* as cprofd (the host) sees it */
@@ -31,6 +32,8 @@ typedef struct ThreadRecord {
         uint64_t wait_ns;               /* how long seen with this stack and state; 0 unknown */
         int error;                      /* 0, or negative errno: stack not captured */
         Stack stack;                    /* symbolized; empty when error != 0 */
+        const ThreadWait *sync;         /* the synchronization object it waits on (into
+                                           ThreadDump.waits), or NULL */
 } ThreadRecord;
 
 typedef struct ThreadDump {
@@ -40,12 +43,23 @@ typedef struct ThreadDump {
         bool exited;                    /* the target exited during the snapshot */
         ThreadRecord *threads;          /* sorted by tid */
         size_t n_threads;
+        ThreadWait *waits;              /* n_threads entries when waits were decoded */
+        WaitCycle *deadlocks;           /* confirmed cycles of the wait-for graph */
+        size_t n_deadlocks;
 } ThreadDump;
 
-/* debug=1. Appends to OUT. */
+/* With waits decoded, a thread waiting on a synchronization object shows it (debug=2:
+ * in the header, `[S (sleeping), mutex &m held by thread 1232, 3 minutes]`; debug=1: a
+ * `# waiting for …` line per record), a holder shows `holds mutex &m, 3 threads waiting`,
+ * and confirmed deadlocks open both texts: `Found 1 deadlock (2 threads):`.
+ *
+ * debug=1. Appends to OUT. */
 void thread_dump_write_debug1(const ThreadDump *d, Buf *out);
 /* debug=2. Appends to OUT. */
 void thread_dump_write_debug2(const ThreadDump *d, Buf *out);
+
+/* The deadlock report that opens both texts (nothing when there is none). */
+void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out);
 
 /* "3 minutes", "42 seconds", as Go prints wait durations ("1 minutes" stays plural, as
  * Go's does). Empty string under one second. Writes into BUF (≥ 32 bytes). */

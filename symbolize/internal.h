@@ -244,6 +244,9 @@ int vdso_open_memfd(pid_t pid, uint64_t start, uint64_t size);
 /* Builds the frames for module vaddr ADDR (innermost inline first). Never fails: an
  * address nothing is known about gets a SymLoc without frames. NULL on OOM only. */
 SymLoc *symbols_resolve(Module *m, uint64_t addr);
+/* The variable (STT_OBJECT symbol, demangled) of M whose extent holds the module-relative
+ * ADDR, and ADDR's offset into it. */
+bool symbols_data_object(Module *m, uint64_t addr, const char **ret_name, uint64_t *ret_offset);
 /* The tail-call frames gdb would synthesize between a callee (physical function at
  * module-relative CALLEE_ENTRY in CALLEE) and its caller, which returns to RET in CALLER:
  * where the caller's DW_TAG_call_site at RET names another function than the callee, the

@@ -860,3 +860,24 @@ const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc) {
                 return unmapped_loc(s, lookup_pc);
         return module_resolve(r->module, lookup_pc - r->bias);
 }
+
+int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t size) {
+        const Region *r = address_space_find_region(as, addr);
+        if (!r)
+                return -ENOENT;
+        /* .bss beyond the file's last page is an anonymous mapping right after the module's
+         * writable segment: it belongs to that module. */
+        if (!r->path && r > as->regions && r[-1].end == r->start && r[-1].path && r[-1].writable)
+                r--;
+        if (r->module->kind != MODULE_ELF)
+                return -ENOENT;
+        const char *name;
+        uint64_t off;
+        if (!symbols_data_object(r->module, addr - r->bias, &name, &off))
+                return -ENOENT;
+        if (off == 0)
+                snprintf(buf, size, "&%s", name);
+        else
+                snprintf(buf, size, "&%s+%#llx", name, (unsigned long long) off);
+        return 0;
+}

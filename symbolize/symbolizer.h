@@ -71,6 +71,11 @@ typedef struct ModuleInfo {
  * as long as the symbolizer. 0, or -ENOENT when ADDR is in no known mapping. */
 int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret);
 
+/* Names the variable at data address ADDR as C would take its address: "&ho_state_mu",
+ * "&cache+0x8" (symbol tables of the module mapping it, its debug file's included). 0, or
+ * -ENOENT when no variable of a known module spans ADDR. */
+int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t size);
+
 /* Resolves LOOKUP_PC (already pc − 1 for return addresses) to a cached SymLoc. Never
  * NULL: a pc in no mapping gets a SymLoc with module NULL and no frames. A pc in no
  * mapping or in executable memory that is no readable ELF file is looked up in the

@@ -638,6 +638,26 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
         return loc;
 }
 
+bool symbols_data_object(Module *m, uint64_t addr, const char **ret_name, uint64_t *ret_offset) {
+        Dwfl_Module *mod = module_dwfl(m);
+        GElf_Off off = 0;
+        GElf_Sym sym;
+
+        if (!mod)
+                return false;
+        const char *name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
+        if (!name || !*name)
+                return false;
+        int type = GELF_ST_TYPE(sym.st_info);
+        /* Only a variable that really spans ADDR names it: the nearest symbol below an
+         * address in padding or in a sizeless symbol's shadow would be a wrong name. */
+        if ((type != STT_OBJECT && type != STT_COMMON) || off >= MAX(sym.st_size, (GElf_Xword) 1))
+                return false;
+        *ret_name = symbolizer_demangle(m->symbolizer, symbolizer_intern(m->symbolizer, name));
+        *ret_offset = off;
+        return *ret_name != NULL;
+}
+
 /* ---- tail calls ----
  *
  * A function that ends in a jump to another leaves no frame: the callee returns straight

@@ -1,0 +1,244 @@
+/* daemon/thread-waits.c -- see thread-waits.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "macro.h"
+#include "procfs.h"
+#include "target-memory.h"
+#include "thread-waits.h"
+
+/* The futex syscall a thread is in, from the stop's registers or, for a thread the
+ * snapshot did not stop, from /proc. False when it is in no syscall we know of. */
+static bool thread_syscall(const ThreadCapture *c, int *ret_nr, uint64_t args[6]) {
+        if (c->error != 0)
+                return false;
+        if (!c->unchanged) {
+                const struct user_regs_struct *r = &c->regs;
+                if ((int64_t) r->orig_rax < 0)
+                        return false;
+                *ret_nr = (int) r->orig_rax;
+                uint64_t a[6] = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
+                memcpy(args, a, sizeof a);
+                return true;
+        }
+        if (!c->info.place.known)
+                return false;
+        *ret_nr = c->info.place.nr;
+        memcpy(args, c->info.place.args, sizeof c->info.place.args);
+        return true;
+}
+
+static uint64_t thread_sp(const ThreadCapture *c) {
+        if (c->error != 0)
+                return 0;
+        return c->unchanged ? (c->info.place.known ? c->info.place.sp : 0) : c->regs.rsp;
+}
+
+/* Reads and decodes the object of SITE. */
+static void read_object(pid_t pid, const WaitSite *site, WaitObject *ret) {
+        uint8_t bytes[WAIT_WINDOW_MAX];
+        MemoryWindow w = wait_site_window(site);
+        size_t len = 0;
+        if (w.len > 0 && w.len <= sizeof bytes && target_memory_read(pid, w.addr, bytes, w.len) == 0)
+                len = w.len;
+        wait_object_decode(site, bytes, w.addr, len, ret);
+}
+
+typedef struct NsTid {
+        pid_t ns_tid;                   /* as the target's memory records it */
+        size_t index;
+} NsTid;
+
+static int ns_tid_cmp(const void *a, const void *b) {
+        pid_t x = ((const NsTid *) a)->ns_tid, y = ((const NsTid *) b)->ns_tid;
+        return x < y ? -1 : x > y;
+}
+
+static size_t find_thread(const NsTid *by_ns, size_t n, pid_t ns_tid) {
+        NsTid key = { .ns_tid = ns_tid };
+        const NsTid *found = bsearch(&key, by_ns, n, sizeof *by_ns, ns_tid_cmp);
+        return found ? found->index : SIZE_MAX;
+}
+
+/* A thread of PID, not in the snapshot (created since), whose id in the target's pid
+ * namespace is NS_TID: its host tid, or 0. */
+static pid_t find_live_thread(pid_t pid, pid_t ns_tid, bool other_namespace) {
+        ThreadInfo info;
+        if (!other_namespace)
+                return procfs_read_thread_stat(pid, ns_tid, &info) == 0 && info.state != 'Z' && info.state != 'X' ?
+                        ns_tid : 0;
+        pid_t *tids = NULL, found = 0;
+        size_t n = 0;
+        if (procfs_list_threads(pid, &tids, &n) < 0)
+                return 0;
+        for (size_t i = 0; i < n && !found; i++) {
+                pid_t t;
+                if (procfs_read_ns_tid(pid, tids[i], &t) == 0 && t == ns_tid)
+                        found = tids[i];
+        }
+        free(tids);
+        return found;
+}
+
+static void name_object(const ThreadDump *d, const Snapshot *s, AddressSpace *as, const uint64_t *stack_starts,
+                        ThreadWait *w) {
+        uint64_t addr = w->object.address;
+        if (address_space_data_name(as, addr, w->name, sizeof w->name) == 0)
+                return;
+        const MapEntry *e = maps_find(&s->maps, addr);
+        if (!e) {
+                snprintf(w->name, sizeof w->name, "%#llx", (unsigned long long) addr);
+                return;
+        }
+        for (size_t i = 0; i < d->n_threads; i++)
+                if (stack_starts[i] == e->start) {
+                        snprintf(w->name, sizeof w->name, "stack of thread %d %#llx", (int) d->threads[i].tid,
+                                 (unsigned long long) addr);
+                        return;
+                }
+        if (!e->path || strcmp(e->path, "[heap]") == 0)
+                snprintf(w->name, sizeof w->name, "heap %#llx", (unsigned long long) addr);
+        else
+                snprintf(w->name, sizeof w->name, "%.100s+%#llx", e->path,
+                         (unsigned long long) (addr - e->start + e->offset));
+}
+
+/* Fills W's holder from the owner the object records. */
+static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_namespace, const WaitSite *site,
+                           ThreadWait *w) {
+        w->holder_index = SIZE_MAX;
+        if (w->object.holder != WAIT_HOLDER_THREAD)
+                return;
+        size_t k = find_thread(by_ns, d->n_threads, w->object.owner);
+        if (k != SIZE_MAX) {
+                w->holder_index = k;
+                w->holder_tid = d->threads[k].tid;
+                return;
+        }
+        pid_t live = find_live_thread(d->pid, w->object.owner, other_namespace);
+        if (live > 0) {
+                w->holder_tid = live;
+                return;
+        }
+        /* No such thread: orphaned, if the object still says so now that we know. */
+        WaitObject again;
+        read_object(d->pid, site, &again);
+        if (again.holder == WAIT_HOLDER_THREAD && again.owner == w->object.owner &&
+            find_live_thread(d->pid, w->object.owner, other_namespace) == 0)
+                w->orphaned = true;
+        else
+                w->object.holder = WAIT_HOLDER_UNKNOWN;
+}
+
+/* Whether thread TID is blocked in the futex wait on FUTEX: its run time, in *RET_RUN_NS. */
+static bool still_waiting(pid_t pid, pid_t tid, uint64_t futex, uint64_t *ret_run_ns) {
+        ThreadInfo info = {};
+        if (procfs_read_thread_stat(pid, tid, &info) < 0 || info.state == 'R')
+                return false;
+        procfs_read_thread_wait(pid, tid, &info);
+        if (!info.place.known || info.place.nr != SYS_futex || info.place.args[0] != futex)
+                return false;
+        if (procfs_read_thread_run_ns(pid, tid, &info) < 0 || info.run_ns == RUN_NS_UNKNOWN)
+                return false;
+        *ret_run_ns = info.run_ns;
+        return true;
+}
+
+/* See thread-waits.h: every member blocked and not running across a fresh read of every
+ * object of the cycle, which names the same holders. */
+static bool cycle_confirmed(const ThreadDump *d, const WaitSite *sites, const WaitCycle *c) {
+        uint64_t *before = calloc(c->n, sizeof *before);
+        bool ok = before != NULL;
+        for (size_t k = 0; ok && k < c->n; k++) {
+                size_t i = c->threads[k];
+                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &before[k]);
+        }
+        for (size_t k = 0; ok && k < c->n; k++) {
+                size_t i = c->threads[k];
+                WaitObject again;
+                read_object(d->pid, &sites[i], &again);
+                ok = again.holder == WAIT_HOLDER_THREAD && again.owner == d->threads[i].sync->object.owner;
+        }
+        for (size_t k = 0; ok && k < c->n; k++) {
+                size_t i = c->threads[k];
+                uint64_t after;
+                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &after) && after == before[k];
+        }
+        free(before);
+        return ok;
+}
+
+void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as) {
+        size_t n = MIN(d->n_threads, s->n_threads);
+        WaitSite *sites = calloc(MAX(n, 1u), sizeof *sites);
+        NsTid *by_ns = calloc(MAX(n, 1u), sizeof *by_ns);
+        uint64_t *stack_starts = calloc(MAX(n, 1u), sizeof *stack_starts);
+        const ThreadWait **edges = calloc(MAX(n, 1u), sizeof *edges);
+        d->waits = calloc(MAX(n, 1u), sizeof *d->waits);
+        if (!sites || !by_ns || !stack_starts || !edges || !d->waits)
+                goto finish;
+
+        bool other_namespace = false;
+        for (size_t i = 0; i < n; i++) {
+                const ThreadRecord *t = &d->threads[i];
+                by_ns[i] = (NsTid) { .ns_tid = t->ns_tid > 0 ? t->ns_tid : t->tid, .index = i };
+                other_namespace = other_namespace || t->ns_tid > 0;
+                const MapEntry *e = maps_find(&s->maps, thread_sp(&s->threads[i]));
+                stack_starts[i] = e ? e->start : UINT64_MAX;
+        }
+        qsort(by_ns, n, sizeof *by_ns, ns_tid_cmp);
+
+        for (size_t i = 0; i < n; i++) {
+                ThreadRecord *t = &d->threads[i];
+                ThreadWait *w = &d->waits[i];
+                int nr;
+                uint64_t args[6];
+                if (!thread_syscall(&s->threads[i], &nr, args) ||
+                    !wait_site_classify(t->error == 0 ? &t->stack : NULL, nr, args, &sites[i]))
+                        continue;
+                read_object(d->pid, &sites[i], &w->object);
+                resolve_holder(d, by_ns, other_namespace, &sites[i], w);
+                name_object(d, s, as, stack_starts, w);
+                t->sync = w;
+                edges[i] = w;
+        }
+
+        WaitCycle *cycles = NULL;
+        size_t n_cycles = 0;
+        if (wait_cycles_find(edges, n, &cycles, &n_cycles) < 0)
+                goto finish;
+        size_t kept = 0;
+        for (size_t c = 0; c < n_cycles; c++) {
+                if (cycle_confirmed(d, sites, &cycles[c])) {
+                        cycles[kept++] = cycles[c];
+                        continue;
+                }
+                /* A thread that seems to wait for itself took the lock after the stop. */
+                if (cycles[c].n == 1)
+                        d->waits[cycles[c].threads[0]].object.holder = WAIT_HOLDER_UNKNOWN;
+                free(cycles[c].threads);
+        }
+        d->deadlocks = cycles;
+        d->n_deadlocks = kept;
+        if (kept == 0) {
+                free(cycles);
+                d->deadlocks = NULL;
+        }
+finish:
+        free(sites);
+        free(by_ns);
+        free(stack_starts);
+        free(edges);
+}
+
+void thread_dump_waits_done(ThreadDump *d) {
+        wait_cycles_free(d->deadlocks, d->n_deadlocks);
+        free(d->waits);
+        d->waits = NULL;
+        d->deadlocks = NULL;
+        d->n_deadlocks = 0;
+        for (size_t i = 0; i < d->n_threads; i++)
+                d->threads[i].sync = NULL;
+}

@@ -1,0 +1,21 @@
+/* daemon/thread-waits.h -- fill a thread dump's waits: for each thread in a futex wait,
+ * the synchronization object (profile/waits.h decodes it from bytes read here, after the
+ * thread was released), its name (a variable of a module, heap, a thread's stack) and its
+ * holder among the dump's threads; then the deadlock cycles, each confirmed before it is
+ * reported: every thread of it is re-read from /proc as still blocked in the same wait,
+ * not having run at all, while its object is read again and still names the same holder.
+ * A thread that has not run cannot have released or taken a lock, so a cycle seen that
+ * way is real and not a race between reading two threads. */
+#pragma once
+
+#include "snapshot.h"
+#include "symbolizer.h"
+#include "threads.h"
+
+/* Fills D->waits, each record's sync and D->deadlocks. S is the snapshot D was made from
+ * (same threads, same order), AS its address space. Costs no pause: nothing is stopped.
+ * Without memory (allocation failure) D is left without waits. */
+void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as);
+
+/* Frees what thread_dump_decode_waits() added. */
+void thread_dump_waits_done(ThreadDump *d);
