@@ -78,6 +78,8 @@ DEADLOCK_HEAD = re.compile(r"^Found (\d+) deadlocks? \((\d+) threads\):$")
 DEADLOCK_EDGE = re.compile(r'^thread (\d+) "((?:[^"\\]|\\.)*)" waits for (.+) '
                            r'held by thread (\d+) "((?:[^"\\]|\\.)*)"$')
 DEADLOCK_AT = re.compile(r"^\s+at (.+?)(?: \(([^()]*):(\d+)\))?$")
+# The word, not "deadlocks" in the description of the locks profile.
+DEADLOCK_WORD = re.compile(r"\bdeadlock\b")
 HOLDS_LINE = re.compile(r"^\s*holds (.+), (\d+) threads? waiting$")
 
 
@@ -253,7 +255,7 @@ class Answers:
     def locks_line(self, kind_re, name):
         """The line of the text locks profile about the object NAME of a kind matching
         KIND_RE, or None."""
-        pattern = re.compile("^" + kind_re + " " + re.escape(name) + r"(?: |$)")
+        pattern = re.compile("^" + kind_re + " " + re.escape(name) + r"(?:[ ,;]|$)")
         return next((line for line in self.locks.text.split("\n") if pattern.match(line)),
                     None)
 
@@ -295,16 +297,24 @@ def gdb_print(lt, *exprs):
 
 DURATION = r"(?:, (?P<duration>[^,]+))?"
 HELD_BY = r"held by thread (?P<tid>\d+)"
+# A condition variable nobody can hold: its name is followed by ", no owner".
+NO_OWNER = r", no owner"
+
+
+def joined(holder_re):
+    """HOLDER_RE as it follows an object's name: after a space, unless it starts with its
+    own separator (NO_OWNER)."""
+    return holder_re if holder_re.startswith(",") else " " + holder_re
 
 
 def check_wait(a, lt, tid, kind, name, holder_re, what):
     """Thread TID's debug=2 header says it waits for KIND NAME HOLDER (HOLDER matching
     HOLDER_RE); returns the match."""
     wait = a.d2.wait(tid)
-    m = re.fullmatch(re.escape(kind) + " " + re.escape(name) + " " + holder_re + DURATION,
+    m = re.fullmatch(re.escape(kind) + " " + re.escape(name) + joined(holder_re) + DURATION,
                      wait or "")
     shown = holder_re.replace(HELD_BY, "held by thread N")
-    check(m, f"{lt.scenario}: {what} {tid} waits for {kind} {name} {shown}",
+    check(m, f"{lt.scenario}: {what} {tid} waits for {kind} {name}{joined(shown)}",
           a.d2.describe(tid) if wait is not None else a.d2.describe())
     return m
 
@@ -353,9 +363,11 @@ def check_no_deadlock(a, lt):
           f"{lt.scenario}: locks JSON: no deadlocks", a.locks_json_reply.text)
 
 
-def check_lock_profile(a, lt, kind_re, name, holder_tid, waiters, holder_text=None, address=None):
+def check_lock_profile(a, lt, kind_re, name, holder_tid, waiters, holder_text=None, address=None,
+                       lock_waiters=None):
     """The locks profile lists NAME with its holder (HOLDER_TID, or HOLDER_TEXT when it has
-    none) and WAITERS, in text and in JSON, and /metrics counts the waiters."""
+    none) and WAITERS, in text and in JSON; /metrics counts LOCK_WAITERS threads waiting on
+    a mutex, rwlock or libc lock (default: the WAITERS)."""
     line = a.locks_line(kind_re, name)
     want = f"held by thread {holder_tid}" if holder_tid is not None else holder_text
     check(line is not None and want in line and re.search(rf"\b{len(waiters)} waiting\b", line),
@@ -384,9 +396,10 @@ def check_lock_profile(a, lt, kind_re, name, holder_tid, waiters, holder_text=No
     got = sorted(w.get("tid") for w in lk.get("waiters") or [] if isinstance(w, dict))
     check(got == sorted(waiters), f"{lt.scenario}: locks JSON: {name}'s waiters are "
           f"{sorted(waiters)}", lk)
+    want = len(waiters) if lock_waiters is None else lock_waiters
     n = a.metric("cprofd_lock_waiters", lt.pid)
-    check(n is not None and n >= len(waiters), f"{lt.scenario}: /metrics: cprofd_lock_waiters "
-          f"counts at least {len(waiters)} ({n})", a.metrics.text)
+    check(n == want, f"{lt.scenario}: /metrics: cprofd_lock_waiters is {want} ({n})",
+          a.metrics.text)
 
 
 def check_held(a, lt, kind, name, holder, holder_name, waiters, holder_function,
@@ -411,19 +424,22 @@ def check_held(a, lt, kind, name, holder, holder_name, waiters, holder_function,
 
 
 def check_unowned(a, lt, kind, name, holder_re, waiters, object_kind=None, profile_text=None,
-                  address=None):
-    """An object WAITERS wait for and that no thread holds."""
+                  address=None, is_lock=False):
+    """An object WAITERS wait for and that no thread holds. IS_LOCK: an rwlock, whose
+    waiters /metrics counts as lock waiters (not those of a condvar, semaphore, barrier)."""
     for w in waiters:
         check_wait(a, lt, w, kind, name, holder_re, "waiter")
     g = a.d1.group_of(waiters[0])
     if check(g is not None, f"{lt.scenario}: debug=1 has the waiters' record", a.d1.text):
-        check(any(x.startswith(f"# waiting for {kind} {name} ") for x in g.lines),
+        check(any(re.match(re.escape(f"# waiting for {kind} {name}") + r"[ ,]", x)
+                  for x in g.lines),
               f"{lt.scenario}: debug=1: the waiters' record says '# waiting for {kind} {name}'",
               "\n".join(g.lines))
     check(not a.d2.holds, f"{lt.scenario}: debug=2: nobody holds anything", a.d2.holds)
     if profile_text is not None:
         check_lock_profile(a, lt, object_kind or re.escape(kind), name, None, waiters,
-                           holder_text=profile_text, address=address)
+                           holder_text=profile_text, address=address,
+                           lock_waiters=len(waiters) if is_lock else 0)
     check_no_deadlock(a, lt)
 
 
@@ -465,8 +481,10 @@ def check_deadlock(a, lt, edges, at_functions):
         check_holds(a, lt, holder, re.escape(kind), name, 1, "thread")
     check(a.metric("cprofd_deadlocked_threads", lt.pid) == n,
           f"{lt.scenario}: /metrics: cprofd_deadlocked_threads is {n}", a.metrics.text)
-    check(a.index.status == 200 and "deadlock" in a.index.text,
-          f"{lt.scenario}: the index page mentions the deadlock", a.index.describe())
+    check(a.metric("cprofd_lock_waiters", lt.pid) == n,
+          f"{lt.scenario}: /metrics: cprofd_lock_waiters is {n}", a.metrics.text)
+    check(a.index.status == 200 and DEADLOCK_WORD.search(a.index.text),
+          f"{lt.scenario}: the index page says 'deadlock'", a.index.describe())
     cycles = a.locks_json.get("deadlocks") if a.locks_json else None
     check(isinstance(cycles, list) and len(cycles) == 1
           and sorted(t.get("tid") for t in cycles[0]) == sorted(edges),
@@ -494,10 +512,8 @@ def scenario_forgotten_unlock():
           "\n".join(g.lines) if g else a.d1.text)
     check(a.locks.text.startswith("locks profile: total 1\n"),
           "forgotten-unlock: locks?debug=1: total 1 (one object has waiters)", a.locks.text)
-    check(a.metric("cprofd_lock_waiters", lt.pid) == 3,
-          "forgotten-unlock: /metrics: cprofd_lock_waiters is 3", a.metrics.text)
-    check(a.index.status == 200 and "deadlock" not in a.index.text,
-          "forgotten-unlock: the index page mentions no deadlock", a.index.describe())
+    check(a.index.status == 200 and not DEADLOCK_WORD.search(a.index.text),
+          "forgotten-unlock: the index page does not say 'deadlock'", a.index.describe())
     ex = re.search(r'\[S \(sleeping\), mutex &ho_state_mu held by thread \d+(, [^\]]+)?\]:$',
                    a.d2.by_tid[waiters[0]].lines[0]) if waiters[0] in a.d2.by_tid else None
     check(ex, "forgotten-unlock: a waiter's header is exactly "
@@ -555,7 +571,8 @@ def scenario_rwlock_readers():
           f"rwlock-readers: gdb: no writer, 2 readers ({cur_writer}, {n_readers})")
     check_unowned(a, lt, "rwlock (write)", "&rw_table_lock", r"read-locked by 2 readers",
                   [writer], object_kind=r"rwlock(?: \((?:read|write)\))?",
-                  profile_text="read-locked by 2 readers", address=lt.objects["rw_table_lock"])
+                  profile_text="read-locked by 2 readers", address=lt.objects["rw_table_lock"],
+                  is_lock=True)
     for r in readers:
         check(re.match(r"(clock_)?nanosleep\b", a.d2.wait(r) or ""),
               f"rwlock-readers: reader {r} just sleeps", a.d2.describe(r))
@@ -619,7 +636,7 @@ def scenario_orphaned():
 def scenario_cond():
     lt = c_target("cond")
     a = Answers(lt)
-    check_unowned(a, lt, "condvar", "&cv_event_cond", r"(?:.*, )?no owner", lt.roles["waiter"],
+    check_unowned(a, lt, "condvar", "&cv_event_cond", NO_OWNER, lt.roles["waiter"],
                   profile_text="no owner", address=lt.objects["cv_event_cond"])
 
 
@@ -783,13 +800,14 @@ def scenario_std_shared_mutex_readers():
     check_unowned(a, lt, "std::shared_mutex (write)", "&cx_table_smu",
                   r"read-locked by 2 readers", [writer],
                   object_kind=r"std::shared_mutex(?: \((?:read|write)\))?",
-                  profile_text="read-locked by 2 readers", address=lt.objects["cx_table_smu"])
+                  profile_text="read-locked by 2 readers", address=lt.objects["cx_table_smu"],
+                  is_lock=True)
 
 
 def scenario_std_condition_variable():
     lt = cpp_target("std-condition-variable")
     a = Answers(lt)
-    check_unowned(a, lt, "std::condition_variable", "&cx_event_cv", r"(?:.*, )?no owner",
+    check_unowned(a, lt, "std::condition_variable", "&cx_event_cv", NO_OWNER,
                   lt.roles["waiter"], profile_text="no owner",
                   address=lt.objects["cx_event_cv"])
 
@@ -798,7 +816,7 @@ def scenario_std_call_once():
     lt = cpp_target("std-call-once")
     a = Answers(lt)
     check_unowned(a, lt, "std::call_once", "&cx_init_flag",
-                  r"(?:\(no owner recorded\)|no owner)", lt.roles["waiter"])
+                  r"\(no owner recorded\)", lt.roles["waiter"])
 
 
 def scenario_std_abba():
