@@ -471,6 +471,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         t->metrics->debuginfod_failed = st.debuginfod_failed;
         metrics_unlock(t->metrics);
         record_history(t, target, &d, s);
+        thread_dump_describe_calls(&d, s);
         if (ret_maps) {
                 *ret_maps = s->maps;
                 s->maps = (Maps) {};

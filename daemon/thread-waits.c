@@ -4,14 +4,44 @@
 #include <string.h>
 #include <sys/syscall.h>
 
+#include "blocking-call.h"
 #include "macro.h"
 #include "procfs.h"
 #include "target-memory.h"
 #include "thread-waits.h"
 
-/* The futex syscall a thread is in, from the stop's registers or, for a thread the
- * snapshot did not stop, from /proc. False when it is in no syscall we know of. */
-static bool thread_syscall(const ThreadCapture *c, int *ret_nr, uint64_t args[6]) {
+/* The libc wrappers of the calls a stop turns into restart_syscall (sleeps, polls and
+ * futex waits with a timeout), by the leaf function's name. */
+static int restarted_call_from_stack(const Stack *stack) {
+        static const struct {
+                const char *name;
+                int nr;
+        } calls[] = {
+                { "clock_nanosleep", SYS_clock_nanosleep }, { "nanosleep", SYS_nanosleep },
+                { "ppoll", SYS_ppoll }, { "poll", SYS_poll }, { "futex", SYS_futex },
+                { "__futex_abstimed_wait", SYS_futex }, { "__GI___futex_abstimed_wait", SYS_futex },
+                { "lll_futex", SYS_futex },
+        };
+        const SymLoc *loc = stack && stack->n > 0 ? stack->frames[0].loc : NULL;
+        for (size_t k = 0; loc && k < loc->n_frames; k++) {
+                const char *fn = loc->frames[k].function;
+                while (fn && *fn == '_' && strncmp(fn, "__futex", 7) != 0 && strncmp(fn, "__GI___futex", 12) != 0)
+                        fn++;
+                if (fn && strncmp(fn, "GI_", 3) == 0)
+                        for (fn += 3; *fn == '_'; fn++)
+                                ;
+                for (size_t i = 0; fn && i < ARRAY_SIZE(calls); i++)
+                        if (strncmp(fn, calls[i].name, strlen(calls[i].name)) == 0)
+                                return calls[i].nr;
+        }
+        return -1;
+}
+
+/* The syscall a thread is blocked in, from the stop's registers or, for a thread the
+ * snapshot did not stop, from /proc. A call our stop interrupted goes on as
+ * restart_syscall with the call's own argument registers: its number is the one the
+ * dump remembered, or the one its libc wrapper names. False when it is in none. */
+static bool thread_syscall(const ThreadCapture *c, const Stack *stack, int *ret_nr, uint64_t args[6]) {
         if (c->error != 0)
                 return false;
         if (!c->unchanged) {
@@ -21,12 +51,19 @@ static bool thread_syscall(const ThreadCapture *c, int *ret_nr, uint64_t args[6]
                 *ret_nr = (int) r->orig_rax;
                 uint64_t a[6] = { r->rdi, r->rsi, r->rdx, r->r10, r->r8, r->r9 };
                 memcpy(args, a, sizeof a);
-                return true;
+        } else {
+                if (!c->info.place.known)
+                        return false;
+                *ret_nr = c->info.place.nr;
+                memcpy(args, c->info.place.args, sizeof c->info.place.args);
         }
-        if (!c->info.place.known)
-                return false;
-        *ret_nr = c->info.place.nr;
-        memcpy(args, c->info.place.args, sizeof c->info.place.args);
+        if (*ret_nr == SYS_restart_syscall) {
+                int nr = c->info.syscall >= 0 && c->info.syscall != SYS_restart_syscall ? c->info.syscall :
+                        restarted_call_from_stack(stack);
+                if (nr < 0)
+                        return false;
+                *ret_nr = nr;
+        }
         return true;
 }
 
@@ -195,7 +232,7 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                 ThreadWait *w = &d->waits[i];
                 int nr;
                 uint64_t args[6];
-                if (!thread_syscall(&s->threads[i], &nr, args) ||
+                if (!thread_syscall(&s->threads[i], t->error == 0 ? &t->stack : NULL, &nr, args) ||
                     !wait_site_classify(t->error == 0 ? &t->stack : NULL, nr, args, &sites[i]))
                         continue;
                 read_object(d->pid, &sites[i], &w->object);
@@ -241,4 +278,28 @@ void thread_dump_waits_done(ThreadDump *d) {
         d->n_deadlocks = 0;
         for (size_t i = 0; i < d->n_threads; i++)
                 d->threads[i].sync = NULL;
+}
+
+void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s) {
+        BlockingCallContext *ctx = NULL;
+        size_t n = MIN(d->n_threads, s->n_threads);
+        for (size_t i = 0; i < n; i++) {
+                ThreadRecord *t = &d->threads[i];
+                int nr;
+                uint64_t args[6];
+                char text[256];
+                if (t->sync || !thread_syscall(&s->threads[i], t->error == 0 ? &t->stack : NULL, &nr, args))
+                        continue;
+                if (!ctx && blocking_call_context_new(d->pid, &ctx) < 0)
+                        break;
+                const char *name = syscall_name(nr);
+                if (blocking_call_describe(ctx, t->tid, nr, args, t->wait_ns, text, sizeof text))
+                        name = text;
+                char *copy = name ? strdup(name) : NULL;
+                if (copy) {
+                        free((char *) t->wait);
+                        t->wait = copy;
+                }
+        }
+        blocking_call_context_free(ctx);
 }

@@ -17,5 +17,10 @@
  * Without memory (allocation failure) D is left without waits. */
 void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as);
 
+/* Replaces the bare syscall name of each thread blocked in another call by what it waits
+ * on (attach/blocking-call.h: "read fd 4 pipe:[81234]", "nanosleep 10s, 7.2s left"), a
+ * restart_syscall by the call it restarts. Call once the dump's wait times are known. */
+void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s);
+
 /* Frees what thread_dump_decode_waits() added. */
 void thread_dump_waits_done(ThreadDump *d);
