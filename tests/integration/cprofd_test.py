@@ -477,14 +477,27 @@ class Group:
         self.threads = []       # [(tid, name)]
         self.frames = []        # Debug1Frame
         self.pseudo = []        # "truncated", "no stack", ...
+        self.waits = []         # "# waiting for …" and "# holds …" lines, without "# "
         self.lines = []
 
     def functions(self):
         return [f.function for f in self.frames]
 
 
+def split_deadlocks(text):
+    """(deadlock report, rest): the "Found N deadlock…" report that opens a dump when
+    threads wait for each other, up to its blank line; "" when there is none."""
+    if not text.startswith("Found "):
+        return "", text
+    end = text.find("\n\n")
+    if end < 0:
+        return text, ""
+    return text[:end + 1], text[end + 2:]
+
+
 class Debug1:
-    def __init__(self, total, groups, errors, partial=None):
+    def __init__(self, total, groups, errors, partial=None, deadlocks=""):
+        self.deadlocks = deadlocks
         self.total = total
         self.groups = groups
         self.errors = errors    # malformed lines, with their numbers
@@ -492,6 +505,7 @@ class Debug1:
 
 
 def parse_debug1(text):
+    deadlocks, text = split_deadlocks(text)
     lines = text.split("\n")
     errors = []
     m = DEBUG1_HEADER.match(lines[0]) if lines else None
@@ -545,10 +559,13 @@ def parse_debug1(text):
         if m:
             group.pseudo.append(m.group(1))
             continue
+        if line.startswith("# waiting for ") or line.startswith("# holds "):
+            group.waits.append(line[2:])
+            continue
         errors.append(f"{n}: malformed line {line!r}")
     if groups and not (text.endswith("\n\n") or (partial and text.endswith("\n\n" + partial + "\n"))):
         errors.append("the last record does not end with a blank line")
-    return Debug1(total, groups, errors, partial)
+    return Debug1(total, groups, errors, partial, deadlocks)
 
 
 # --- debug=2 ------------------------------------------------------------------------------
@@ -580,6 +597,7 @@ class Thread:
         self.bracket = bracket  # "S (sleeping), read, 3 minutes"
         self.frames = []
         self.pseudo = []        # "truncated", "elided", "no stack", "not captured: …"
+        self.holds = []         # "holds mutex &m, 3 threads waiting"
         self.lines = []
 
     @property
@@ -603,9 +621,11 @@ def debug2_partial(text):
 
 
 def parse_debug2(text):
-    """([Thread], [errors]); a "# partial: …" trailer is left out (see debug2_partial)."""
+    """([Thread], [errors]); a "# partial: …" trailer and the deadlock report that opens
+    the text (split_deadlocks) are left out."""
     threads = []
     errors = []
+    _, text = split_deadlocks(text)
     m = PARTIAL_TRAILER.search(text)
     if m:
         text = text[:m.start()] + "\n"
@@ -633,6 +653,9 @@ def parse_debug2(text):
             threads.append(thread)
             continue
         thread.lines.append(line)
+        if line.startswith("holds ") and not thread.frames and not thread.pseudo:
+            thread.holds.append(line)
+            continue
         if line == "...additional frames elided...":
             thread.pseudo.append("elided")
             continue
