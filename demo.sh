@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# demo.sh -- see cprofd find a thread leak: builds cprofd, starts a process that leaks one
-# blocked thread every 200 ms, attaches cprofd to it on 127.0.0.1:6060 (or $PORT) and
-# waits for Ctrl-C. Both processes are stopped on the way out.
+# demo.sh -- see cprofd find a thread leak and a hung server: builds cprofd, starts a
+# process that leaks one blocked thread every 200 ms and one that hangs on a forgotten
+# unlock and a lock-order deadlock, attaches cprofd to both on 127.0.0.1:6060 (or $PORT)
+# and waits for Ctrl-C. All three processes are stopped on the way out.
 #
 # Needs root (or sudo) for apt-get and for ptrace.
 # shellcheck disable=SC2317  # functions called from traps look unreachable
@@ -34,6 +35,7 @@ meson compile -C build
 
 tmp=$(mktemp -d)
 leak_pid=
+hung_pid=
 cprofd_pid=
 # gone PID: true once PID has exited (a zombie counts: bash reaps it when it exits).
 gone() {
@@ -49,12 +51,12 @@ cleanup() {
                 kill "$cprofd_pid" 2>/dev/null || true
                 for _ in $(seq 50); do gone "$cprofd_pid" && break; sleep 0.1; done
         fi
-        if [ -n "$leak_pid" ]; then
-                kill -9 "$leak_pid" 2>/dev/null || true
-        fi
+        for p in "$leak_pid" "$hung_pid"; do
+                [ -z "$p" ] || kill -9 "$p" 2>/dev/null || true
+        done
         rm -rf "$tmp"
         echo
-        echo "Stopped cprofd and the demo."
+        echo "Stopped cprofd and the demos."
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -77,7 +79,14 @@ if ! wait_for_line "$tmp/leak.out" '^ready ' "$leak_pid"; then
 fi
 sed -n 2p "$tmp/leak.out"
 
-build/daemon/cprofd --pid "$leak_pid" --listen "127.0.0.1:$PORT" >"$tmp/cprofd.out" &
+build/demo/cprofd-demo-hung >"$tmp/hung.out" &
+hung_pid=$!
+if ! wait_for_line "$tmp/hung.out" '^ready ' "$hung_pid"; then
+        echo "demo.sh: the hung-server demo did not start" >&2
+        exit 1
+fi
+
+build/daemon/cprofd --pid "$leak_pid" --pid "$hung_pid" --listen "127.0.0.1:$PORT" >"$tmp/cprofd.out" &
 cprofd_pid=$!
 if ! wait_for_line "$tmp/cprofd.out" '^listening on ' "$cprofd_pid"; then
         echo "demo.sh: cprofd did not start (is port $PORT in use? try PORT=6061 $0)" >&2
@@ -87,7 +96,8 @@ fi
 url="http://127.0.0.1:$PORT"
 cat <<EOF
 
-cprofd (pid $cprofd_pid) serves the leaking process (pid $leak_pid) at $url
+cprofd (pid $cprofd_pid) serves the leaking process (pid $leak_pid, the default target)
+and the hung server (pid $hung_pid) at $url
 
 Try, in another terminal:
   curl $url/debug/pprof/                           # index: profiles and thread count
@@ -96,6 +106,8 @@ Try, in another terminal:
   curl $url/pid/$leak_pid/debug/pprof/goroutine?debug=1   # the same, target chosen by pid
   curl $url/debug/pprof/heap?debug=1               # sampled heap: each producer's 32 KiB buffer
   go tool pprof -top -sample_index=inuse_space "$url/debug/pprof/heap?seconds=10"   # what leaked in 10 s
+  curl $url/pid/$hung_pid/debug/pprof/goroutine?debug=2   # hung: who holds the lock, the deadlock
+  curl $url/pid/$hung_pid/debug/pprof/locks?debug=1       # every lock waited on, holder and waiters
   curl $url/debug/pprof/cmdline                    # the target's command line
   curl $url/metrics                                # cprofd's own metrics
 

@@ -3,13 +3,17 @@
  * N threads (default 1000) park behind a few distinct call chains (read, cond wait,
  * nanosleep, a busy loop for a handful), like a thread-pool server. Prints "ready PID".
  *
- *   many-threads [N [SPINNERS [WAKE_MS]]]
+ *   many-threads [N [SPINNERS [WAKE_MS [locks]]]]
+ *
+ * "locks": every parked thread waits for one mutex that the main thread holds, as in a
+ * hung server (the case where cprofd decodes every thread's lock).
  *
  * WAKE_MS > 0 makes every parked thread wake that often instead (a nanosleep loop), like a
  * busy server whose threads all run between two snapshots. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +23,8 @@ static volatile int side_effect;
 static int never_written[2];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t never_signalled = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t held_by_main = PTHREAD_MUTEX_INITIALIZER;
+static int all_on_locks;
 static pthread_barrier_t started;
 
 _noinline_ static void block_read(void) {
@@ -43,6 +49,11 @@ _noinline_ static void block_sleep(void) {
                 nanosleep(&ts, NULL);
 }
 
+_noinline_ static void block_lock(void) {
+        pthread_mutex_lock(&held_by_main);
+        side_effect++;
+}
+
 _noinline_ static void spin(void) {
         for (;;)
                 side_effect++;
@@ -57,6 +68,7 @@ _noinline_ static void handle_request(int kind, int depth) {
         switch (kind) {
         case 0: block_read(); break;
         case 1: block_cond(); break;
+        case 3: block_lock(); break;
         default: block_sleep(); break;
         }
 }
@@ -68,7 +80,7 @@ static void *worker(void *arg) {
         pthread_barrier_wait(&started);
         if (i < n_spinners)
                 spin();
-        handle_request(wake_ms > 0 ? 2 : (int) (i % 3), (int) (i % 5) + 3);
+        handle_request(all_on_locks ? 3 : wake_ms > 0 ? 2 : (int) (i % 3), (int) (i % 5) + 3);
         return NULL;
 }
 
@@ -78,8 +90,10 @@ int main(int argc, char **argv) {
                 n_spinners = atol(argv[2]);
         if (argc > 3)
                 wake_ms = atol(argv[3]);
+        all_on_locks = argc > 4 && strcmp(argv[4], "locks") == 0;
+        pthread_mutex_lock(&held_by_main);
         if (n < 1 || n > 30000) {
-                fprintf(stderr, "usage: many-threads [N ≤ 30000 [SPINNERS [WAKE_MS]]]\n");
+                fprintf(stderr, "usage: many-threads [N ≤ 30000 [SPINNERS [WAKE_MS [locks]]]]\n");
                 return 2;
         }
         if (pipe(never_written) < 0)

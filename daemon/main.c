@@ -109,6 +109,8 @@ static void usage(FILE *f) {
                 "      --max-targets N       live targets followed at most (default %u)\n"
                 "      --stack-max BYTES     stack bytes copied per thread (default %u, max %u)\n"
                 "      --cpu-stack-size BYTES  user stack copied per CPU sample (default %u)\n"
+                "      --no-wait-decoding    do not read what blocked threads wait on (lock\n"
+                "                            objects, fds, sleeps): bare syscall names\n"
                 "      --heap                track the heap of every target from the start (else\n"
                 "                            from the first heap or allocs request)\n"
                 "      --heap-rate BYTES     mean bytes between heap samples (default %u)\n"
@@ -447,7 +449,8 @@ int main(int argc, char **argv) {
         enum { OPT_STACK_MAX = 0x100, OPT_LOG_LEVEL, OPT_EXE, OPT_COMM, OPT_CGROUP, OPT_UNIT, OPT_INTERVAL,
                OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_LISTEN_MODE, OPT_TOKEN_FILE,
                OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
-               OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES };
+               OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES,
+               OPT_NO_WAIT_DECODING };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -458,6 +461,7 @@ int main(int argc, char **argv) {
                 { "history", required_argument, NULL, OPT_HISTORY },
                 { "max-targets", required_argument, NULL, OPT_MAX_TARGETS },
                 { "cpu-stack-size", required_argument, NULL, OPT_CPU_STACK },
+                { "no-wait-decoding", no_argument, NULL, OPT_NO_WAIT_DECODING },
                 { "heap", no_argument, NULL, OPT_HEAP },
                 { "heap-rate", required_argument, NULL, OPT_HEAP_RATE },
                 { "heap-agent", required_argument, NULL, OPT_HEAP_AGENT },
@@ -576,6 +580,9 @@ int main(int argc, char **argv) {
                         break;
                 case OPT_HEAP:
                         heap.at_attach = true;
+                        break;
+                case OPT_NO_WAIT_DECODING:
+                        d.targets.no_wait_decoding = true;
                         break;
                 case OPT_HEAP_RATE:
                         if (parse_number(optarg, 1, 1ull << 40, &v) < 0) {

@@ -459,8 +459,10 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 }
         }
         update_thread_cache(target, s, &d);
-        thread_dump_decode_waits(&d, s, target->as);
-        publish_waits(target, &d);
+        if (!t->no_wait_decoding) {
+                thread_dump_decode_waits(&d, s, target->as);
+                publish_waits(target, &d);
+        }
         SymbolizerStats st;
         symbolizer_get_stats(t->symbolizer, &st);
         metrics_lock(t->metrics);
@@ -471,7 +473,8 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         t->metrics->debuginfod_failed = st.debuginfod_failed;
         metrics_unlock(t->metrics);
         record_history(t, target, &d, s);
-        thread_dump_describe_calls(&d, s);
+        if (!t->no_wait_decoding)
+                thread_dump_describe_calls(&d, s);
         if (ret_maps) {
                 *ret_maps = s->maps;
                 s->maps = (Maps) {};

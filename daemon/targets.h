@@ -77,6 +77,7 @@ typedef struct Targets {
         bool follow;                    /* some selector is not a plain --pid */
         unsigned generation;            /* [loop] bumped when a reload replaces the selectors */
         HistoryLimits history_limits;
+        bool no_wait_decoding;          /* --no-wait-decoding: bare syscall names */
 } Targets;
 
 Target *target_ref(Target *t);

@@ -116,6 +116,10 @@ typedef struct Module {
 
         U64Map locs;                    /* module-relative address -> SymLoc* */
 
+        bool var_index_built;           /* symbols.c, at the first data name inside a variable */
+        U64Map var_dies;                /* DWARF address of a global variable -> its DIE
+                                           offset + 1 */
+
         bool cu_ranges_built;           /* symbols.c, when .debug_aranges finds no CU */
         CuRange *cu_ranges;
         size_t n_cu_ranges;
@@ -244,9 +248,10 @@ int vdso_open_memfd(pid_t pid, uint64_t start, uint64_t size);
 /* Builds the frames for module vaddr ADDR (innermost inline first). Never fails: an
  * address nothing is known about gets a SymLoc without frames. NULL on OOM only. */
 SymLoc *symbols_resolve(Module *m, uint64_t addr);
-/* The variable (STT_OBJECT symbol, demangled) of M whose extent holds the module-relative
- * ADDR, and ADDR's offset into it. */
-bool symbols_data_object(Module *m, uint64_t addr, const char **ret_name, uint64_t *ret_offset);
+/* Names the variable (STT_OBJECT symbol, demangled) of M whose extent holds the
+ * module-relative ADDR as C takes addresses: "&cache.lock", "&ring[1]", "&table+0x8"
+ * (members and elements from DWARF where the module has it). */
+bool symbols_data_object(Module *m, uint64_t addr, char *buf, size_t size);
 /* The tail-call frames gdb would synthesize between a callee (physical function at
  * module-relative CALLEE_ENTRY in CALLEE) and its caller, which returns to RET in CALLER:
  * where the caller's DW_TAG_call_site at RET names another function than the callee, the

@@ -871,13 +871,5 @@ int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t s
                 r--;
         if (r->module->kind != MODULE_ELF)
                 return -ENOENT;
-        const char *name;
-        uint64_t off;
-        if (!symbols_data_object(r->module, addr - r->bias, &name, &off))
-                return -ENOENT;
-        if (off == 0)
-                snprintf(buf, size, "&%s", name);
-        else
-                snprintf(buf, size, "&%s+%#llx", name, (unsigned long long) off);
-        return 0;
+        return symbols_data_object(r->module, addr - r->bias, buf, size) ? 0 : -ENOENT;
 }

@@ -72,8 +72,9 @@ typedef struct ModuleInfo {
 int address_space_module_info(AddressSpace *as, uint64_t addr, ModuleInfo *ret);
 
 /* Names the variable at data address ADDR as C would take its address: "&ho_state_mu",
- * "&cache+0x8" (symbol tables of the module mapping it, its debug file's included). 0, or
- * -ENOENT when no variable of a known module spans ADDR. */
+ * "&cache.lock", "&ring[1]", "&table+0x8" (the symbol tables of the module mapping it,
+ * its debug file's included; members and elements from its DWARF). 0, or -ENOENT when no
+ * variable of a known module spans ADDR. */
 int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t size);
 
 /* Resolves LOOKUP_PC (already pc − 1 for return addresses) to a cached SymLoc. Never

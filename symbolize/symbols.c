@@ -128,6 +128,8 @@ void module_symbols_done(Module *m) {
         u64map_done(&m->name_addrs, NULL);
         u64map_done(&m->call_sites, free);
         u64map_done(&m->tail_edges, free);
+        u64map_done(&m->var_dies, NULL);
+        m->var_index_built = false;
         free(m->cu_ranges);
         m->cu_ranges = NULL;
         m->n_cu_ranges = 0;
@@ -638,7 +640,128 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
         return loc;
 }
 
-bool symbols_data_object(Module *m, uint64_t addr, const char **ret_name, uint64_t *ret_offset) {
+/* ---- data objects ---- */
+
+#define VAR_INDEX_CUS_MAX 100000        /* CUs walked for global variables */
+#define MEMBER_DEPTH_MAX 8              /* ".a.b[3].c" levels named */
+
+/* The DW_OP_addr a variable lives at, when that is all its location says. */
+static bool variable_addr(Dwarf_Die *die, Dwarf_Addr *ret) {
+        Dwarf_Attribute attr;
+        Dwarf_Op *expr;
+        size_t len;
+        if (!dwarf_attr(die, DW_AT_location, &attr) || dwarf_getlocation(&attr, &expr, &len) != 0 || len != 1 ||
+            expr[0].atom != DW_OP_addr)
+                return false;
+        *ret = expr[0].number;
+        return true;
+}
+
+static void index_variables(Module *m, Dwarf_Die *parent, int depth) {
+        Dwarf_Die die;
+        if (dwarf_child(parent, &die) != 0)
+                return;
+        do {
+                int tag = dwarf_tag(&die);
+                Dwarf_Addr addr;
+                if (tag == DW_TAG_variable && variable_addr(&die, &addr))
+                        u64map_put(&m->var_dies, addr, (void *) (uintptr_t) (dwarf_dieoffset(&die) + 1));
+                else if (tag == DW_TAG_namespace && depth < MEMBER_DEPTH_MAX)
+                        index_variables(m, &die, depth + 1);
+        } while (dwarf_siblingof(&die, &die) == 0);
+}
+
+static Dwarf_Die *peeled_type(Dwarf_Die *die, Dwarf_Die *ret) {
+        Dwarf_Attribute attr;
+        Dwarf_Die *t = dwarf_formref_die(dwarf_attr_integrate(die, DW_AT_type, &attr), ret);
+        for (int i = 0; t && i < 16; i++) {
+                int tag = dwarf_tag(t);
+                if (tag != DW_TAG_typedef && tag != DW_TAG_const_type && tag != DW_TAG_volatile_type &&
+                    tag != DW_TAG_restrict_type && tag != DW_TAG_atomic_type)
+                        return t;
+                t = dwarf_formref_die(dwarf_attr_integrate(t, DW_AT_type, &attr), ret);
+        }
+        return NULL;
+}
+
+/* One step into TYPE towards *OFF: the member or array element holding it, appended to
+ * OUT (".lock", "[3]"), *OFF made relative to it, *TYPE its type. False when there is
+ * none (padding, a type without layout). */
+static bool member_step(Dwarf_Die *type, uint64_t *off, char *out, size_t size) {
+        int tag = dwarf_tag(type);
+        Dwarf_Word total;
+        if (tag == DW_TAG_array_type) {
+                Dwarf_Die elem;
+                Dwarf_Word es;
+                if (!peeled_type(type, &elem) || dwarf_aggregate_size(&elem, &es) != 0 || es == 0)
+                        return false;
+                if (dwarf_aggregate_size(type, &total) == 0 && *off >= total)
+                        return false;
+                uint64_t i = *off / es;
+                snprintf(out, size, "[%llu]", (unsigned long long) i);
+                *off -= i * es;
+                *type = elem;
+                return true;
+        }
+        if (tag != DW_TAG_structure_type && tag != DW_TAG_class_type && tag != DW_TAG_union_type)
+                return false;
+        Dwarf_Die member;
+        if (dwarf_child(type, &member) != 0)
+                return false;
+        do {
+                Dwarf_Attribute attr;
+                Dwarf_Word where = 0, msize;
+                Dwarf_Die mtype;
+                if (dwarf_tag(&member) != DW_TAG_member)
+                        continue;
+                if (tag != DW_TAG_union_type &&
+                    dwarf_formudata(dwarf_attr(&member, DW_AT_data_member_location, &attr), &where) != 0)
+                        continue;       /* a bit field or a location expression */
+                if (!peeled_type(&member, &mtype) || dwarf_aggregate_size(&mtype, &msize) != 0)
+                        continue;
+                const char *name = dwarf_diename(&member);
+                if (*off < where || *off - where >= msize || !name)
+                        continue;
+                snprintf(out, size, ".%s", name);
+                *off -= where;
+                *type = mtype;
+                return true;
+        } while (dwarf_siblingof(&member, &member) == 0);
+        return false;
+}
+
+/* ".lock", "[1].mu": where OFF lies inside the variable of M at DWARF address VAR. */
+static void member_path(Module *m, Dwfl_Module *mod, uint64_t var, uint64_t *off, char *out, size_t size) {
+        Dwarf_Addr bias;
+        Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+        out[0] = '\0';
+        if (!dw)
+                return;
+        if (!m->var_index_built) {
+                m->var_index_built = true;
+                Dwarf_Off o = 0, next;
+                size_t hsize;
+                for (int cus = 0; cus < VAR_INDEX_CUS_MAX &&
+                     dwarf_nextcu(dw, o, &next, &hsize, NULL, NULL, NULL) == 0; cus++, o = next) {
+                        Dwarf_Die cudie;
+                        if (dwarf_offdie(dw, o + hsize, &cudie))
+                                index_variables(m, &cudie, 0);
+                }
+        }
+        uintptr_t die_off = (uintptr_t) u64map_get(&m->var_dies, var - bias);
+        Dwarf_Die die, type;
+        if (die_off == 0 || !dwarf_offdie(dw, die_off - 1, &die) || !peeled_type(&die, &type))
+                return;
+        size_t len = 0;
+        for (int depth = 0; *off > 0 && depth < MEMBER_DEPTH_MAX && len < size; depth++) {
+                char step[128];
+                if (!member_step(&type, off, step, sizeof step))
+                        break;
+                len += (size_t) snprintf(out + len, size - len, "%s", step);
+        }
+}
+
+bool symbols_data_object(Module *m, uint64_t addr, char *buf, size_t size) {
         Dwfl_Module *mod = module_dwfl(m);
         GElf_Off off = 0;
         GElf_Sym sym;
@@ -653,9 +776,18 @@ bool symbols_data_object(Module *m, uint64_t addr, const char **ret_name, uint64
          * address in padding or in a sizeless symbol's shadow would be a wrong name. */
         if ((type != STT_OBJECT && type != STT_COMMON) || off >= MAX(sym.st_size, (GElf_Xword) 1))
                 return false;
-        *ret_name = symbolizer_demangle(m->symbolizer, symbolizer_intern(m->symbolizer, name));
-        *ret_offset = off;
-        return *ret_name != NULL;
+        const char *shown = symbolizer_demangle(m->symbolizer, symbolizer_intern(m->symbolizer, name));
+        if (!shown)
+                return false;
+        char members[256] = "";
+        uint64_t rest = off;
+        if (off > 0)
+                member_path(m, mod, addr - off, &rest, members, sizeof members);
+        if (rest == 0)
+                snprintf(buf, size, "&%s%s", shown, members);
+        else
+                snprintf(buf, size, "&%s%s+%#llx", shown, members, (unsigned long long) rest);
+        return true;
 }
 
 /* ---- tail calls ----

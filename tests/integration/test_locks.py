@@ -545,7 +545,7 @@ def scenario_cycle3():
     for i in range(3):
         off = lt.objects[f"cy_ring_mu[{i}]"] - base
         check(off == i * PTHREAD_MUTEX_SIZE, f"cycle3: cy_ring_mu[{i}] is at +{off:#x}")
-        names.append("&cy_ring_mu" + (f"+{off:#x}" if off else ""))
+        names.append("&cy_ring_mu" + (f"[{i}]" if i else ""))
     edges = {owners[i]: ("mutex " + names[(i + 1) % 3], owners[(i + 1) % 3]) for i in range(3)}
     check_deadlock(a, lt, edges, {t: "cy_take_next" for t in links})
 
