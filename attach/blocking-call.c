@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "hashmap.h"
 #include "macro.h"
+#include "procfs-internal.h"
 #include "procfs.h"
 #include "target-memory.h"
 
@@ -179,43 +180,6 @@ static void out_duration(Out *o, uint64_t ns) {
 
 /* ---- reading /proc ---- */
 
-/* At most MAX bytes of PATH, NUL-terminated, into a malloc'ed *RET. 0 or negative errno.
- * (procfs.c keeps its reader to itself; this is its twin for the files read here.) */
-static int read_bounded(const char *path, size_t max, char **ret, size_t *ret_len) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        size_t cap = MIN((size_t) 4096, max), len = 0;
-        _cleanup_free_ char *buf = malloc(cap + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (len == cap) {
-                        if (cap >= max)
-                                break;
-                        size_t ncap = MIN(cap * 2, max);
-                        char *p = realloc(buf, ncap + 1);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                        cap = ncap;
-                }
-                ssize_t n = read(fd, buf + len, cap - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        buf[len] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_len = len;
-        return 0;
-}
-
 static bool parse_dec(const char **p, uint64_t *ret) {
         const char *s = *p;
         uint64_t v = 0;
@@ -282,7 +246,7 @@ static NetTable *net_table(BlockingCallContext *c, NetKind k) {
                 return t;
         t->read = true;
         snprintf(path, sizeof path, "/proc/%d/net/%s", (int) c->pid, net_file[k]);
-        if (read_bounded(path, NET_TABLE_MAX, &t->text, &len) < 0)
+        if (procfs_read_file(path, NET_TABLE_MAX, &t->text, &len) < 0)
                 return t;
         /* Only whole lines: the last one of a table cut at NET_TABLE_MAX could carry a
          * truncated inode, which would name another socket. */
@@ -704,7 +668,7 @@ static pid_t read_pgrp(pid_t pid, pid_t tid) {
         _cleanup_free_ char *text = NULL;
         size_t len;
         snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int) pid, (int) tid);
-        if (read_bounded(path, SMALL_FILE_MAX, &text, &len) < 0)
+        if (procfs_read_file(path, SMALL_FILE_MAX, &text, &len) < 0)
                 return 0;
         /* "tid (comm) S ppid pgrp …": comm may hold ") ", so from the last ')'. */
         const char *p = strrchr(text, ')');
@@ -733,7 +697,7 @@ static pid_t pidfd_pid(BlockingCallContext *c, pid_t tid, unsigned fd) {
         size_t len;
         uint64_t v;
         fd_path(path, c->pid, tid, "fdinfo", fd);
-        if (read_bounded(path, SMALL_FILE_MAX, &text, &len) < 0)
+        if (procfs_read_file(path, SMALL_FILE_MAX, &text, &len) < 0)
                 return 0;
         const char *p = strstr(text, "\nPid:\t");
         if (!p)

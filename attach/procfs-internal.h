@@ -42,3 +42,8 @@ int procfs_parse_tracer(const char *text, pid_t *ret);
 /* The last id of the NSpid line of /proc/…/status: the thread's id in its own pid
  * namespace. 0, or -EIO when absent or malformed. */
 int procfs_parse_ns_tid(const char *text, pid_t *ret);
+
+/* At most MAX bytes of the /proc file PATH into a malloc'ed, NUL-terminated *RET (its
+ * length in *RET_LEN when not NULL): the bounded read every /proc reader of attach/ uses.
+ * 0, -ESRCH when the entry is gone, or another negative errno. */
+int procfs_read_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -26,7 +26,7 @@ static int read_file_at(int dirfd, const char *path, size_t max, char **ret, siz
         if (fd < 0)
                 return errno == ENOENT ? -ESRCH : -errno;
 
-        size_t cap = 4096, len = 0;
+        size_t cap = MIN((size_t) 4096, max), len = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
                 return -ENOMEM;
@@ -56,6 +56,10 @@ static int read_file_at(int dirfd, const char *path, size_t max, char **ret, siz
         if (ret_len)
                 *ret_len = len;
         return 0;
+}
+
+int procfs_read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        return read_file_at(AT_FDCWD, path, max, ret, ret_len);
 }
 
 /* Small files (stat, syscall, wchan) into a caller buffer: no allocation on the hot path. */

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "macro.h"
 #include "heap-tracker.h"
+#include "locks.h"
 #include "log.h"
 #include "targets.h"
 #include "thread-waits.h"
@@ -238,24 +239,18 @@ static uint64_t cycle_signature(const ThreadDump *d, const WaitCycle *c) {
 /* [worker] Publishes what the dump's waits show, and logs each deadlock once: a cycle is
  * logged again only after a dump without it. */
 static void publish_waits(Target *target, const ThreadDump *d) {
-        long deadlocked = 0, lock_waiters = 0, objects = 0;
+        long deadlocked = 0, lock_waiters = 0;
         for (size_t c = 0; c < d->n_deadlocks; c++)
                 deadlocked += (long) d->deadlocks[c].n;
         for (size_t i = 0; i < d->n_threads; i++) {
                 const ThreadWait *w = d->threads[i].sync;
-                if (!w)
-                        continue;
-                WaitKind k = w->object.kind;
+                WaitKind k = w ? w->object.kind : WAIT_KIND_NONE;
                 lock_waiters += k == WAIT_KIND_MUTEX || k == WAIT_KIND_RWLOCK_READ || k == WAIT_KIND_RWLOCK_WRITE ||
                         k == WAIT_KIND_LOCK;
-                bool first = true;      /* the object's first waiter in the dump */
-                for (size_t j = 0; j < i && first; j++)
-                        first = !d->threads[j].sync || d->threads[j].sync->object.address != w->object.address;
-                objects += first;
         }
         atomic_store(&target->deadlocked_threads, deadlocked);
         atomic_store(&target->lock_waiters, lock_waiters);
-        atomic_store(&target->waited_objects, objects);
+        atomic_store(&target->waited_objects, (long) locks_count(d));
 
         uint64_t *signatures = calloc(MAX(d->n_deadlocks, 1u), sizeof *signatures);
         if (!signatures)
