@@ -832,6 +832,46 @@ def scenario_std_abba():
                    {left: "cx_left_take_second", right: "cx_right_take_first"})
 
 
+class HungDemo(ct.Target):
+    """demo/hung.c (ENV HUNG_DEMO): a forgotten unlock of a struct member, and an AB-BA
+    deadlock, in a program whose threads are found by name."""
+
+    scenario = "hung-demo"
+
+    def __init__(self):
+        super().__init__("HUNG_DEMO")
+
+
+def scenario_hung_demo():
+    lt = HungDemo()
+    a = Answers(lt)
+    by_name = {}
+    for t in a.d2.threads:
+        by_name.setdefault(t.name, []).append(t.tid)
+    refresher, = by_name.get("cache-refresh", [None])
+    post, = by_name.get("ledger-post", [None])
+    audit, = by_name.get("ledger-audit", [None])
+    readers = by_name.get("cache-reader", [])
+    owners = gdb_print(lt, "cache.lock.__data.__owner", "accounts_mu.__data.__owner",
+                       "journal_mu.__data.__owner")
+    check(owners == [refresher, post, audit],
+          f"hung-demo: gdb: the owners of cache.lock, accounts_mu, journal_mu ({owners})")
+    check(len(readers) == 4, f"hung-demo: four cache readers ({readers})")
+    # A member of a struct is named through DWARF, as C takes its address.
+    for r in readers:
+        t = a.d2.by_tid.get(r)
+        check(t is not None and f"mutex &cache.lock held by thread {owners[0]}" in t.lines[0],
+              f"hung-demo: reader {r} waits for &cache.lock held by the refresher",
+              t.lines[0] if t else a.d2.text)
+    check(a.d2.holds.get(refresher) == ["holds mutex &cache.lock, 4 threads waiting"],
+          "hung-demo: the refresher holds &cache.lock with 4 waiting", a.d2.holds)
+    check(a.d2.text.startswith("Found 1 deadlock (2 threads):\n"),
+          "hung-demo: debug=2 opens with the ledger deadlock", a.d2.text[:600])
+    for waiter, obj, holder in ((post, "&journal_mu", audit), (audit, "&accounts_mu", post)):
+        check(f' waits for mutex {obj} held by thread {holder} "' in a.d2.text,
+              f"hung-demo: thread {waiter} waits for {obj} held by {holder}", a.d2.text[:600])
+
+
 SCENARIOS = [
     scenario_forgotten_unlock, scenario_abba, scenario_cycle3, scenario_rwlock_writer,
     scenario_rwlock_readers, scenario_recursive, scenario_errorcheck, scenario_robust,
@@ -840,7 +880,7 @@ SCENARIOS = [
     scenario_heap_mutex, scenario_stack_mutex,
     scenario_std_mutex, scenario_std_recursive_mutex, scenario_std_shared_mutex_writer,
     scenario_std_shared_mutex_readers, scenario_std_condition_variable, scenario_std_call_once,
-    scenario_std_abba,
+    scenario_std_abba, scenario_hung_demo,
 ]
 
 
