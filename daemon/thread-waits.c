@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 
 #include "blocking-call.h"
+#include "hashmap.h"
 #include "macro.h"
 #include "procfs.h"
 #include "target-memory.h"
@@ -142,9 +143,13 @@ static void name_object(const ThreadDump *d, const Snapshot *s, AddressSpace *as
                          (unsigned long long) (addr - e->start + e->offset));
 }
 
+/* What an owner absent from the dump turned out to be, per dump: many threads may wait on
+ * one lock whose holder is new or gone, and /proc is asked once. */
+#define OWNER_ORPHANED UINTPTR_MAX
+
 /* Fills W's holder from the owner the object records. */
 static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_namespace, const WaitSite *site,
-                           ThreadWait *w) {
+                           U64Map *absent, ThreadWait *w) {
         w->holder_index = SIZE_MAX;
         if (w->object.holder != WAIT_HOLDER_THREAD)
                 return;
@@ -154,18 +159,29 @@ static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_n
                 w->holder_tid = d->threads[k].tid;
                 return;
         }
+        uintptr_t known = (uintptr_t) u64map_get(absent, (uint64_t) w->object.owner);
+        if (known == OWNER_ORPHANED) {
+                w->orphaned = true;
+                return;
+        }
+        if (known > 0) {
+                w->holder_tid = (pid_t) (known - 1);
+                return;
+        }
         pid_t live = find_live_thread(d->pid, w->object.owner, other_namespace);
         if (live > 0) {
                 w->holder_tid = live;
+                u64map_put(absent, (uint64_t) w->object.owner, (void *) (uintptr_t) (live + 1));
                 return;
         }
         /* No such thread: orphaned, if the object still says so now that we know. */
         WaitObject again;
         read_object(d->pid, site, &again);
         if (again.holder == WAIT_HOLDER_THREAD && again.owner == w->object.owner &&
-            find_live_thread(d->pid, w->object.owner, other_namespace) == 0)
+            find_live_thread(d->pid, w->object.owner, other_namespace) == 0) {
                 w->orphaned = true;
-        else
+                u64map_put(absent, (uint64_t) w->object.owner, (void *) OWNER_ORPHANED);
+        } else
                 w->object.holder = WAIT_HOLDER_UNKNOWN;
 }
 
@@ -218,6 +234,7 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                 goto finish;
 
         bool other_namespace = false;
+        U64Map absent_owners = {};
         for (size_t i = 0; i < n; i++) {
                 const ThreadRecord *t = &d->threads[i];
                 by_ns[i] = (NsTid) { .ns_tid = t->ns_tid > 0 ? t->ns_tid : t->tid, .index = i };
@@ -236,11 +253,13 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                     !wait_site_classify(t->error == 0 ? &t->stack : NULL, nr, args, &sites[i]))
                         continue;
                 read_object(d->pid, &sites[i], &w->object);
-                resolve_holder(d, by_ns, other_namespace, &sites[i], w);
+                resolve_holder(d, by_ns, other_namespace, &sites[i], &absent_owners, w);
                 name_object(d, s, as, stack_starts, w);
                 t->sync = w;
                 edges[i] = w;
         }
+
+        u64map_done(&absent_owners, NULL);
 
         WaitCycle *cycles = NULL;
         size_t n_cycles = 0;
