@@ -39,7 +39,8 @@ static void tick_job(void *userdata) {
                 t->found = NULL, t->n_found = 0;
         for (size_t i = 0; t->snapshot && i < t->n; i++) {
                 ThreadDump dump;
-                if (target_thread_dump(targets, t->targets[i], SNAPSHOT_REUSE_UNCHANGED, &dump, NULL, NULL) == 0)
+                if (target_thread_dump(targets, t->targets[i], SNAPSHOT_REUSE_UNCHANGED, DUMP_WAITS_LOCKS, &dump,
+                                       NULL, NULL) == 0)
                         thread_dump_done(&dump);
         }
 }

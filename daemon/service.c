@@ -206,8 +206,8 @@ static void collect(void *userdata) {
                 r = 0;
                 goto have_profile;
         }
-        r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, &dump, p->debug == 0 ? &maps : NULL,
-                               &tracer);
+        r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, DUMP_WAITS_ALL, &dump,
+                               p->debug == 0 ? &maps : NULL, &tracer);
         if (r < 0) {
                 if (r != -ESRCH && r != -EAGAIN && !(r == -EPERM && tracer > 0))
                         log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);

@@ -343,8 +343,8 @@ static bool snapshot_saw_change(const Snapshot *s) {
         return false;
 }
 
-int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump *ret, Maps *ret_maps,
-                       pid_t *ret_tracer) {
+int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, DumpWaits waits, ThreadDump *ret,
+                       Maps *ret_maps, pid_t *ret_tracer) {
         if (target_check_exited(target))
                 return -ESRCH;
 
@@ -454,7 +454,9 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
                 }
         }
         update_thread_cache(target, s, &d);
-        if (!t->no_wait_decoding) {
+        if (t->no_wait_decoding)
+                waits = DUMP_WAITS_NONE;
+        if (waits >= DUMP_WAITS_LOCKS) {
                 thread_dump_decode_waits(&d, s, target->as);
                 publish_waits(target, &d);
         }
@@ -468,7 +470,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump
         t->metrics->debuginfod_failed = st.debuginfod_failed;
         metrics_unlock(t->metrics);
         record_history(t, target, &d, s);
-        if (!t->no_wait_decoding)
+        if (waits >= DUMP_WAITS_ALL)
                 thread_dump_describe_calls(&d, s);
         if (ret_maps) {
                 *ret_maps = s->maps;

@@ -106,10 +106,20 @@ typedef enum SnapshotMode {
                                            and the host little */
 } SnapshotMode;
 
+/* What a dump says of blocked threads beyond their syscall (thread-waits.h). */
+typedef enum DumpWaits {
+        DUMP_WAITS_NONE,                /* bare syscall names: wall-clock sampling */
+        DUMP_WAITS_LOCKS,               /* synchronization objects, holders, deadlocks:
+                                           periodic snapshots (metrics, the deadlock log) */
+        DUMP_WAITS_ALL,                 /* and what other blocking calls wait on (fds,
+                                           sockets, sleeps): what a user reads */
+} DumpWaits;
+
 /* [worker] Takes a snapshot of TARGET, unwinds and symbolizes every thread into RET (free
- * with thread_dump_done). When RET_MAPS is given it receives the snapshot's maps (free
- * with maps_done). 0; -ESRCH when the target is gone; -EPERM with *ret_tracer set when
- * another tracer holds it; other negative errno. */
-int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, ThreadDump *ret, Maps *ret_maps,
-                       pid_t *ret_tracer);
+ * with thread_dump_done), with the waits WAITS asks for (none under --no-wait-decoding).
+ * When RET_MAPS is given it receives the snapshot's maps (free with maps_done). 0;
+ * -ESRCH when the target is gone; -EPERM with *ret_tracer set when another tracer holds
+ * it; other negative errno. */
+int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, DumpWaits waits, ThreadDump *ret,
+                       Maps *ret_maps, pid_t *ret_tracer);
 void thread_dump_done(ThreadDump *d);

@@ -74,7 +74,8 @@ static void tick_job(void *userdata) {
 
         if (atomic_load(&w->cancelled) || w->answered)
                 return;
-        int r = target_thread_dump(s->targets, w->target, SNAPSHOT_REUSE_UNCHANGED, &dump, &maps, &tracer);
+        int r = target_thread_dump(s->targets, w->target, SNAPSHOT_REUSE_UNCHANGED, DUMP_WAITS_NONE, &dump, &maps,
+                                   &tracer);
         if (r < 0) {
                 /* The first snapshot decides whether there is a profile at all; later, a
                  * target that exits simply ends the sampling with what we have. */
