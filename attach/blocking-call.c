@@ -600,9 +600,17 @@ static bool read_timespec_ns(pid_t pid, uint64_t addr, uint64_t *ret) {
 }
 
 /* "D" and, when the wait has been seen for less than D on a clock that runs with wall
- * time, ", L left". */
-static void out_relative_sleep(Out *o, const char *name, uint64_t requested, uint64_t waited, bool wall) {
+ * time, ", L left". A sleep whose remainder goes back into its own request (sleep(3)
+ * passes one timespec as both) had it rewritten by the kernel at the thread's last stop:
+ * what is read then is the time left at that stop, "L left". */
+static void out_relative_sleep(Out *o, const char *name, uint64_t requested, uint64_t waited, bool wall,
+                               bool rewritten, uint64_t since_stop) {
         out_printf(o, "%s ", name);
+        if (rewritten && wall) {
+                out_duration(o, requested > since_stop ? requested - since_stop : 0);
+                out_printf(o, " left");
+                return;
+        }
         out_duration(o, requested);
         if (wall && waited > 0 && waited < requested) {
                 out_printf(o, ", ");
@@ -641,13 +649,13 @@ static bool is_wall_clock(int id) {
 }
 
 static bool out_clock_nanosleep(BlockingCallContext *c, Out *o, const char *name, const uint64_t args[6],
-                                uint64_t waited) {
+                                uint64_t waited, uint64_t since_stop) {
         int clock = (int) args[0];
         uint64_t t;
         if (!read_timespec_ns(c->pid, args[2], &t))
                 return false;
         if (!((int) args[1] & TIMER_ABSTIME)) {
-                out_relative_sleep(o, name, t, waited, is_wall_clock(clock));
+                out_relative_sleep(o, name, t, waited, is_wall_clock(clock), args[3] == args[2], since_stop);
                 return true;
         }
         clockid_t ours = comparable_clock(c, clock);
@@ -752,7 +760,7 @@ static bool out_waitid(BlockingCallContext *c, Out *o, pid_t tid, const char *na
 /* ---- the syscalls ---- */
 
 bool blocking_call_describe(BlockingCallContext *c, pid_t tid, int nr, const uint64_t args[6],
-                            uint64_t waited_ns, char *buf, size_t size) {
+                            uint64_t waited_ns, uint64_t since_stop_ns, char *buf, size_t size) {
         const char *name = syscall_name(nr);
         uint64_t t;
 
@@ -792,10 +800,10 @@ bool blocking_call_describe(BlockingCallContext *c, pid_t tid, int nr, const uin
         case SYS_nanosleep:
                 if (!read_timespec_ns(c->pid, args[0], &t))
                         return false;
-                out_relative_sleep(&o, name, t, waited_ns, true);
+                out_relative_sleep(&o, name, t, waited_ns, true, args[1] == args[0], since_stop_ns);
                 return true;
         case SYS_clock_nanosleep:
-                return out_clock_nanosleep(c, &o, name, args, waited_ns);
+                return out_clock_nanosleep(c, &o, name, args, waited_ns, since_stop_ns);
         case SYS_wait4:
                 return out_wait4(c, &o, tid, name, (int) args[0]);
         case SYS_waitid:

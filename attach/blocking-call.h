@@ -32,6 +32,9 @@
  *   SYSCALL D                nanosleep, relative clock_nanosleep: the requested duration
  *   SYSCALL D, L left        … when WAITED_NS is known and below D: L = D − WAITED_NS
  *                            (not for CPU-time clocks)
+ *   SYSCALL L left           a relative sleep that passes one timespec as request and
+ *                            remainder (sleep(3) does): the kernel rewrote it with the
+ *                            time left at the thread's last stop; L = that − SINCE_STOP_NS
  *   SYSCALL L left           clock_nanosleep with TIMER_ABSTIME: the target time minus now
  *                            on that clock ("0s left" when past)
  *   SYSCALL child P / any child / process group G       wait4, waitid (P_PIDFD: the pid
@@ -66,7 +69,8 @@ BlockingCallContext *blocking_call_context_free(BlockingCallContext *c);  /* acc
 
 /* Writes into BUF what thread TID of the context's process, blocked in syscall NR with
  * ARGS (x86-64 numbers and argument order, from /proc/PID/task/TID/syscall or ptrace
- * regs), waits on. WAITED_NS: how long the thread has been seen in this wait, 0 unknown.
+ * regs), waits on. WAITED_NS: how long the thread has been seen in this wait, 0 unknown;
+ * SINCE_STOP_NS: how long ago the thread was last stopped (0: for this very dump).
  * True when BUF holds a description; false for syscalls it has nothing to add to (the
  * caller then prints the bare syscall name). Never fails otherwise: an fd that cannot be
  * read still gives "read fd 4".
@@ -74,4 +78,4 @@ BlockingCallContext *blocking_call_context_free(BlockingCallContext *c);  /* acc
  * An fd is described once per context, through the first thread that asks: threads share
  * their fd table (only a thread that called unshare(CLONE_FILES) would not). */
 bool blocking_call_describe(BlockingCallContext *c, pid_t tid, int nr, const uint64_t args[6],
-                            uint64_t waited_ns, char *buf, size_t size);
+                            uint64_t waited_ns, uint64_t since_stop_ns, char *buf, size_t size);

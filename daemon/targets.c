@@ -471,7 +471,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, DumpWaits 
         metrics_unlock(t->metrics);
         record_history(t, target, &d, s);
         if (waits >= DUMP_WAITS_ALL)
-                thread_dump_describe_calls(&d, s);
+                thread_dump_describe_calls(&d, s, &target->thread_cache);
         if (ret_maps) {
                 *ret_maps = s->maps;
                 s->maps = (Maps) {};

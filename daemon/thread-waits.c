@@ -299,7 +299,7 @@ void thread_dump_waits_done(ThreadDump *d) {
                 d->threads[i].sync = NULL;
 }
 
-void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s) {
+void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s, const ThreadCache *cache) {
         BlockingCallContext *ctx = NULL;
         size_t n = MIN(d->n_threads, s->n_threads);
         for (size_t i = 0; i < n; i++) {
@@ -312,7 +312,11 @@ void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s) {
                 if (!ctx && blocking_call_context_new(d->pid, &ctx) < 0)
                         break;
                 const char *name = syscall_name(nr);
-                if (blocking_call_describe(ctx, t->tid, nr, args, t->wait_ns, text, sizeof text))
+                /* A thread not stopped for this dump was last stopped when its cache entry
+                 * was filled. */
+                const ThreadCacheEntry *e = s->threads[i].unchanged ? thread_cache_find(cache, t->tid) : NULL;
+                uint64_t since_stop = e && cache->now_ns > e->stopped_ns ? cache->now_ns - e->stopped_ns : 0;
+                if (blocking_call_describe(ctx, t->tid, nr, args, t->wait_ns, since_stop, text, sizeof text))
                         name = text;
                 char *copy = name ? strdup(name) : NULL;
                 if (copy) {

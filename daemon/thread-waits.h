@@ -9,6 +9,7 @@
 #pragma once
 
 #include "snapshot.h"
+#include "thread-cache.h"
 #include "symbolizer.h"
 #include "threads.h"
 
@@ -19,8 +20,9 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
 
 /* Replaces the bare syscall name of each thread blocked in another call by what it waits
  * on (attach/blocking-call.h: "read fd 4 pipe:[81234]", "nanosleep 10s, 7.2s left"), a
- * restart_syscall by the call it restarts. Call once the dump's wait times are known. */
-void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s);
+ * restart_syscall by the call it restarts. Call once the dump's wait times are known;
+ * CACHE says when threads the snapshot did not stop were stopped last. */
+void thread_dump_describe_calls(ThreadDump *d, const Snapshot *s, const ThreadCache *cache);
 
 /* Frees what thread_dump_decode_waits() added. */
 void thread_dump_waits_done(ThreadDump *d);

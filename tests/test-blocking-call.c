@@ -37,7 +37,7 @@
 
 static char *describe(BlockingCallContext *c, pid_t tid, int nr, const uint64_t args[6], uint64_t waited_ns) {
         static char buf[512];
-        if (!blocking_call_describe(c, tid, nr, args, waited_ns, buf, sizeof buf))
+        if (!blocking_call_describe(c, tid, nr, args, waited_ns, 0, buf, sizeof buf))
                 return NULL;
         ASSERT_LT(strlen(buf), sizeof buf);
         return buf;
@@ -525,6 +525,21 @@ TEST(durations) {
         uint64_t null_args[6] = { 0 };
         ASSERT_TRUE(describe(c, gettid(), SYS_nanosleep, null_args, 0) == NULL);
 
+        /* sleep(3)'s one timespec for request and remainder holds the time left at the
+         * last stop, SINCE_STOP_NS ago. */
+        static struct timespec left = { 50, 500000000 };
+        uint64_t rargs[6] = { (uint64_t) (uintptr_t) &left, (uint64_t) (uintptr_t) &left };
+        char buf[256];
+        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_nanosleep, rargs, 9 * NSEC_PER_SEC, 0, buf, sizeof buf));
+        ASSERT_STREQ(buf, "nanosleep 50.5s left");
+        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_nanosleep, rargs, 9 * NSEC_PER_SEC, 500 * NSEC_PER_MSEC,
+                                           buf, sizeof buf));
+        ASSERT_STREQ(buf, "nanosleep 50s left");
+        uint64_t cnargs[6] = { CLOCK_REALTIME, 0, (uint64_t) (uintptr_t) &left, (uint64_t) (uintptr_t) &left };
+        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_clock_nanosleep, cnargs, 0, 60 * NSEC_PER_SEC,
+                                           buf, sizeof buf));
+        ASSERT_STREQ(buf, "clock_nanosleep 0s left");
+
         /* A CPU-time clock runs at its own pace: no time left from the wall-clock wait. */
         static struct timespec five = { 5, 0 };
         uint64_t cargs[6] = { CLOCK_PROCESS_CPUTIME_ID, 0, (uint64_t) (uintptr_t) &five };
@@ -594,9 +609,9 @@ TEST(small_buffers_and_gone_processes) {
         ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
         ASSERT_EQ(blocking_call_context_new(getpid(), &c), 0);
         uint64_t args[6] = { (uint64_t) p[0] };
-        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_read, args, 0, small, sizeof small));
+        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_read, args, 0, 0, small, sizeof small));
         ASSERT_STREQ(small, "read fd");
-        ASSERT_FALSE(blocking_call_describe(c, gettid(), SYS_read, args, 0, small, 0));
+        ASSERT_FALSE(blocking_call_describe(c, gettid(), SYS_read, args, 0, 0, small, 0));
         /* Truncation keeps UTF-8 characters whole. */
         char dir[64], path[96];
         make_tmp_dir();
@@ -608,7 +623,7 @@ TEST(small_buffers_and_gone_processes) {
         int n = snprintf(expect, sizeof expect, "read fd %d %s/\xc3\xa9", f, dir);
         args[0] = (uint64_t) f;
         /* Room for one é and one byte of the next. */
-        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_read, args, 0, buf, (size_t) n + 2));
+        ASSERT_TRUE(blocking_call_describe(c, gettid(), SYS_read, args, 0, 0, buf, (size_t) n + 2));
         ASSERT_STREQ(buf, expect);
         close(f);
         remove_tmp_dir();
