@@ -222,6 +222,7 @@ bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], Wait
 #define MUTEX_PSHARED 128
 #define MUTEX_ELISION 256
 #define MUTEX_NO_ELISION 512
+#define MUTEX_CEILING_MASK 0xfff80000u  /* a priority-protect mutex's ceiling, in its lock word */
 #define MUTEX_INCONSISTENT INT_MAX      /* __owner of a robust mutex whose holder died */
 #define MUTEX_NOTRECOVERABLE (INT_MAX - 1)
 
@@ -309,6 +310,9 @@ static void decode_mutex(const WaitSite *site, const uint8_t *m, WaitObject *o) 
         o->mutex_type = (int) (kind & MUTEX_KIND_MASK);
         o->robust = flags & MUTEX_ROBUST;
         o->pi = flags & MUTEX_PRIO_INHERIT;
+        o->pp = flags & MUTEX_PRIO_PROTECT;
+        if (o->pp)
+                lock &= ~MUTEX_CEILING_MASK;   /* what is left is 0, 1 or 2 as for a normal one */
         bool pi_wait = site->futex_cmd == FUTEX_LOCK_PI || site->futex_cmd == FUTEX_LOCK_PI2;
         if (pi_wait != o->pi || lock == 0)
                 return;         /* the wait does not fit the kind, or it was released */
@@ -499,7 +503,7 @@ void wait_object_write_kind(const WaitObject *o, Buf *out) {
                                                    "adaptive mutex" };
         switch (o->kind) {
         case WAIT_KIND_MUTEX:
-                buf_printf(out, "%s%s%s", o->robust ? "robust " : "", o->pi ? "PI " : "",
+                buf_printf(out, "%s%s%s%s", o->robust ? "robust " : "", o->pi ? "PI " : "", o->pp ? "PP " : "",
                            mutex_types[o->mutex_type & MUTEX_KIND_MASK]);
                 return;
         case WAIT_KIND_RWLOCK_READ: buf_puts(out, "rwlock (read)"); return;

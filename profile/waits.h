@@ -85,7 +85,7 @@ typedef struct WaitObject {
         uint64_t address;               /* the object's first byte; the futex word when the
                                            object could not be placed */
         int mutex_type;                 /* PTHREAD_MUTEX_{NORMAL,RECURSIVE,ERRORCHECK,ADAPTIVE}_NP */
-        bool robust, pi;
+        bool robust, pi, pp;            /* pp: priority-protect (a priority ceiling) */
         WaitHolder holder;
         pid_t owner;                    /* WAIT_HOLDER_THREAD, or the joined thread: a tid in
                                            the target's own pid namespace */
@@ -108,7 +108,8 @@ MemoryWindow wait_site_window(const WaitSite *site);
  * fails: what cannot be proven stays unknown. */
 void wait_object_decode(const WaitSite *site, const uint8_t *bytes, uint64_t addr, size_t len, WaitObject *ret);
 
-/* "mutex", "robust PI recursive mutex", "rwlock (read)", "std::shared_mutex (write)", … */
+/* "mutex", "robust PI recursive mutex", "PP mutex", "rwlock (read)", "std::shared_mutex
+ * (write)", … */
 void wait_object_write_kind(const WaitObject *o, Buf *out);
 
 /* The innermost frame of S (an inline level's) that is the program's own: not libc's, the

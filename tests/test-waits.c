@@ -325,6 +325,14 @@ TEST(garbage_is_never_an_owner) {
         obj.w[4] = 32;
         obj.w[0] = 99 | FUTEX_WAITERS;
         ASSERT_EQ(decode_at(WAIT_KIND_MUTEX, FUTEX_LOCK_PI, 0, obj.w).holder, WAIT_HOLDER_UNKNOWN);
+        /* Priority-protect: glibc keeps the ceiling in the lock word's high bits. */
+        obj.w[4] = 64;
+        obj.w[0] = (5u << 19) | 2;
+        obj.w[2] = 1234;
+        o = decode_at(WAIT_KIND_MUTEX, FUTEX_WAIT, 2, obj.w);
+        ASSERT_EQ(o.holder, WAIT_HOLDER_THREAD);
+        ASSERT_TRUE(o.pp);
+        ASSERT_EQ(o.owner, 1234);
         /* Nothing read at all. */
         WaitSite site = { .kind = WAIT_KIND_MUTEX, .futex = 0x1000, .futex_cmd = FUTEX_WAIT };
         wait_object_decode(&site, NULL, 0x1000, 0, &o);
