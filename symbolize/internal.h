@@ -116,6 +116,8 @@ typedef struct Module {
 
         U64Map locs;                    /* module-relative address -> SymLoc* */
 
+        U64Map data_names;              /* module-relative address -> interned data name, or
+                                           NO_DATA_NAME (symbols.c) */
         bool var_index_built;           /* symbols.c, at the first data name inside a variable */
         U64Map var_dies;                /* DWARF address of a global variable -> its DIE
                                            offset + 1 */

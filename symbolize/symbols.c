@@ -129,6 +129,7 @@ void module_symbols_done(Module *m) {
         u64map_done(&m->call_sites, free);
         u64map_done(&m->tail_edges, free);
         u64map_done(&m->var_dies, NULL);
+        u64map_done(&m->data_names, NULL);      /* interned */
         m->var_index_built = false;
         free(m->cu_ranges);
         m->cu_ranges = NULL;
@@ -643,6 +644,7 @@ SymLoc *symbols_resolve(Module *m, uint64_t addr) {
 /* ---- data objects ---- */
 
 #define VAR_INDEX_CUS_MAX 100000        /* CUs walked for global variables */
+#define THREAD_DATA_NAME_MAX 512        /* "&name.member[3]+0x10" */
 #define MEMBER_DEPTH_MAX 8              /* ".a.b[3].c" levels named */
 
 /* The DW_OP_addr a variable lives at, when that is all its location says. */
@@ -761,32 +763,50 @@ static void member_path(Module *m, Dwfl_Module *mod, uint64_t var, uint64_t *off
         }
 }
 
-bool symbols_data_object(Module *m, uint64_t addr, char *buf, size_t size) {
+#define NO_DATA_NAME ((void *) 1)
+#define DATA_NAMES_MAX 65536            /* addresses remembered per module */
+
+static const char *data_name(Module *m, uint64_t addr) {
         Dwfl_Module *mod = module_dwfl(m);
         GElf_Off off = 0;
         GElf_Sym sym;
+        char buf[THREAD_DATA_NAME_MAX];
 
         if (!mod)
-                return false;
+                return NULL;
         const char *name = dwfl_module_addrinfo(mod, addr, &off, &sym, NULL, NULL, NULL);
         if (!name || !*name)
-                return false;
+                return NULL;
         int type = GELF_ST_TYPE(sym.st_info);
         /* Only a variable that really spans ADDR names it: the nearest symbol below an
          * address in padding or in a sizeless symbol's shadow would be a wrong name. */
         if ((type != STT_OBJECT && type != STT_COMMON) || off >= MAX(sym.st_size, (GElf_Xword) 1))
-                return false;
+                return NULL;
         const char *shown = symbolizer_demangle(m->symbolizer, symbolizer_intern(m->symbolizer, name));
         if (!shown)
-                return false;
+                return NULL;
         char members[256] = "";
         uint64_t rest = off;
         if (off > 0)
                 member_path(m, mod, addr - off, &rest, members, sizeof members);
         if (rest == 0)
-                snprintf(buf, size, "&%s%s", shown, members);
+                snprintf(buf, sizeof buf, "&%s%s", shown, members);
         else
-                snprintf(buf, size, "&%s%s+%#llx", shown, members, (unsigned long long) rest);
+                snprintf(buf, sizeof buf, "&%s%s+%#llx", shown, members, (unsigned long long) rest);
+        return symbolizer_intern(m->symbolizer, buf);
+}
+
+bool symbols_data_object(Module *m, uint64_t addr, char *buf, size_t size) {
+        /* Every dump asks again for the locks its threads wait on: remembered. */
+        const char *name = u64map_get(&m->data_names, addr);
+        if (!name) {
+                name = data_name(m, addr);
+                if (m->data_names.n < DATA_NAMES_MAX)
+                        u64map_put(&m->data_names, addr, name ? (void *) name : NO_DATA_NAME);
+        }
+        if (!name || name == NO_DATA_NAME)
+                return false;
+        snprintf(buf, size, "%s", name);
         return true;
 }
 
