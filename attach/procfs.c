@@ -563,17 +563,30 @@ int procfs_read_tracer(pid_t pid, pid_t *ret) {
         return procfs_parse_tracer(text, ret);
 }
 
-int procfs_parse_tracer(const char *text, pid_t *ret) {
-        const char *p = strstr(text, "\nTracerPid:");
+/* The decimal after "\nFIELD:" of a status text. */
+static int parse_status_pid(const char *text, const char *field, pid_t *ret) {
+        const char *p = strstr(text, field);
         if (!p)
                 return -EIO;
-        p += strlen("\nTracerPid:");
+        p += strlen(field);
         skip_spaces(&p);
         uint64_t v;
         if (!parse_dec(&p, &v) || v > INT32_MAX)
                 return -EIO;
         *ret = (pid_t) v;
         return 0;
+}
+
+int procfs_parse_tracer(const char *text, pid_t *ret) {
+        return parse_status_pid(text, "\nTracerPid:", ret);
+}
+
+int procfs_read_tgid(pid_t tid, pid_t *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = read_status(tid, &text);
+        if (r < 0)
+                return r;
+        return parse_status_pid(text, "\nTgid:", ret);
 }
 
 int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret) {

@@ -110,6 +110,10 @@ int procfs_read_ns_tid(pid_t pid, pid_t tid, pid_t *ret);
 /* TracerPid from /proc/PID/status (0 when untraced). 0, or negative errno. */
 int procfs_read_tracer(pid_t pid, pid_t *ret);
 
+/* The process (Tgid) thread TID of any process belongs to, from /proc/TID/status. 0, or
+ * negative errno (-ESRCH: no such thread). */
+int procfs_read_tgid(pid_t tid, pid_t *ret);
+
 /* The pid of PID in its own pid namespace (a container's view; the last NSpid field of
  * /proc/PID/status), PID itself on kernels without NSpid. 0, or negative errno. */
 int procfs_read_nspid(pid_t pid, pid_t *ret);

@@ -266,7 +266,7 @@ static void publish_waits(Target *target, const ThreadDump *d) {
                 ThreadDump one = *d;
                 one.deadlocks = &one.deadlocks[c];
                 one.n_deadlocks = 1;
-                thread_dump_write_deadlocks(&one, &text);
+                thread_dump_write_deadlocks(&one, "", &text);
                 log_warning("pid %d: %s", (int) target->pid, buf_str(&text));
         }
         free(target->logged_cycles);
@@ -436,6 +436,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, DumpWaits 
         }
         /* A container's threads have ids of their own there, which its logs print. */
         bool other_pid_namespace = procfs_same_namespace(target->pid, "pid") == 0;
+        d.other_pid_namespace = other_pid_namespace;
         for (size_t i = 0; i < s->n_threads; i++) {
                 const ThreadCapture *c = &s->threads[i];
                 ThreadRecord *rec = &d.threads[d.n_threads++];

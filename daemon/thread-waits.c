@@ -59,8 +59,11 @@ static bool thread_syscall(const ThreadCapture *c, const Stack *stack, int *ret_
                 memcpy(args, c->info.place.args, sizeof c->info.place.args);
         }
         if (*ret_nr == SYS_restart_syscall) {
-                int nr = c->info.syscall >= 0 && c->info.syscall != SYS_restart_syscall ? c->info.syscall :
-                        restarted_call_from_stack(stack);
+                /* The wrapper on the stack is where it is now; the number remembered from
+                 * an earlier snapshot only when the stack does not say. */
+                int nr = restarted_call_from_stack(stack);
+                if (nr < 0 && c->info.syscall >= 0 && c->info.syscall != SYS_restart_syscall)
+                        nr = c->info.syscall;
                 if (nr < 0)
                         return false;
                 *ret_nr = nr;
@@ -121,7 +124,7 @@ static pid_t find_live_thread(pid_t pid, pid_t ns_tid, bool other_namespace) {
 }
 
 static void name_object(const ThreadDump *d, const Snapshot *s, AddressSpace *as, const uint64_t *stack_starts,
-                        ThreadWait *w) {
+                        const uint64_t *sps, ThreadWait *w) {
         uint64_t addr = w->object.address;
         if (address_space_data_name(as, addr, w->name, sizeof w->name) == 0)
                 return;
@@ -130,14 +133,21 @@ static void name_object(const ThreadDump *d, const Snapshot *s, AddressSpace *as
                 snprintf(w->name, sizeof w->name, "%#llx", (unsigned long long) addr);
                 return;
         }
+        /* Stacks without guard pages share one mapping: the thread whose frames hold ADDR
+         * has the nearest sp below it. */
+        size_t owner = SIZE_MAX;
         for (size_t i = 0; i < d->n_threads; i++)
-                if (stack_starts[i] == e->start) {
-                        snprintf(w->name, sizeof w->name, "stack of thread %d %#llx", (int) d->threads[i].tid,
-                                 (unsigned long long) addr);
-                        return;
-                }
+                if (stack_starts[i] == e->start && sps[i] <= addr && (owner == SIZE_MAX || sps[i] > sps[owner]))
+                        owner = i;
+        if (owner != SIZE_MAX) {
+                snprintf(w->name, sizeof w->name, "stack of thread %d %#llx", (int) d->threads[owner].tid,
+                         (unsigned long long) addr);
+                return;
+        }
         if (!e->path || strcmp(e->path, "[heap]") == 0)
                 snprintf(w->name, sizeof w->name, "heap %#llx", (unsigned long long) addr);
+        else if (strcmp(e->path, "/dev/zero") == 0 && e->shared)      /* mmap(MAP_SHARED | MAP_ANONYMOUS) */
+                snprintf(w->name, sizeof w->name, "shared memory %#llx", (unsigned long long) addr);
         else
                 snprintf(w->name, sizeof w->name, "%.100s+%#llx", e->path,
                          (unsigned long long) (addr - e->start + e->offset));
@@ -159,9 +169,21 @@ static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_n
                 w->holder_tid = d->threads[k].tid;
                 return;
         }
+        if (site->shared) {
+                /* A process-shared object's holder may be a thread of another process: named
+                 * when /proc shows it (in our pid namespace), never taken for a gone one. */
+                pid_t tgid;
+                if (!other_namespace && procfs_read_tgid(w->object.owner, &tgid) == 0) {
+                        w->holder_tid = w->object.owner;
+                        w->holder_pid = tgid != d->pid ? tgid : 0;
+                } else
+                        w->object.holder = WAIT_HOLDER_UNKNOWN;
+                return;
+        }
         uintptr_t known = (uintptr_t) u64map_get(absent, (uint64_t) w->object.owner);
         if (known == OWNER_ORPHANED) {
                 w->orphaned = true;
+                w->owner_ns = other_namespace;
                 return;
         }
         if (known > 0) {
@@ -180,6 +202,7 @@ static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_n
         if (again.holder == WAIT_HOLDER_THREAD && again.owner == w->object.owner &&
             find_live_thread(d->pid, w->object.owner, other_namespace) == 0) {
                 w->orphaned = true;
+                w->owner_ns = other_namespace;
                 u64map_put(absent, (uint64_t) w->object.owner, (void *) OWNER_ORPHANED);
         } else
                 w->object.holder = WAIT_HOLDER_UNKNOWN;
@@ -193,7 +216,8 @@ static bool still_waiting(pid_t pid, pid_t tid, uint64_t futex, uint64_t *ret_ru
         procfs_read_thread_wait(pid, tid, &info);
         if (!info.place.known || info.place.nr != SYS_futex || info.place.args[0] != futex)
                 return false;
-        if (procfs_read_thread_run_ns(pid, tid, &info) < 0 || info.run_ns == RUN_NS_UNKNOWN)
+        /* 0: a kernel without schedstats, which proves nothing. */
+        if (procfs_read_thread_run_ns(pid, tid, &info) < 0 || info.run_ns == RUN_NS_UNKNOWN || info.run_ns == 0)
                 return false;
         *ret_run_ns = info.run_ns;
         return true;
@@ -228,18 +252,22 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
         WaitSite *sites = calloc(MAX(n, 1u), sizeof *sites);
         NsTid *by_ns = calloc(MAX(n, 1u), sizeof *by_ns);
         uint64_t *stack_starts = calloc(MAX(n, 1u), sizeof *stack_starts);
+        uint64_t *sps = calloc(MAX(n, 1u), sizeof *sps);
         const ThreadWait **edges = calloc(MAX(n, 1u), sizeof *edges);
         d->waits = calloc(MAX(n, 1u), sizeof *d->waits);
-        if (!sites || !by_ns || !stack_starts || !edges || !d->waits)
+        if (!sites || !by_ns || !stack_starts || !sps || !edges || !d->waits)
                 goto finish;
 
-        bool other_namespace = false;
-        U64Map absent_owners = {};
+        bool other_namespace = d->other_pid_namespace;
+        U64Map absent_owners = {}, read_at = {};
         for (size_t i = 0; i < n; i++) {
                 const ThreadRecord *t = &d->threads[i];
-                by_ns[i] = (NsTid) { .ns_tid = t->ns_tid > 0 ? t->ns_tid : t->tid, .index = i };
-                other_namespace = other_namespace || t->ns_tid > 0;
-                const MapEntry *e = maps_find(&s->maps, thread_sp(&s->threads[i]));
+                /* In another pid namespace a thread whose id there is unknown matches no
+                 * recorded owner: its host tid would be a wrong name. */
+                pid_t key = t->ns_tid > 0 ? t->ns_tid : other_namespace ? 0 : t->tid;
+                by_ns[i] = (NsTid) { .ns_tid = key, .index = i };
+                sps[i] = thread_sp(&s->threads[i]);
+                const MapEntry *e = maps_find(&s->maps, sps[i]);
                 stack_starts[i] = e ? e->start : UINT64_MAX;
         }
         qsort(by_ns, n, sizeof *by_ns, ns_tid_cmp);
@@ -252,14 +280,25 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                 if (!thread_syscall(&s->threads[i], t->error == 0 ? &t->stack : NULL, &nr, args) ||
                     !wait_site_classify(t->error == 0 ? &t->stack : NULL, nr, args, &sites[i]))
                         continue;
-                read_object(d->pid, &sites[i], &w->object);
-                resolve_holder(d, by_ns, other_namespace, &sites[i], &absent_owners, w);
-                name_object(d, s, as, stack_starts, w);
+                /* One read per object and dump, so that all its waiters name one holder. */
+                uintptr_t first = (uintptr_t) u64map_get(&read_at, sites[i].futex);
+                const WaitSite *f = first ? &sites[first - 1] : NULL;
+                if (f && f->kind == sites[i].kind && f->futex_cmd == sites[i].futex_cmd &&
+                    f->futex_val == sites[i].futex_val && f->shared == sites[i].shared) {
+                        *w = d->waits[first - 1];
+                } else {
+                        read_object(d->pid, &sites[i], &w->object);
+                        resolve_holder(d, by_ns, other_namespace, &sites[i], &absent_owners, w);
+                        name_object(d, s, as, stack_starts, sps, w);
+                        if (!first)
+                                u64map_put(&read_at, sites[i].futex, (void *) (uintptr_t) (i + 1));
+                }
                 t->sync = w;
                 edges[i] = w;
         }
 
         u64map_done(&absent_owners, NULL);
+        u64map_done(&read_at, NULL);
 
         WaitCycle *cycles = NULL;
         size_t n_cycles = 0;
@@ -272,8 +311,12 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                         continue;
                 }
                 /* A thread that seems to wait for itself took the lock after the stop. */
-                if (cycles[c].n == 1)
-                        d->waits[cycles[c].threads[0]].object.holder = WAIT_HOLDER_UNKNOWN;
+                if (cycles[c].n == 1) {
+                        ThreadWait *w = &d->waits[cycles[c].threads[0]];
+                        w->object.holder = WAIT_HOLDER_UNKNOWN;
+                        w->holder_index = SIZE_MAX;
+                        w->holder_tid = 0;
+                }
                 free(cycles[c].threads);
         }
         d->deadlocks = cycles;
@@ -286,6 +329,7 @@ finish:
         free(sites);
         free(by_ns);
         free(stack_starts);
+        free(sps);
         free(edges);
 }
 

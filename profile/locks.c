@@ -145,14 +145,14 @@ void locks_write_debug1(const ThreadDump *d, Buf *out) {
         if (lock_list_build(d, &l) < 0)
                 return;
         _cleanup_buf_ Buf text = {};
-        thread_dump_write_deadlocks(d, out);
+        thread_dump_write_deadlocks(d, "", out);
         buf_printf(&text, "locks profile: total %zu\n", l.n);
         for (size_t i = 0; i < l.n; i++) {
                 const LockEntry *e = &l.items[i];
                 buf_putc(&text, '\n');
                 thread_wait_write_with_holder(&text, d, e->wait);
                 buf_printf(&text, "; %zu waiting\n", e->n_waiters);
-                if (e->wait->holder_index < d->n_threads && e->wait->object.kind != WAIT_KIND_JOIN) {
+                if (thread_wait_is_edge(e->wait) && e->wait->object.kind != WAIT_KIND_JOIN) {
                         buf_puts(&text, "# holder:\n");
                         put_records(&text, d, &e->wait->holder_index, 1);
                 }
@@ -242,10 +242,11 @@ void locks_write_json(const ThreadDump *d, Buf *out) {
                 buf_puts(out, ",\"holder_status\":");
                 json_put_string(out, holder_status(w));
                 buf_puts(out, ",\"holder\":");
-                if (w->holder_index < d->n_threads)
+                if (thread_wait_is_edge(w))
                         json_thread(out, &d->threads[w->holder_index]);
-                else if (w->object.holder == WAIT_HOLDER_THREAD && w->holder_tid > 0)
-                        buf_printf(out, "{\"tid\":%d}", (int) w->holder_tid);
+                else if (w->object.holder == WAIT_HOLDER_THREAD && w->holder_tid > 0 && !w->orphaned)
+                        buf_printf(out, "{\"tid\":%d,\"pid\":%d}", (int) w->holder_tid,
+                                   (int) (w->holder_pid > 0 ? w->holder_pid : d->pid));
                 else
                         buf_puts(out, "null");
                 if (w->object.holder == WAIT_HOLDER_THREAD && w->orphaned)

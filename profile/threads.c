@@ -342,7 +342,7 @@ static void debug1_waits(Buf *text, const ThreadDump *d, const Group *g, const H
         buf_append(text, seen.data, seen.len);
 }
 
-static void put_user_frames(Buf *out, const Stack *s, size_t max) {
+static void put_user_frames(Buf *out, const Stack *s, size_t max, const char *prefix) {
         const Frame *top = stack_top_user_frame(s);
         bool printing = false;
         for (size_t i = 0; top && i < s->n && max > 0; i++) {
@@ -352,7 +352,7 @@ static void put_user_frames(Buf *out, const Stack *s, size_t max) {
                         printing = printing || f == top;
                         if (!printing || !stack_frame_is_user(loc, f))
                                 continue;
-                        buf_puts(out, "\tat ");
+                        buf_printf(out, "%s\tat ", prefix);
                         text_put_escaped(out, f->function ? f->function : "??", false);
                         if (f->file) {
                                 buf_puts(out, " (");
@@ -369,17 +369,17 @@ static void put_user_frames(Buf *out, const Stack *s, size_t max) {
 
 #define DEADLOCK_USER_FRAMES 3
 
-void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out) {
+void thread_dump_write_deadlocks(const ThreadDump *d, const char *prefix, Buf *out) {
         size_t threads = 0;
         if (d->n_deadlocks == 0)
                 return;
         for (size_t c = 0; c < d->n_deadlocks; c++)
                 threads += d->deadlocks[c].n;
-        buf_printf(out, "Found %zu deadlock%s (%zu thread%s):\n", d->n_deadlocks, d->n_deadlocks == 1 ? "" : "s",
+        buf_printf(out, "%sFound %zu deadlock%s (%zu thread%s):\n", prefix, d->n_deadlocks, d->n_deadlocks == 1 ? "" : "s",
                    threads, threads == 1 ? "" : "s");
         for (size_t c = 0; c < d->n_deadlocks; c++) {
                 if (d->n_deadlocks > 1)
-                        buf_printf(out, "deadlock %zu (%zu thread%s):\n", c + 1, d->deadlocks[c].n,
+                        buf_printf(out, "%sdeadlock %zu (%zu thread%s):\n", prefix, c + 1, d->deadlocks[c].n,
                                    d->deadlocks[c].n == 1 ? "" : "s");
                 for (size_t k = 0; k < d->deadlocks[c].n; k++) {
                         const ThreadRecord *t = &d->threads[d->deadlocks[c].threads[k]];
@@ -389,7 +389,7 @@ void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out) {
                         const ThreadRecord *h = &d->threads[w->holder_index];
                         _cleanup_buf_ Buf obj = {};
                         thread_wait_write_object(w, &obj);
-                        buf_printf(out, "thread %d", (int) t->tid);
+                        buf_printf(out, "%sthread %d", prefix, (int) t->tid);
                         put_ns_tid(out, t);
                         buf_puts(out, " \"");
                         text_put_escaped(out, t->name, true);
@@ -400,7 +400,7 @@ void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out) {
                         buf_puts(out, " \"");
                         text_put_escaped(out, h->name, true);
                         buf_puts(out, "\"\n");
-                        put_user_frames(out, &t->stack, DEADLOCK_USER_FRAMES);
+                        put_user_frames(out, &t->stack, DEADLOCK_USER_FRAMES, prefix);
                 }
         }
         buf_putc(out, '\n');
@@ -459,7 +459,8 @@ void thread_dump_write_debug1(const ThreadDump *d, Buf *out) {
          * alignment per record. */
         HeldIndex held;
         held_index_build(d, &held);
-        thread_dump_write_deadlocks(d, out);
+        /* As comments: Go's text parsers (pprof's) skip those before the header. */
+        thread_dump_write_deadlocks(d, "# ", out);
         buf_printf(&text, "threads profile: total %zu\n", d->n_threads);
         for (size_t i = 0; i < n_groups; i++)
                 debug1_record(&text, d, &groups[i], &held);
@@ -581,7 +582,7 @@ static void debug2_thread(Buf *out, const ThreadDump *d, size_t index, const Hel
 void thread_dump_write_debug2(const ThreadDump *d, Buf *out) {
         HeldIndex held;
         held_index_build(d, &held);
-        thread_dump_write_deadlocks(d, out);
+        thread_dump_write_deadlocks(d, "", out);
         for (size_t i = 0; i < d->n_threads; i++) {
                 if (i > 0)
                         buf_putc(out, '\n');

@@ -41,6 +41,8 @@ typedef struct ThreadDump {
         uint64_t time_ns;               /* CLOCK_REALTIME of the snapshot */
         bool partial;                   /* some threads could not be captured */
         bool exited;                    /* the target exited during the snapshot */
+        bool other_pid_namespace;       /* the target has a pid namespace of its own: the
+                                           tids its memory records are ns_tids */
         ThreadRecord *threads;          /* sorted by tid */
         size_t n_threads;
         ThreadWait *waits;              /* n_threads entries when waits were decoded */
@@ -51,15 +53,17 @@ typedef struct ThreadDump {
 /* With waits decoded, a thread waiting on a synchronization object shows it (debug=2:
  * in the header, `[S (sleeping), mutex &m held by thread 1232, 3 minutes]`; debug=1: a
  * `# waiting for …` line per record), a holder shows `holds mutex &m, 3 threads waiting`,
- * and confirmed deadlocks open both texts: `Found 1 deadlock (2 threads):`.
+ * and confirmed deadlocks open both texts: `Found 1 deadlock (2 threads):` (debug=1: as
+ * `# ` comment lines).
  *
  * debug=1. Appends to OUT. */
 void thread_dump_write_debug1(const ThreadDump *d, Buf *out);
 /* debug=2. Appends to OUT. */
 void thread_dump_write_debug2(const ThreadDump *d, Buf *out);
 
-/* The deadlock report that opens both texts (nothing when there is none). */
-void thread_dump_write_deadlocks(const ThreadDump *d, Buf *out);
+/* The deadlock report that opens both texts (nothing when there is none), each line
+ * starting with PREFIX (debug=1's "# ": comments to Go's text parsers). */
+void thread_dump_write_deadlocks(const ThreadDump *d, const char *prefix, Buf *out);
 
 /* "3 minutes", "42 seconds", as Go prints wait durations ("1 minutes" stays plural, as
  * Go's does). Empty string under one second. Writes into BUF (≥ 32 bytes). */

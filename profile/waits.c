@@ -161,7 +161,7 @@ bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], Wait
             cmd != FUTEX_WAIT_REQUEUE_PI)
                 return false;
         *site = (WaitSite) { .kind = WAIT_KIND_FUTEX, .futex = args[0], .futex_cmd = cmd,
-                             .futex_val = (uint32_t) args[2] };
+                             .futex_val = (uint32_t) args[2], .shared = !(args[1] & FUTEX_PRIVATE_FLAG) };
 
         size_t found_at = SIZE_MAX, depth = 0;
         for (size_t i = 0; stack && i < stack->n && depth < CLASSIFY_DEPTH && found_at == SIZE_MAX; i++) {
@@ -305,7 +305,8 @@ static void decode_mutex(const WaitSite *site, const uint8_t *m, WaitObject *o) 
         o->holder = WAIT_HOLDER_UNKNOWN;
         /* A kind with bits glibc never sets, or with both protocols, is no mutex. */
         if ((flags & ~(uint32_t) (MUTEX_ROBUST | MUTEX_PRIO_INHERIT | MUTEX_PRIO_PROTECT)) != 0 ||
-            ((flags & MUTEX_PRIO_INHERIT) && (flags & MUTEX_PRIO_PROTECT)) || o->address % 8 != 0)
+            ((flags & MUTEX_PRIO_INHERIT) && (flags & MUTEX_PRIO_PROTECT)) ||
+            ((flags & MUTEX_ROBUST) && (flags & MUTEX_PRIO_PROTECT)) || o->address % 8 != 0)
                 return;
         o->mutex_type = (int) (kind & MUTEX_KIND_MASK);
         o->robust = flags & MUTEX_ROBUST;
@@ -386,7 +387,9 @@ static void decode_cond(const WaitSite *site, const uint8_t *bytes, uint64_t win
          * them in steps of 8), which places it when only one position says so. */
         uint64_t base = 0;
         size_t n_found = 0;
-        for (size_t g = 0; g < 2; g++) {
+        /* A waiter on __g_signals expects 0; other words of the condvar (__g1_orig_size's
+         * lock, taken on a timeout) would place it wrongly. */
+        for (size_t g = 0; g < 2 && site->futex_val == 0; g++) {
                 uint64_t off = COND_G_SIGNALS + 4 * g;
                 if (site->futex < off)
                         continue;
@@ -429,7 +432,9 @@ void wait_object_decode(const WaitSite *site, const uint8_t *bytes, uint64_t add
                 break;
         case WAIT_KIND_BARRIER:
                 ret->holder = WAIT_HOLDER_NONE;
-                if (site->futex >= BARRIER_CURRENT_ROUND) {
+                /* pthread_barrier_t is 8-aligned: a wait on its `in` word (a reset) is not
+                         * on current_round. */
+                if (site->futex >= BARRIER_CURRENT_ROUND && (site->futex - BARRIER_CURRENT_ROUND) % 8 == 0) {
                         ret->address = site->futex - BARRIER_CURRENT_ROUND;
                         p = window_bytes(bytes, addr, len, ret->address, BARRIER_SIZE);
                         if (p) {
@@ -527,7 +532,7 @@ void thread_wait_write_object(const ThreadWait *w, Buf *out) {
                 if (w->holder_tid > 0)
                         buf_printf(out, " thread %d", (int) w->holder_tid);
                 else if (w->object.holder == WAIT_HOLDER_THREAD)
-                        buf_printf(out, " thread %d", (int) w->object.owner);
+                        buf_printf(out, w->owner_ns ? " thread (ns %d)" : " thread %d", (int) w->object.owner);
                 else
                         buf_printf(out, " %s", w->name);
                 return;
@@ -547,7 +552,10 @@ void thread_wait_write(const ThreadWait *w, Buf *out) {
                         return;
                 }
                 if (w->orphaned)
-                        buf_printf(out, " orphaned: holder thread %d exited", (int) o->owner);
+                        buf_printf(out, w->owner_ns ? " orphaned: holder thread (ns %d) exited" :
+                                   " orphaned: holder thread %d exited", (int) o->owner);
+                else if (w->holder_tid > 0 && w->holder_pid > 0)
+                        buf_printf(out, " held by thread %d of pid %d", (int) w->holder_tid, (int) w->holder_pid);
                 else if (w->holder_tid > 0)
                         buf_printf(out, " held by thread %d", (int) w->holder_tid);
                 else

@@ -58,6 +58,8 @@ typedef struct WaitSite {
         uint64_t futex;                 /* the futex word's address (syscall argument 1) */
         unsigned futex_cmd;             /* FUTEX_WAIT, FUTEX_LOCK_PI, … (op without flags) */
         uint32_t futex_val;             /* the value it expects (argument 3) */
+        bool shared;                    /* no FUTEX_PRIVATE_FLAG: the object may be shared
+                                           with other processes, and so its holder */
 } WaitSite;
 
 /* The window of target memory wait_object_decode() wants for SITE: every candidate
@@ -131,7 +133,11 @@ typedef struct ThreadWait {
         pid_t holder_tid;               /* the holder (or joined thread) as the dump shows it
                                            (host tid); 0 when none */
         size_t holder_index;            /* its index among the dump's threads, or SIZE_MAX */
+        pid_t holder_pid;               /* a shared object's holder in another process: its
+                                           pid; else 0 */
         bool orphaned;                  /* the recorded owner is no thread of the process */
+        bool owner_ns;                  /* object.owner is a tid of the target's own (other)
+                                           pid namespace: shown as "(ns N)" */
 } ThreadWait;
 
 /* Appends the wait's text as thread headers show it: "mutex &ho_state_mu held by thread

@@ -287,6 +287,23 @@ TEST(sem_barrier_cond_join) {
         tid_word = 0;   /* exited meanwhile */
         ASSERT_EQ(decode_at(WAIT_KIND_JOIN, FUTEX_WAIT, 4242, &tid_word).holder, WAIT_HOLDER_UNKNOWN);
 
+        /* Only a wait on __g_signals (expecting 0) places a condvar; a barrier's reset
+         * wait on its first word is not on current_round. */
+        struct {
+                char before[64];
+                pthread_cond_t c;
+                char after[16];
+        } cv = {};
+        uint32_t wrefs = 8;
+        memcpy((char *) &cv.c + 36, &wrefs, sizeof wrefs);
+        o = decode_at(WAIT_KIND_COND, FUTEX_WAIT, 0, (char *) &cv.c + 40);
+        ASSERT_EQ(o.address, (uint64_t) (uintptr_t) &cv.c);
+        o = decode_at(WAIT_KIND_COND, FUTEX_WAIT, 6, (char *) &cv.c + 32);
+        ASSERT_EQ(o.address, (uint64_t) (uintptr_t) &cv.c + 32);       /* unplaced: the word */
+        o = decode_at(WAIT_KIND_BARRIER, FUTEX_WAIT, 0, &bar.b);
+        ASSERT_EQ(o.count, 0);
+        ASSERT_EQ(o.address, (uint64_t) (uintptr_t) &bar.b);
+
         uint32_t app_word = 0x12345678;
         o = decode_at(WAIT_KIND_FUTEX, FUTEX_WAIT, 0x12345678, &app_word);
         ASSERT_EQ(o.holder, WAIT_HOLDER_NOT_RECORDED);
@@ -333,6 +350,11 @@ TEST(garbage_is_never_an_owner) {
         ASSERT_EQ(o.holder, WAIT_HOLDER_THREAD);
         ASSERT_TRUE(o.pp);
         ASSERT_EQ(o.owner, 1234);
+        /* Robust and priority-protect together is a kind glibc refuses to make: the lock
+         * word (here 2) is no owner. */
+        obj.w[4] = 16 | 64;
+        obj.w[0] = 2;
+        ASSERT_EQ(decode_at(WAIT_KIND_MUTEX, FUTEX_WAIT, 2, obj.w).holder, WAIT_HOLDER_UNKNOWN);
         /* Nothing read at all. */
         WaitSite site = { .kind = WAIT_KIND_MUTEX, .futex = 0x1000, .futex_cmd = FUTEX_WAIT };
         wait_object_decode(&site, NULL, 0x1000, 0, &o);
@@ -361,7 +383,12 @@ TEST(texts) {
         w.object = (WaitObject) { .kind = WAIT_KIND_MUTEX, .holder = WAIT_HOLDER_THREAD, .owner = 99 };
         w.orphaned = true;
         ASSERT_STREQ(wait_text(&w), "mutex &ho_state_mu orphaned: holder thread 99 exited");
-        w.orphaned = false;
+        w.owner_ns = true;              /* a container's own tid */
+        ASSERT_STREQ(wait_text(&w), "mutex &ho_state_mu orphaned: holder thread (ns 99) exited");
+        w.orphaned = w.owner_ns = false;
+        w.holder_pid = 777;             /* a process-shared mutex held by another process */
+        ASSERT_STREQ(wait_text(&w), "mutex &ho_state_mu held by thread 1232 of pid 777");
+        w.holder_pid = 0;
         w.object = (WaitObject) { .kind = WAIT_KIND_RWLOCK_WRITE, .holder = WAIT_HOLDER_READERS, .readers = 2,
                                   .cxx = CXX_SYNC_SHARED_MUTEX };
         ASSERT_STREQ(wait_text(&w), "std::shared_mutex (write) &ho_state_mu read-locked by 2 readers");

@@ -484,9 +484,21 @@ class Group:
         return [f.function for f in self.frames]
 
 
+def uncomment_deadlocks(text):
+    """debug=1 gives the deadlock report as "# " comment lines: the same text without."""
+    if not text.startswith("# Found "):
+        return text
+    end = text.find("\n\n")
+    head, rest = (text, "") if end < 0 else (text[:end + 1], text[end + 1:])
+    return "".join(line[2:] if line.startswith("# ") else line
+                   for line in head.splitlines(keepends=True)) + rest
+
+
 def split_deadlocks(text):
     """(deadlock report, rest): the "Found N deadlock…" report that opens a dump when
-    threads wait for each other, up to its blank line; "" when there is none."""
+    threads wait for each other, up to its blank line (in debug=1 as comments); "" when
+    there is none."""
+    text = uncomment_deadlocks(text)
     if not text.startswith("Found "):
         return "", text
     end = text.find("\n\n")
