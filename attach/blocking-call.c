@@ -180,22 +180,6 @@ static void out_duration(Out *o, uint64_t ns) {
 
 /* ---- reading /proc ---- */
 
-static bool parse_dec(const char **p, uint64_t *ret) {
-        const char *s = *p;
-        uint64_t v = 0;
-        int digits = 0;
-        for (; *s >= '0' && *s <= '9'; s++, digits++) {
-                if (digits >= 19)
-                        return false;
-                v = v * 10 + (uint64_t) (*s - '0');
-        }
-        if (digits == 0)
-                return false;
-        *p = s;
-        *ret = v;
-        return true;
-}
-
 /* Exactly DIGITS hex digits. */
 static bool parse_hex_fixed(const char **p, int digits, uint32_t *ret) {
         uint32_t v = 0;
@@ -265,7 +249,7 @@ static NetTable *net_table(BlockingCallContext *c, NetKind k) {
                 }
                 const char *p = nth_token(line, inode_column(k));
                 uint64_t inode;
-                if (!p || !parse_dec(&p, &inode) || (*p != ' ' && *p != 0) || inode == 0)
+                if (!p || !procfs_parse_dec(&p, &inode) || (*p != ' ' && *p != 0) || inode == 0)
                         continue;       /* inode 0: TIME_WAIT and other ownerless entries */
                 if (!u64map_get(&t->by_inode, inode))
                         u64map_put(&t->by_inode, inode, line);
@@ -347,7 +331,7 @@ static bool out_inet_socket(Out *o, const char *line, NetKind k) {
 static const char *unix_line_path(const char *line) {
         const char *p = nth_token(line, inode_column(NET_UNIX));
         uint64_t inode;
-        if (!p || !parse_dec(&p, &inode) || *p != ' ')
+        if (!p || !procfs_parse_dec(&p, &inode) || *p != ' ')
                 return "";
         return p + 1;   /* one space, then the path as bound, spaces and all */
 }
@@ -466,7 +450,7 @@ static void describe_fd(BlockingCallContext *c, pid_t tid, unsigned fd, Out *o) 
 
         const char *p = link;
         uint64_t inode;
-        if (starts_with(link, "socket:[") && (p += strlen("socket:["), parse_dec(&p, &inode)) &&
+        if (starts_with(link, "socket:[") && (p += strlen("socket:["), procfs_parse_dec(&p, &inode)) &&
             strcmp(p, "]") == 0) {
                 out_socket(c, o, path, fd, inode);
                 return;
@@ -684,7 +668,7 @@ static pid_t read_pgrp(pid_t pid, pid_t tid) {
         if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
                 return 0;
         p += 4;
-        if (!parse_dec(&p, &ppid) || *p++ != ' ' || !parse_dec(&p, &pgrp) || pgrp == 0 || pgrp > INT32_MAX)
+        if (!procfs_parse_dec(&p, &ppid) || *p++ != ' ' || !procfs_parse_dec(&p, &pgrp) || pgrp == 0 || pgrp > INT32_MAX)
                 return 0;
         return (pid_t) pgrp;
 }
@@ -711,7 +695,7 @@ static pid_t pidfd_pid(BlockingCallContext *c, pid_t tid, unsigned fd) {
         if (!p)
                 return 0;
         p += strlen("\nPid:\t");
-        if (!parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
+        if (!procfs_parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
                 return 0;      /* -1: the process is gone */
         return (pid_t) v;
 }

@@ -5,6 +5,7 @@
  * read and hands the bytes to these functions unchanged. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -47,3 +48,7 @@ int procfs_parse_ns_tid(const char *text, pid_t *ret);
  * length in *RET_LEN when not NULL): the bounded read every /proc reader of attach/ uses.
  * 0, -ESRCH when the entry is gone, or another negative errno. */
 int procfs_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* A decimal of at most 19 digits at *P, *P moved past it. False (nothing moved) when *P
+ * holds no digit or too many. */
+bool procfs_parse_dec(const char **p, uint64_t *ret);

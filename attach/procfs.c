@@ -103,7 +103,7 @@ static bool parse_hex(const char **p, uint64_t *ret) {
         return true;
 }
 
-static bool parse_dec(const char **p, uint64_t *ret) {
+bool procfs_parse_dec(const char **p, uint64_t *ret) {
         const char *s = *p;
         uint64_t v = 0;
         int digits = 0;
@@ -146,7 +146,7 @@ static int parse_maps_line(const char *line, MapEntry *e) {
         e->shared = p[3] == 's';
         p += 5;
         if (!parse_hex(&p, &e->offset) || !skip_char(&p, ' ') || !parse_hex(&p, &major) || !skip_char(&p, ':') ||
-            !parse_hex(&p, &minor) || !skip_char(&p, ' ') || !parse_dec(&p, &e->inode))
+            !parse_hex(&p, &minor) || !skip_char(&p, ' ') || !procfs_parse_dec(&p, &e->inode))
                 return -EINVAL;
         if (e->end <= e->start || major > UINT32_MAX || minor > UINT32_MAX)
                 return -EINVAL;
@@ -312,7 +312,7 @@ int procfs_list_threads(pid_t pid, pid_t **ret_tids, size_t *ret_n) {
         while ((de = readdir(d)) && n < THREADS_MAX) {
                 const char *p = de->d_name;
                 uint64_t v;
-                if (!parse_dec(&p, &v) || *p || v == 0 || v > INT32_MAX)
+                if (!procfs_parse_dec(&p, &v) || *p || v == 0 || v > INT32_MAX)
                         continue;
                 if (n == cap) {
                         size_t ncap = cap ? cap * 2 : 64;
@@ -361,7 +361,7 @@ int procfs_parse_stat(const char *text, ThreadInfo *info) {
                 if (*p == '-')
                         p++;
                 uint64_t v;
-                if (!parse_dec(&p, &v))
+                if (!procfs_parse_dec(&p, &v))
                         return -EINVAL;
                 if (*start == '-')
                         v = 0;
@@ -378,7 +378,7 @@ int procfs_parse_stat(const char *text, ThreadInfo *info) {
 int procfs_parse_syscall(const char *text) {
         const char *p = text;
         uint64_t nr;
-        if (parse_dec(&p, &nr) && nr < 4096)
+        if (procfs_parse_dec(&p, &nr) && nr < 4096)
                 return (int) nr;
         return -1;
 }
@@ -393,7 +393,7 @@ void procfs_parse_syscall_place(const char *text, SyscallPlace *place) {
         uint64_t nr;
 
         *place = pl;
-        if (!parse_dec(&p, &nr) || nr >= 4096)
+        if (!procfs_parse_dec(&p, &nr) || nr >= 4096)
                 return;
         pl.nr = (int) nr;
         for (size_t i = 0; i < ARRAY_SIZE(pl.args); i++)
@@ -411,7 +411,7 @@ void procfs_parse_syscall_place(const char *text, SyscallPlace *place) {
 int procfs_parse_schedstat(const char *text, uint64_t *ret) {
         const char *p = text;
         uint64_t v;
-        if (!parse_dec(&p, &v) || (*p != ' ' && *p != '\n' && *p != 0))
+        if (!procfs_parse_dec(&p, &v) || (*p != ' ' && *p != '\n' && *p != 0))
                 return -EINVAL;
         *ret = v;
         return 0;
@@ -571,7 +571,7 @@ static int parse_status_pid(const char *text, const char *field, pid_t *ret) {
         p += strlen(field);
         skip_spaces(&p);
         uint64_t v;
-        if (!parse_dec(&p, &v) || v > INT32_MAX)
+        if (!procfs_parse_dec(&p, &v) || v > INT32_MAX)
                 return -EIO;
         *ret = (pid_t) v;
         return 0;
@@ -621,7 +621,7 @@ int procfs_parse_ns_tid(const char *text, pid_t *ret) {
                 skip_spaces(&p);
                 if (*p == '\n' || *p == 0)
                         break;
-                if (++n > 32 || !parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
+                if (++n > 32 || !procfs_parse_dec(&p, &v) || v == 0 || v > INT32_MAX)
                         return -EIO;
         }
         if (n == 0)
