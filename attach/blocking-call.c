@@ -209,10 +209,6 @@ static const char *nth_token(const char *line, unsigned i) {
         }
 }
 
-static bool starts_with(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 /* ---- /proc/PID/net tables ---- */
 
 /* The inode column: 10th of tcp/udp (sl local rem st tx:rx tr:tm retrnsmt uid timeout
@@ -409,7 +405,7 @@ static size_t socket_tables(const char *fd_path, NetKind kinds[static _NET_KIND_
                 kinds[0] = NET_UDP;
         else if (strcmp(proto, "UDPv6") == 0)
                 kinds[0] = NET_UDP6;
-        else if (starts_with(proto, "UNIX"))
+        else if (startswith(proto, "UNIX"))
                 kinds[0] = NET_UNIX;
         else
                 return 0;       /* netlink, packet, …: in none of the tables read here */
@@ -450,12 +446,12 @@ static void describe_fd(BlockingCallContext *c, pid_t tid, unsigned fd, Out *o) 
 
         const char *p = link;
         uint64_t inode;
-        if (starts_with(link, "socket:[") && (p += strlen("socket:["), procfs_parse_dec(&p, &inode)) &&
+        if (startswith(link, "socket:[") && (p += strlen("socket:["), procfs_parse_dec(&p, &inode)) &&
             strcmp(p, "]") == 0) {
                 out_socket(c, o, path, fd, inode);
                 return;
         }
-        if (starts_with(link, "anon_inode:")) {
+        if (startswith(link, "anon_inode:")) {
                 /* "anon_inode:[eventfd]", "anon_inode:inotify" */
                 const char *name = link + strlen("anon_inode:");
                 size_t len = strlen(name);

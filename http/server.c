@@ -58,10 +58,6 @@
 #define PROMETHEUS_TEXT "text/plain; version=0.0.4; charset=utf-8"
 #define CMDLINE_DESCRIPTION "The command line invocation of the target (count: always 0)"
 
-static bool startswith(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 static bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
