@@ -11,33 +11,6 @@
 #include "target-memory.h"
 #include "thread-waits.h"
 
-/* The libc wrappers of the calls a stop turns into restart_syscall (sleeps, polls and
- * futex waits with a timeout), by the leaf function's name. */
-static int restarted_call_from_stack(const Stack *stack) {
-        static const struct {
-                const char *name;
-                int nr;
-        } calls[] = {
-                { "clock_nanosleep", SYS_clock_nanosleep }, { "nanosleep", SYS_nanosleep },
-                { "ppoll", SYS_ppoll }, { "poll", SYS_poll }, { "futex", SYS_futex },
-                { "__futex_abstimed_wait", SYS_futex }, { "__GI___futex_abstimed_wait", SYS_futex },
-                { "lll_futex", SYS_futex },
-        };
-        const SymLoc *loc = stack && stack->n > 0 ? stack->frames[0].loc : NULL;
-        for (size_t k = 0; loc && k < loc->n_frames; k++) {
-                const char *fn = loc->frames[k].function;
-                while (fn && *fn == '_' && strncmp(fn, "__futex", 7) != 0 && strncmp(fn, "__GI___futex", 12) != 0)
-                        fn++;
-                if (fn && strncmp(fn, "GI_", 3) == 0)
-                        for (fn += 3; *fn == '_'; fn++)
-                                ;
-                for (size_t i = 0; fn && i < ARRAY_SIZE(calls); i++)
-                        if (strncmp(fn, calls[i].name, strlen(calls[i].name)) == 0)
-                                return calls[i].nr;
-        }
-        return -1;
-}
-
 /* The syscall a thread is blocked in, from the stop's registers or, for a thread the
  * snapshot did not stop, from /proc. A call our stop interrupted goes on as
  * restart_syscall with the call's own argument registers: its number is the one the
@@ -61,7 +34,7 @@ static bool thread_syscall(const ThreadCapture *c, const Stack *stack, int *ret_
         if (*ret_nr == SYS_restart_syscall) {
                 /* The wrapper on the stack is where it is now; the number remembered from
                  * an earlier snapshot only when the stack does not say. */
-                int nr = restarted_call_from_stack(stack);
+                int nr = wait_restarted_syscall(stack);
                 if (nr < 0 && c->info.syscall >= 0 && c->info.syscall != SYS_restart_syscall)
                         nr = c->info.syscall;
                 if (nr < 0)

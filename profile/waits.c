@@ -71,9 +71,30 @@ static WaitKind libc_wait_kind(const char *function) {
         if (!name)
                 return WAIT_KIND_NONE;
         for (size_t i = 0; i < ARRAY_SIZE(libc_waits); i++)
-                if (strncmp(name, libc_waits[i].prefix, strlen(libc_waits[i].prefix)) == 0)
+                if (startswith(name, libc_waits[i].prefix))
                         return libc_waits[i].kind;
         return WAIT_KIND_NONE;
+}
+
+int wait_restarted_syscall(const Stack *stack) {
+        static const struct {
+                const char *prefix;
+                int nr;
+        } calls[] = {
+                { "clock_nanosleep", SYS_clock_nanosleep }, { "nanosleep", SYS_nanosleep },
+                { "ppoll", SYS_ppoll }, { "poll", SYS_poll },
+                { "futex", SYS_futex }, { "lll_futex", SYS_futex },     /* futex_wait, futex_abstimed_wait… */
+        };
+        const SymLoc *loc = stack && stack->n > 0 ? stack->frames[0].loc : NULL;
+        for (size_t k = 0; loc && k < loc->n_frames; k++) {
+                char buf[128];
+                const char *fn = loc->frames[k].function;
+                const char *name = fn ? normalized_libc_name(fn, buf, sizeof buf) : NULL;
+                for (size_t i = 0; name && i < ARRAY_SIZE(calls); i++)
+                        if (startswith(name, calls[i].prefix))
+                                return calls[i].nr;
+        }
+        return -1;
 }
 
 /* Where TYPE first appears in FUNCTION as a class of the name ("std::mutex::lock") or a
@@ -595,7 +616,7 @@ static bool system_module(const char *path) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
         for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++)
-                if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0)
+                if (startswith(base, prefixes[i]))
                         return true;
         return false;
 }

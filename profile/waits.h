@@ -103,6 +103,11 @@ typedef struct WaitObject {
  * WAIT_KIND_NONE). */
 bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], WaitSite *site);
 
+/* The syscall a thread in restart_syscall (a sleep, poll or timed futex wait that a stop
+ * interrupted) goes on with, named by the libc wrapper at the leaf of STACK; -1 when the
+ * leaf names none. */
+int wait_restarted_syscall(const Stack *stack);
+
 /* The target memory to read for SITE. */
 MemoryWindow wait_site_window(const WaitSite *site);
 
