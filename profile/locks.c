@@ -83,22 +83,9 @@ size_t locks_count(const ThreadDump *d) {
 
 /* ---- debug=1 ---- */
 
-static bool same_stack(const ThreadRecord *a, const ThreadRecord *b) {
-        if (a->error != b->error || a->stack.n != b->stack.n || a->stack.end != b->stack.end)
-                return false;
-        for (size_t i = 0; i < a->stack.n; i++)
-                if (a->stack.frames[i].pc != b->stack.frames[i].pc)
-                        return false;
-        return true;
-}
-
 static void put_thread_ref(Buf *out, const ThreadRecord *t) {
-        buf_printf(out, " %d", (int) t->tid);
-        if (t->ns_tid > 0 && t->ns_tid != t->tid)
-                buf_printf(out, " (ns %d)", (int) t->ns_tid);
-        buf_puts(out, " \"");
-        text_put_escaped(out, t->name, true);
-        buf_putc(out, '"');
+        buf_putc(out, ' ');
+        thread_write_ref(out, t);
         char dbuf[32];
         const char *duration = format_wait_duration(t->wait_ns, dbuf, sizeof dbuf);
         if (duration[0])
@@ -117,13 +104,13 @@ static void put_records(Buf *out, const ThreadDump *d, const size_t *threads, si
                 const ThreadRecord *t = &d->threads[threads[i]];
                 size_t count = 0;
                 for (size_t j = i; j < n; j++)
-                        count += !done[j] && same_stack(t, &d->threads[threads[j]]);
+                        count += !done[j] && thread_same_stack(t, &d->threads[threads[j]]);
                 buf_printf(out, "%zu ", count);
                 stack_write_debug1_key(out, t->error == 0 ? &t->stack : NULL);
                 buf_puts(out, "\n# threads:");
                 bool first = true;
                 for (size_t j = i; j < n; j++) {
-                        if (done[j] || !same_stack(t, &d->threads[threads[j]]))
+                        if (done[j] || !thread_same_stack(t, &d->threads[threads[j]]))
                                 continue;
                         done[j] = true;
                         if (!first)

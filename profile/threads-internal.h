@@ -23,3 +23,11 @@ void text_put_escaped(Buf *out, const char *s, bool quoted);
 /* Appends W's text with, when a thread of D holds the object, where that holder is:
  * `mutex &m held by thread 1232 "ho-worker" in ho_idle_after (S, 3 minutes)`. */
 void thread_wait_write_with_holder(Buf *out, const ThreadDump *d, const ThreadWait *w);
+
+/* Appends `TID "NAME"` (`TID (ns NSTID) "NAME"` for a container's thread), the name escaped
+ * and quoted: how every text of a dump refers to a thread. */
+void thread_write_ref(Buf *out, const ThreadRecord *t);
+
+/* Whether A and B belong in one debug=1 record: the same error, or the same raw pcs and
+ * truncation. */
+bool thread_same_stack(const ThreadRecord *a, const ThreadRecord *b);

@@ -135,7 +135,7 @@ static bool thread_truncated(const ThreadRecord *t) {
         return t->error == 0 && stack_is_truncated(&t->stack);
 }
 
-static bool same_group(const ThreadRecord *a, const ThreadRecord *b) {
+bool thread_same_stack(const ThreadRecord *a, const ThreadRecord *b) {
         if (a->error != b->error)
                 return false;
         if (a->error != 0)
@@ -221,6 +221,14 @@ void stack_write_debug1_frames(Buf *out, const Stack *s) {
 static void put_ns_tid(Buf *out, const ThreadRecord *t) {
         if (t->ns_tid > 0 && t->ns_tid != t->tid)
                 buf_printf(out, " (ns %d)", (int) t->ns_tid);
+}
+
+void thread_write_ref(Buf *out, const ThreadRecord *t) {
+        buf_printf(out, "%d", (int) t->tid);
+        put_ns_tid(out, t);
+        buf_puts(out, " \"");
+        text_put_escaped(out, t->name, true);
+        buf_putc(out, '"');
 }
 
 /* ---- waits ---- */
@@ -389,11 +397,9 @@ void thread_dump_write_deadlocks(const ThreadDump *d, const char *prefix, Buf *o
                         const ThreadRecord *h = &d->threads[w->holder_index];
                         _cleanup_buf_ Buf obj = {};
                         thread_wait_write_object(w, &obj);
-                        buf_printf(out, "%sthread %d", prefix, (int) t->tid);
-                        put_ns_tid(out, t);
-                        buf_puts(out, " \"");
-                        text_put_escaped(out, t->name, true);
-                        buf_puts(out, "\" waits for ");
+                        buf_printf(out, "%sthread ", prefix);
+                        thread_write_ref(out, t);
+                        buf_puts(out, " waits for ");
                         text_put_escaped(out, buf_str(&obj), false);
                         if (w->object.kind != WAIT_KIND_JOIN)
                                 buf_printf(out, " held by thread %d", (int) h->tid);
@@ -414,11 +420,8 @@ static void debug1_record(Buf *text, const ThreadDump *d, const Group *g, const 
 
         buf_puts(text, "# threads:");
         for (size_t i = 0; i < g->count; i++) {
-                buf_printf(text, "%s %d", i > 0 ? "," : "", (int) g->threads[i]->tid);
-                put_ns_tid(text, g->threads[i]);
-                buf_puts(text, " \"");
-                text_put_escaped(text, g->threads[i]->name, true);
-                buf_putc(text, '"');
+                buf_puts(text, i > 0 ? ", " : " ");
+                thread_write_ref(text, g->threads[i]);
         }
         buf_putc(text, '\n');
         debug1_waits(text, d, g, held);
@@ -442,7 +445,7 @@ void thread_dump_write_debug1(const ThreadDump *d, Buf *out) {
         qsort(sorted, d->n_threads, sizeof(*sorted), thread_group_cmp);
 
         for (size_t i = 0; i < d->n_threads; i++) {
-                if (n_groups > 0 && same_group(groups[n_groups - 1].threads[0], sorted[i])) {
+                if (n_groups > 0 && thread_same_stack(groups[n_groups - 1].threads[0], sorted[i])) {
                         groups[n_groups - 1].count++;
                         continue;
                 }
@@ -496,11 +499,9 @@ static void debug2_header(Buf *out, const ThreadRecord *t) {
         const char *parts[] = { t->state, t->sync ? buf_str(&sync) : t->wait, duration[0] ? duration : NULL };
         bool any = false;
 
-        buf_printf(out, "thread %d", (int) t->tid);
-        put_ns_tid(out, t);
-        buf_puts(out, " \"");
-        text_put_escaped(out, t->name, true);
-        buf_puts(out, "\" [");
+        buf_puts(out, "thread ");
+        thread_write_ref(out, t);
+        buf_puts(out, " [");
         for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
                 if (!parts[i])
                         continue;
