@@ -650,23 +650,10 @@ static bool out_clock_nanosleep(BlockingCallContext *c, Out *o, const char *name
 
 /* ---- waits for children ---- */
 
-/* The process group of TID (stat field 5), or 0. */
+/* The process group of TID, or 0. */
 static pid_t read_pgrp(pid_t pid, pid_t tid) {
-        char path[96];
-        _cleanup_free_ char *text = NULL;
-        size_t len;
-        snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int) pid, (int) tid);
-        if (procfs_read_file(path, SMALL_FILE_MAX, &text, &len) < 0)
-                return 0;
-        /* "tid (comm) S ppid pgrp …": comm may hold ") ", so from the last ')'. */
-        const char *p = strrchr(text, ')');
-        uint64_t ppid, pgrp;
-        if (!p || p[1] != ' ' || !p[2] || p[3] != ' ')
-                return 0;
-        p += 4;
-        if (!procfs_parse_dec(&p, &ppid) || *p++ != ' ' || !procfs_parse_dec(&p, &pgrp) || pgrp == 0 || pgrp > INT32_MAX)
-                return 0;
-        return (pid_t) pgrp;
+        ThreadInfo info;
+        return procfs_read_thread_stat(pid, tid, &info) == 0 ? info.pgrp : 0;
 }
 
 static void out_process_group(Out *o, BlockingCallContext *c, pid_t tid, const char *name, int64_t group) {

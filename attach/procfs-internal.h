@@ -17,7 +17,7 @@
  * a kernel thread has no maps), or -ENOMEM. */
 int procfs_parse_maps(char *text, Maps *ret);
 
-/* /proc/…/stat, "tid (comm) S f4 f5 …": fills name, state, utime_ticks, stime_ticks and
+/* /proc/…/stat, "tid (comm) S f4 f5 …": fills name, state, pgrp, utime_ticks, stime_ticks and
  * start_time_ticks of *INFO (nothing else). 0, or -EINVAL (INFO then partly written). */
 int procfs_parse_stat(const char *text, ThreadInfo *info);
 

@@ -354,7 +354,7 @@ int procfs_parse_stat(const char *text, ThreadInfo *info) {
         if (!*p)
                 return -EINVAL;
         info->state = *p++;
-        /* Fields 4.. are numbers (some negative); we need 14, 15 and 22. */
+        /* Fields 4.. are numbers (some negative); we need 5, 14, 15 and 22. */
         for (int field = 4; field <= 22; field++) {
                 skip_spaces(&p);
                 const char *start = p;
@@ -365,7 +365,9 @@ int procfs_parse_stat(const char *text, ThreadInfo *info) {
                         return -EINVAL;
                 if (*start == '-')
                         v = 0;
-                if (field == 14)
+                if (field == 5)
+                        info->pgrp = v <= INT32_MAX ? (pid_t) v : 0;
+                else if (field == 14)
                         info->utime_ticks = v;
                 else if (field == 15)
                         info->stime_ticks = v;

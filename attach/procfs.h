@@ -72,6 +72,7 @@ typedef struct ThreadInfo {
                                            or unknown */
         SyscallPlace place;             /* the same syscall with its arguments, sp and pc */
         char wchan[64];                 /* kernel wait channel, "" when none or hidden */
+        pid_t pgrp;                     /* stat field 5: its process group */
         uint64_t start_time_ticks;      /* stat field 22: identifies the thread across reuse */
         uint64_t utime_ticks, stime_ticks;
         uint64_t run_ns;                /* CPU time it has ever run, to the nanosecond
@@ -80,7 +81,7 @@ typedef struct ThreadInfo {
 
 /* Reads stat, syscall and wchan of TID. 0, or negative errno (-ESRCH: thread gone). */
 int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret);
-/* The two halves of procfs_read_thread(): stat (name, state, times; everything else
+/* The two halves of procfs_read_thread(): stat (name, state, process group, times; everything else
  * unknown), then syscall and wchan for a thread that stat showed not running. */
 int procfs_read_thread_stat(pid_t pid, pid_t tid, ThreadInfo *ret);
 void procfs_read_thread_wait(pid_t pid, pid_t tid, ThreadInfo *info);
