@@ -81,8 +81,9 @@ typedef struct ThreadInfo {
 
 /* Reads stat, syscall and wchan of TID. 0, or negative errno (-ESRCH: thread gone). */
 int procfs_read_thread(pid_t pid, pid_t tid, ThreadInfo *ret);
-/* The two halves of procfs_read_thread(): stat (name, state, process group, times; everything else
- * unknown), then syscall and wchan for a thread that stat showed not running. */
+/* The two halves of procfs_read_thread(): stat (name, state, process group, times;
+ * everything else unknown), then syscall and wchan for a thread that stat showed not
+ * running. */
 int procfs_read_thread_stat(pid_t pid, pid_t tid, ThreadInfo *ret);
 void procfs_read_thread_wait(pid_t pid, pid_t tid, ThreadInfo *info);
 /* Fills INFO->run_ns from /proc/…/schedstat: the scheduler's exact sum of the thread's

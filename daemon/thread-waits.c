@@ -13,8 +13,8 @@
 
 /* The syscall a thread is blocked in, from the stop's registers or, for a thread the
  * snapshot did not stop, from /proc. A call our stop interrupted goes on as
- * restart_syscall with the call's own argument registers: its number is the one the
- * dump remembered, or the one its libc wrapper names. False when it is in none. */
+ * restart_syscall with the call's own argument registers: its number is the one its libc
+ * wrapper names, or else the one the dump remembered. False when it is in none. */
 static bool thread_syscall(const ThreadCapture *c, const Stack *stack, int *ret_nr, uint64_t args[6]) {
         if (c->error != 0)
                 return false;
