@@ -16,7 +16,7 @@ PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-de
           libdebuginfod-dev libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev
           elfutils debuginfod gdb libc6-dbg python3 golang-go curl strace systemd clang
           libclang-rt-14-dev libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 libiberty-dev rustc
-          nodejs)
+          nodejs linux-perf)
 
 as_root() {
         if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -94,6 +94,19 @@ run_suite() {
 
 if ! install_missing; then
         echo "test.sh: installing the build dependencies failed" >&2
+        FAILED=$((FAILED + 1))
+fi
+
+# The block and mutex profiles read the scheduler's tracepoints through tracefs, which a
+# machine booted without systemd's sys-kernel-tracing.mount does not have mounted.
+mount_tracefs() {
+        grep -qs ' - tracefs ' /proc/self/mountinfo && return 0
+        [ -d /sys/kernel/tracing ] || return 0
+        echo "Mounting tracefs on /sys/kernel/tracing"
+        as_root mount -t tracefs nodev /sys/kernel/tracing
+}
+if ! mount_tracefs; then
+        echo "test.sh: mounting tracefs failed" >&2
         FAILED=$((FAILED + 1))
 fi
 

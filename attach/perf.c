@@ -69,9 +69,21 @@ typedef struct Ring {
         struct perf_event_mmap_page *meta;
 } Ring;
 
+/* One buffer's unread records, for the merge by time. */
+typedef struct RingCursor {
+        struct perf_event_mmap_page *meta;
+        const uint8_t *data;
+        uint64_t size, head, tail;
+        uint64_t next_time;             /* of the record at tail */
+        struct perf_event_header next;
+} RingCursor;
+
 struct PerfSampler {
         pid_t pid;
         struct perf_event_attr attr;    /* as the kernel accepted it once probed */
+        const char *filter;             /* the tracepoint filter set on every event */
+        bool time_ordered;              /* drains merge the buffers by time */
+        RingCursor *cursors;            /* n_cpus, for time_ordered drains */
         bool probed;
         bool mmap_refused;              /* a buffer was refused with EPERM (mlock limit) */
         uint64_t period_ns;
@@ -239,7 +251,10 @@ static int event_open(PerfSampler *s, pid_t tid, int cpu) {
                 int r = -errno;
                 if (s->probed || r == -ESRCH)
                         return r;
-                if ((r == -EACCES || r == -EPERM) && !s->attr.exclude_kernel) {
+                /* Not for a tracepoint: it fires in the kernel, so exclude_kernel would
+                 * silence it altogether. */
+                if ((r == -EACCES || r == -EPERM) && !s->attr.exclude_kernel &&
+                    s->attr.type != PERF_TYPE_TRACEPOINT) {
                         /* perf_event_paranoid ≥ 2 without CAP_PERFMON: user space only. */
                         s->attr.exclude_kernel = 1;
                         s->attr.exclude_callchain_kernel = 1;
@@ -353,6 +368,10 @@ static int thread_open(PerfSampler *s, pid_t tid, bool enable) {
                 if (r < 0)
                         goto fail;
 
+                if (s->filter && ioctl(fd, PERF_EVENT_IOC_SET_FILTER, s->filter) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
                 uint64_t id;
                 if (ioctl(fd, PERF_EVENT_IOC_ID, &id) < 0) {
                         r = -errno;
@@ -447,6 +466,7 @@ PerfSampler *perf_sampler_free(PerfSampler *s) {
                 (void) close(s->fds[i]);
         free(s->fds);
         free(s->rings);
+        free(s->cursors);
         u64map_done(&s->threads, free_value);
         u64map_done(&s->forked, NULL);
         u64map_done(&s->id_owner, NULL);
@@ -488,6 +508,20 @@ static int sampler_setup(pid_t pid, const PerfSamplerOptions *o, const int *cpus
                 s->attr.config1 = (uint64_t) (uintptr_t) o->probe_path;  /* read at open only */
                 s->attr.config2 = o->probe_offset;
                 s->attr.sample_period = 1;
+        } else if (o->tracepoint_id) {
+                s->attr.type = PERF_TYPE_TRACEPOINT;
+                s->attr.config = o->tracepoint_id;
+                s->attr.sample_period = 1;
+                s->attr.sample_type = (PERF_SAMPLER_SAMPLE_TYPE & ~(uint64_t) PERF_SAMPLE_CALLCHAIN) |
+                                      PERF_SAMPLE_RAW;
+                s->filter = o->tracepoint_filter;
+        }
+        s->time_ordered = o->time_ordered;
+        if (s->time_ordered && !(s->cursors = calloc(n_cpus, sizeof *s->cursors)))
+                return -ENOMEM;
+        if (o->context_switches) {
+                s->attr.context_switch = 1;
+                s->attr.sample_id_all = 1;      /* switch records carry tid, time and id */
         }
 
         /* Open every thread, disabled; then enable them all at once. */
@@ -632,10 +666,18 @@ static void regs_from_perf(const uint64_t v[PERF_SAMPLER_N_REGS], struct user_re
 }
 
 int perf_sample_parse(const struct perf_event_header *h, PerfSample *ret) {
+        return perf_sample_parse_type(h, PERF_SAMPLER_SAMPLE_TYPE, ret);
+}
+
+int perf_sample_parse_type(const struct perf_event_header *h, uint64_t sample_type, PerfSample *ret) {
         PerfSample s = {};
         uint64_t v, nr, abi, size;
         const uint8_t *bytes;
+        const uint64_t required = PERF_SAMPLE_IDENTIFIER | PERF_SAMPLE_TID | PERF_SAMPLE_TIME;
 
+        if ((sample_type & required) != required ||
+            (sample_type & ~(uint64_t) (PERF_SAMPLER_SAMPLE_TYPE | PERF_SAMPLE_RAW)))
+                return -EINVAL;
         if (!h || ((uintptr_t) h & 7) || h->type != PERF_RECORD_SAMPLE || h->size < sizeof *h)
                 return -EBADMSG;
         Cursor c = { .p = (const uint8_t *) (h + 1), .end = (const uint8_t *) h + h->size };
@@ -654,10 +696,27 @@ int perf_sample_parse(const struct perf_event_header *h, PerfSample *ret) {
         if (!take_u64(&c, &s.time_ns))
                 return -EBADMSG;
         /* PERF_SAMPLE_CALLCHAIN: u64 nr, u64 ips[nr] */
-        if (!take_u64(&c, &nr) || nr > (uint64_t) (c.end - c.p) / sizeof(uint64_t) ||
-            !take_bytes(&c, nr * sizeof(uint64_t), &bytes))
-                return -EBADMSG;
-        split_callchain((const uint64_t *) (const void *) bytes, nr, &s);
+        if (sample_type & PERF_SAMPLE_CALLCHAIN) {
+                if (!take_u64(&c, &nr) || nr > (uint64_t) (c.end - c.p) / sizeof(uint64_t) ||
+                    !take_bytes(&c, nr * sizeof(uint64_t), &bytes))
+                        return -EBADMSG;
+                split_callchain((const uint64_t *) (const void *) bytes, nr, &s);
+        }
+        /* PERF_SAMPLE_RAW: u32 size, the data, padding to 8 bytes (the size counts the
+         * data only; the u32 and the data together are padded). */
+        if (sample_type & PERF_SAMPLE_RAW) {
+                uint32_t raw_size;
+                if ((size_t) (c.end - c.p) < sizeof raw_size)
+                        return -EBADMSG;
+                memcpy(&raw_size, c.p, sizeof raw_size);
+                uint64_t padded = ((uint64_t) raw_size + sizeof raw_size + 7) & ~UINT64_C(7);
+                if (!take_bytes(&c, padded, &bytes))
+                        return -EBADMSG;
+                s.raw = bytes + sizeof raw_size;
+                s.raw_size = raw_size;
+        }
+        if (!(sample_type & PERF_SAMPLE_REGS_USER))
+                goto done;
         /* PERF_SAMPLE_REGS_USER: u64 abi, then one u64 per mask bit unless ABI_NONE */
         if (!take_u64(&c, &abi))
                 return -EBADMSG;
@@ -674,6 +733,8 @@ int perf_sample_parse(const struct perf_event_header *h, PerfSample *ret) {
         }
         /* PERF_SAMPLE_STACK_USER: u64 size, size bytes, u64 dyn_size (only when size > 0);
          * only the first dyn_size bytes were copied. */
+        if (!(sample_type & PERF_SAMPLE_STACK_USER))
+                goto done;
         if (!take_u64(&c, &size))
                 return -EBADMSG;
         if (size > 0) {
@@ -686,6 +747,7 @@ int perf_sample_parse(const struct perf_event_header *h, PerfSample *ret) {
                         s.stack_truncated = dyn == size;
                 }
         }
+done:
         s.in_kernel = (h->misc & PERF_RECORD_MISC_CPUMODE_MASK) == PERF_RECORD_MISC_KERNEL;
         s.stack_start = s.regs.rsp;
         *ret = s;
@@ -886,6 +948,27 @@ static void on_comm(PerfSampler *s, const struct perf_event_header *h) {
         name[len] = 0;
 }
 
+/* A PERF_RECORD_SWITCH: only the sample_id trailer of attr.sample_id_all, which for our
+ * sample_type is u32 pid, tid; u64 time; u64 identifier. */
+static int parse_sample_id(const struct perf_event_header *h, PerfSample *ret) {
+        struct {
+                uint32_t pid, tid;
+                uint64_t time, id;
+        } id;
+        if (h->size < sizeof *h + sizeof id)
+                return -EBADMSG;
+        memcpy(&id, (const uint8_t *) h + h->size - sizeof id, sizeof id);
+        *ret = (PerfSample) {
+                .kind = (h->misc & PERF_RECORD_MISC_SWITCH_OUT) ? PERF_EVENT_SWITCH_OUT : PERF_EVENT_SWITCH_IN,
+                .preempted = (h->misc & PERF_RECORD_MISC_SWITCH_OUT_PREEMPT) != 0,
+                .pid = (pid_t) id.pid,
+                .tid = (pid_t) id.tid,
+                .time_ns = id.time,
+                .event_id = id.id,
+        };
+        return 0;
+}
+
 static int on_record(const struct perf_event_header *h, void *userdata) {
         DrainCtx *ctx = userdata;
         PerfSampler *s = ctx->s;
@@ -895,7 +978,7 @@ static int on_record(const struct perf_event_header *h, void *userdata) {
         switch (h->type) {
         case PERF_RECORD_SAMPLE: {
                 PerfSample sample;
-                if (perf_sample_parse(h, &sample) < 0) {
+                if (perf_sample_parse_type(h, s->attr.sample_type, &sample) < 0) {
                         s->stats.malformed++;
                         return 0;
                 }
@@ -937,13 +1020,108 @@ static int on_record(const struct perf_event_header *h, void *userdata) {
         case PERF_RECORD_COMM:
                 on_comm(s, h);
                 return 0;
+        case PERF_RECORD_SWITCH: {
+                PerfSample sw;
+                if (!s->attr.context_switch)
+                        return 0;
+                if (parse_sample_id(h, &sw) < 0) {
+                        s->stats.malformed++;
+                        return 0;
+                }
+                if (sw.pid != s->pid || sample_is_duplicate(s, &sw))
+                        return 0;
+                s->stats.switches++;
+                return ctx->fn ? ctx->fn(&sw, ctx->userdata) : 0;
+        }
         default:
                 return 0;
         }
 }
 
+/* Looks at the record at C's tail: false when there is none, or when its header cannot
+ * be right (then the rest of the buffer is dropped as malformed). */
+static bool cursor_peek(PerfSampler *s, RingCursor *c) {
+        if (c->tail == c->head)
+                return false;
+        uint64_t avail = c->head - c->tail, off = c->tail & (c->size - 1);
+        if (avail < sizeof c->next)
+                goto corrupt;
+        copy_wrapped(&c->next, c->data, c->size, off, sizeof c->next);
+        if (c->next.size < sizeof c->next || c->next.size % 8 != 0 || c->next.size > avail)
+                goto corrupt;
+        /* A sample's time follows its identifier and tid; another record's (with
+         * sample_id_all) is the second u64 of its 24-byte trailer. Without one: at once. */
+        uint64_t at = UINT64_MAX;
+        if (c->next.type == PERF_RECORD_SAMPLE && c->next.size >= 32)
+                at = 24;
+        else if (c->next.type != PERF_RECORD_SAMPLE && s->attr.sample_id_all && c->next.size >= 32)
+                at = c->next.size - 16u;
+        c->next_time = 0;
+        if (at != UINT64_MAX)
+                copy_wrapped(&c->next_time, c->data, c->size, (off + at) & (c->size - 1), sizeof c->next_time);
+        return true;
+corrupt:
+        s->stats.malformed++;
+        c->tail = c->head;
+        __atomic_store_n(&c->meta->data_tail, c->head, __ATOMIC_RELEASE);
+        return false;
+}
+
+/* Every buffer's records up to the heads seen at the start, merged by time: a record is
+ * handed out only once every buffer's next record is later (records of one buffer are in
+ * time order, as one CPU wrote them). */
+static int drain_ordered(PerfSampler *s, DrainCtx *ctx) {
+        RingCursor *cursors = s->cursors;
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_cpus; i++) {
+                struct perf_event_mmap_page *meta = s->rings[i].meta;
+                if (!meta)
+                        continue;
+                RingCursor *c = &cursors[n];
+                *c = (RingCursor) { .meta = meta, .data = (const uint8_t *) meta + meta->data_offset,
+                                    .size = meta->data_size,
+                                    .head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE),
+                                    .tail = meta->data_tail };
+                if (c->size == 0 || (c->size & (c->size - 1)) != 0 || c->head - c->tail > c->size || c->tail % 8) {
+                        s->stats.malformed++;
+                        __atomic_store_n(&meta->data_tail, c->head, __ATOMIC_RELEASE);
+                        continue;
+                }
+                if (cursor_peek(s, c))
+                        n++;
+        }
+        while (n > 0) {
+                size_t best = 0;
+                for (size_t i = 1; i < n; i++)
+                        if (cursors[i].next_time < cursors[best].next_time)
+                                best = i;
+                RingCursor *c = &cursors[best];
+                uint64_t off = c->tail & (c->size - 1);
+                const struct perf_event_header *rec;
+                if (off + c->next.size <= c->size)
+                        rec = (const struct perf_event_header *) (const void *) (c->data + off);
+                else {
+                        copy_wrapped(s->bounce, c->data, c->size, off, c->next.size);
+                        rec = (const struct perf_event_header *) (const void *) s->bounce;
+                }
+                int r = on_record(rec, ctx);
+                c->tail += c->next.size;
+                __atomic_store_n(&c->meta->data_tail, c->tail, __ATOMIC_RELEASE);
+                if (r < 0)
+                        return r;
+                if (!cursor_peek(s, c))
+                        cursors[best] = cursors[--n];
+        }
+        return 0;
+}
+
 int perf_sampler_drain(PerfSampler *s, PerfSampleFn fn, void *userdata) {
         DrainCtx ctx = { .s = s, .fn = fn, .userdata = userdata };
+
+        if (s->time_ordered) {
+                int r = drain_ordered(s, &ctx);
+                return r < 0 ? r : ctx.delivered;
+        }
 
         for (size_t c = 0; c < s->n_cpus; c++) {
                 Ring *ring = &s->rings[c];

@@ -1,7 +1,10 @@
-/* attach/perf.h -- sample the CPU of one process with perf_event_open: at every tick of a
- * thread's CPU clock, the kernel writes its user registers, a copy of the top of its user
- * stack and its kernel call chain into a ring buffer we read later. Nothing is unwound
- * here: a sample is handed out as a ThreadCapture look-alike for symbolize/.
+/* attach/perf.h -- sample the threads of one process with perf_event_open: at every tick
+ * of a thread's CPU clock (or every call of a probed function, or every hit of a
+ * tracepoint such as sched:sched_switch), the kernel writes its user registers, a copy of
+ * the top of its user stack and its kernel call chain (or the tracepoint's raw fields)
+ * into a ring buffer we read later; optionally every switch of a thread on and off a CPU
+ * too. Nothing is unwound here: a sample is handed out as a ThreadCapture look-alike for
+ * symbolize/.
  *
  * Events. One PERF_TYPE_SOFTWARE / PERF_COUNT_SW_CPU_CLOCK event per (thread, online CPU),
  * sample_period = 1e9 / Hz ns of that thread's CPU time, inherit = 1 (threads the
@@ -105,11 +108,35 @@ typedef struct PerfSamplerOptions {
         const char *probe_path;
         uint64_t probe_offset;
         bool probe_return;
+        /* Set (and no probe): sample every hit of this tracepoint (PERF_TYPE_TRACEPOINT,
+         * its id from tracefs) instead of the CPU clock, with the tracepoint's raw data
+         * and no call chain. The user registers and stack are the thread's own at its
+         * entry into the kernel (a tracepoint fires in the kernel). TRACEPOINT_FILTER,
+         * when set, is the kernel's filter expression on the tracepoint's fields
+         * ("prev_state & 3"): events it rejects cost no copy at all. The filter must
+         * outlive the sampler, as PROBE_PATH. */
+        uint64_t tracepoint_id;
+        const char *tracepoint_filter;
+        /* Also hand out every switch of a monitored thread onto and off a CPU
+         * (PERF_RECORD_SWITCH, attr.context_switch) as PERF_EVENT_SWITCH_IN/_OUT. */
+        bool context_switches;
+        /* Drains hand out the records of all buffers merged by time (each buffer is
+         * already in order), as events of one thread on two CPUs must be seen in the
+         * order they happened; costs a comparison per buffer per record. */
+        bool time_ordered;
 } PerfSamplerOptions;
+
+typedef enum PerfEventKind {
+        PERF_EVENT_SAMPLE,              /* a sample: every field below as documented */
+        PERF_EVENT_SWITCH_IN,           /* the thread got a CPU: pid, tid, time_ns only */
+        PERF_EVENT_SWITCH_OUT,          /* it left its CPU (preempted tells why) */
+} PerfEventKind;
 
 /* One sample. Every pointer points into the ring buffer (or a bounce buffer for a record
  * that wraps around its end) and is valid during the callback only: copy what you keep. */
 typedef struct PerfSample {
+        PerfEventKind kind;
+        bool preempted;                 /* SWITCH_OUT: taken off while still runnable */
         pid_t pid, tid;
         uint64_t time_ns;               /* CLOCK_MONOTONIC when the kernel accepted
                                            use_clockid (stats.monotonic_time), else the
@@ -138,6 +165,8 @@ typedef struct PerfSample {
         size_t stack_len;               /* dyn_size: the bytes the kernel could copy */
         bool stack_truncated;           /* the copy filled its whole size: the stack may
                                            go on above it */
+        const uint8_t *raw;             /* a tracepoint's fields (tracefs.h says where) */
+        size_t raw_size;
 } PerfSample;
 
 /* Turns SAMPLE into a ThreadCapture for address_space_unwind() without copying the stack:
@@ -165,6 +194,7 @@ typedef struct PerfSamplerStats {
         uint64_t duplicates;            /* dropped: the thread has its own events too */
         uint64_t foreign;               /* dropped: a sample of another process */
         uint64_t forks, exits;          /* PERF_RECORD_FORK / _EXIT of target threads */
+        uint64_t switches;              /* PERF_RECORD_SWITCH handed out */
         uint64_t bytes;                 /* ring buffer bytes consumed */
         uint64_t cpu_time_ns;           /* CPU time the events counted (read on demand by
                                            perf_sampler_get_stats()) */
@@ -193,7 +223,7 @@ PerfSampler *perf_sampler_free(PerfSampler *s);
 typedef int (*PerfSampleFn)(const PerfSample *sample, void *userdata);
 
 /* Reads every complete record from every buffer, in buffer order (samples of different
- * CPUs are not merged by time). Samples go to FN; lost, throttle, fork and exit records
+ * CPUs are not merged by time, unless the sampler is time_ordered). Samples go to FN; lost, throttle, fork and exit records
  * are accounted; records that do not parse are counted as malformed and skipped. A record's
  * space is given back to the kernel after FN returns. FN returns 0 to go on or a negative
  * errno to stop (the records before, and the one it saw, are consumed); FN NULL discards
@@ -249,3 +279,6 @@ int perf_ring_read(struct perf_event_mmap_page *meta, uint8_t *bounce, PerfRecor
  * PERF_SAMPLER_REGS_MASK, record->size bytes, 8-aligned) into *RET, which points into
  * RECORD. Every length is checked against record->size. 0, or -EBADMSG (*RET undefined). */
 int perf_sample_parse(const struct perf_event_header *record, PerfSample *ret);
+/* The same for a sample of SAMPLE_TYPE, a subset of PERF_SAMPLER_SAMPLE_TYPE |
+ * PERF_SAMPLE_RAW that holds IDENTIFIER, TID and TIME. */
+int perf_sample_parse_type(const struct perf_event_header *record, uint64_t sample_type, PerfSample *ret);

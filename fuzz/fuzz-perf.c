@@ -1,5 +1,6 @@
 /* fuzz/fuzz-perf.c -- libFuzzer target: the perf ring buffer reader and the sample parser
- * of attach/perf.c (perf_ring_read, perf_sample_parse, perf_sample_as_capture: the low
+ * of attach/perf.c (perf_ring_read, perf_sample_parse_type for the CPU samplers' layout and
+ * the tracepoint samplers' (raw fields, no call chain), perf_sample_as_capture: the low
  * level its header exposes for tests and replay).
  *
  * Input: u64 data_tail, u64 head offset, then the bytes of the data area (little-endian).
@@ -10,7 +11,7 @@
  *     (modulo twice the ring size, so past-the-ring heads happen too). Every record handed
  *     out must be 8-aligned, inside the ring or the bounce buffer, with a size that checks
  *     out; samples among them are parsed.
- * What a parsed sample points to (kernel frames, user callchain, stack copy) must lie
+ * What a parsed sample points to (kernel frames, user callchain, stack copy, raw data) must lie
  * inside its record, and a capture made from it must describe the same bytes. */
 #include <errno.h>
 #include <linux/perf_event.h>
@@ -29,13 +30,17 @@ static bool inside(const void *p, size_t len, const void *base, size_t size) {
         return q >= b && q <= b + size && len <= (size_t) (b + size - q);
 }
 
-static void check_sample(const struct perf_event_header *h) {
+/* The layout of the tracepoint samplers: no call chain, the raw fields instead. */
+#define TRACEPOINT_SAMPLE_TYPE ((PERF_SAMPLER_SAMPLE_TYPE & ~(uint64_t) PERF_SAMPLE_CALLCHAIN) | PERF_SAMPLE_RAW)
+
+static void check_sample_of(const struct perf_event_header *h, uint64_t sample_type) {
         PerfSample s;
-        if (perf_sample_parse(h, &s) < 0)
+        if (perf_sample_parse_type(h, sample_type, &s) < 0)
                 return;
         if ((s.n_kernel_frames && !inside(s.kernel_frames, s.n_kernel_frames * 8, h, h->size)) ||
             (s.n_user_callchain && !inside(s.user_callchain, s.n_user_callchain * 8, h, h->size)) ||
-            (s.stack_len && !inside(s.stack, s.stack_len, h, h->size)))
+            (s.stack_len && !inside(s.stack, s.stack_len, h, h->size)) ||
+            (s.raw_size && !inside(s.raw, s.raw_size, h, h->size)))
                 abort();
         volatile uint64_t sink = 0;
         for (size_t i = 0; i < s.n_kernel_frames; i++)
@@ -49,6 +54,11 @@ static void check_sample(const struct perf_event_header *h) {
             (t.stack != s.stack || t.stack_len != s.stack_len || t.stack_start != s.regs.rsp ||
              t.regs.rip != s.regs.rip))
                 abort();
+}
+
+static void check_sample(const struct perf_event_header *h) {
+        check_sample_of(h, PERF_SAMPLER_SAMPLE_TYPE);
+        check_sample_of(h, TRACEPOINT_SAMPLE_TYPE);
 }
 
 typedef struct Ring {

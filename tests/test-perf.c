@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/prctl.h>
@@ -24,6 +25,7 @@
 #include "snapshot.h"
 #include "symbolizer.h"
 #include "tiny-test.h"
+#include "tracefs.h"
 
 DEFINE_POINTER_CLEANUP(Symbolizer, symbolizer_free);
 DEFINE_POINTER_CLEANUP(AddressSpace, address_space_free);
@@ -190,6 +192,84 @@ TEST(parses_synthetic_sample) {
         ThreadCapture t = { .tid = -7 };
         ASSERT_EQ(perf_sample_as_capture(&p, &t), -ENODATA);
         ASSERT_EQ(t.tid, -7);
+}
+
+TEST(parses_tracepoint_sample_and_switch_record) {
+        /* IDENTIFIER, TID, TIME, RAW (u32 size + 12 bytes, padded to 16), REGS_USER (ABI_NONE),
+         * STACK_USER (size 0). */
+        uint64_t w[16] = {};
+        size_t n = 1;
+        w[n++] = 0x77;
+        w[n++] = 100 | (uint64_t) 101 << 32;
+        w[n++] = 555;
+        uint8_t raw[16] = { 12, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0xfe, 0xff, 0xff, 0xff };
+        memcpy(&w[n], raw, sizeof raw);
+        n += 2;
+        w[n++] = PERF_SAMPLE_REGS_ABI_NONE;
+        w[n++] = 0;
+        struct perf_event_header h = { .type = PERF_RECORD_SAMPLE, .size = (uint16_t) (n * 8) };
+        memcpy(&w[0], &h, sizeof h);
+        uint64_t type = (PERF_SAMPLER_SAMPLE_TYPE & ~(uint64_t) PERF_SAMPLE_CALLCHAIN) | PERF_SAMPLE_RAW;
+        PerfSample p;
+        ASSERT_EQ(perf_sample_parse_type((const struct perf_event_header *) (void *) w, type, &p), 0);
+        ASSERT_EQ(p.kind, PERF_EVENT_SAMPLE);
+        ASSERT_EQ(p.tid, 101);
+        ASSERT_EQ(p.time_ns, 555);
+        ASSERT_EQ(p.raw_size, 12);
+        ASSERT_EQ(p.raw[0], 1);
+        ASSERT_FALSE(p.has_regs);
+
+        TracepointField f = { .name = "x", .offset = 8, .size = 4, .is_signed = true };
+        uint64_t v;
+        ASSERT_TRUE(tracepoint_field_value(&f, p.raw, p.raw_size, &v));
+        ASSERT_EQ((int64_t) v, -2);                     /* sign-extended */
+        f.offset = 10;
+        ASSERT_FALSE(tracepoint_field_value(&f, p.raw, p.raw_size, &v));       /* past the data */
+
+        /* A raw size running past the record. */
+        uint8_t bad[16] = { 0xf0, 0, 0, 0 };
+        memcpy(&w[4], bad, sizeof bad);
+        ASSERT_EQ(perf_sample_parse_type((const struct perf_event_header *) (void *) w, type, &p), -EBADMSG);
+        /* A sample type the parser does not know. */
+        ASSERT_EQ(perf_sample_parse_type((const struct perf_event_header *) (void *) w, type | PERF_SAMPLE_ADDR, &p),
+                  -EINVAL);
+}
+
+TEST(parses_tracepoint_format) {
+        static const char text[] =
+                "name: sched_switch\nID: 372\nformat:\n"
+                "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+                "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+                "\tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n"
+                "\tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;\n"
+                "\tfield:long prev_state;\toffset:32;\tsize:8;\tsigned:1;\n\n"
+                "print fmt: \"prev_comm=%s\", REC->prev_comm\n";
+        Tracepoint tp = {};
+        ASSERT_EQ(tracepoint_parse_format(text, &tp), 0);
+        ASSERT_EQ(tp.n_fields, 5);
+        const TracepointField *f = tracepoint_field(&tp, "prev_state");
+        ASSERT_TRUE(f != NULL);
+        ASSERT_EQ(f->offset, 32);
+        ASSERT_EQ(f->size, 8);
+        ASSERT_TRUE(tracepoint_field(&tp, "prev_comm") != NULL);
+        ASSERT_EQ(tracepoint_field(&tp, "prev_comm")->size, 16);
+        ASSERT_TRUE(tracepoint_field(&tp, "next_pid") == NULL);
+        ASSERT_EQ(tracepoint_parse_format("field:int;\toffset:x;", &tp), -EBADMSG);
+        ASSERT_EQ(tracepoint_parse_format("no fields here", &tp), -EBADMSG);
+
+        /* Where tracefs is not: a clear error that says how to mount it. */
+        setenv("CPROFD_TRACEFS", "/nonexistent", 1);
+        ASSERT_EQ(tracepoint_read("sched", "sched_switch", &tp), -ENOENT);
+        char why[512];
+        tracepoint_explain_error(-ENOENT, "sched", "sched_switch", why, sizeof why);
+        ASSERT_TRUE(strstr(why, "mount -t tracefs") != NULL);
+        unsetenv("CPROFD_TRACEFS");
+
+        /* This machine's own sched_switch. */
+        ASSERT_EQ(tracepoint_read("sched", "sched_switch", &tp), 0);
+        ASSERT_TRUE(tp.id > 0);
+        ASSERT_TRUE(tracepoint_field(&tp, "prev_state") != NULL);
+        ASSERT_EQ(tracepoint_read("sched", "no_such_event", &tp), -ENOENT);
 }
 
 TEST(rejects_truncated_and_oversized_lengths) {
@@ -549,6 +629,19 @@ static void kill_target(void) {
         }
 }
 
+/* fork(), with a child that dies with us (PR_SET_PDEATHSIG): 0 in the child. */
+static pid_t fork_dying_with_us(void) {
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(127);
+        }
+        return pid;
+}
+
 /* Starts the cpu test program with ARGS and waits for its "ready" line. It dies with us
  * (PR_SET_PDEATHSIG) and at exit, whichever way the test ends. */
 static pid_t start_target(const char *const *args) {
@@ -565,13 +658,8 @@ static pid_t start_target(const char *const *args) {
                 registered = true;
         }
         ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
-        pid_t parent = getpid();
-        pid_t pid = fork();
-        ASSERT_TRUE(pid >= 0);
+        pid_t pid = fork_dying_with_us();
         if (pid == 0) {
-                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (getppid() != parent)
-                        _exit(127);
                 dup2(fds[1], STDOUT_FILENO);
                 execv(CPU_TARGET, (char *const *) argv);
                 _exit(127);
@@ -803,6 +891,89 @@ static uint64_t busy_stacks(const Tally *t) {
                 if (busy_name(t->threads[i].name))
                         n += t->threads[i].stacks;
         return n;
+}
+
+static void *sleeper_thread(void *arg) {
+        for (;;)
+                sleep_ms(1);
+        return arg;
+}
+
+/* A child of two threads that sleep 1 ms at a time: what the sleeping tracepoint sees. */
+static pid_t start_sleeper(void) {
+        pid_t pid = fork_dying_with_us();
+        if (pid == 0) {
+                pthread_t t;
+                pthread_create(&t, NULL, sleeper_thread, NULL);
+                sleeper_thread(NULL);
+        }
+        target_pid = pid;
+        sleep_ms(50);
+        return pid;
+}
+
+typedef struct SwitchLog {
+        size_t samples, ins, outs, preempted_samples, regs;
+        uint64_t last_time;
+        size_t out_of_order;
+        const TracepointField *state;
+} SwitchLog;
+
+static int on_switch_event(const PerfSample *p, void *userdata) {
+        SwitchLog *log = userdata;
+        if (p->time_ns < log->last_time)
+                log->out_of_order++;
+        log->last_time = p->time_ns;
+        switch (p->kind) {
+        case PERF_EVENT_SAMPLE: {
+                log->samples++;
+                uint64_t state = 0;
+                if (!tracepoint_field_value(log->state, p->raw, p->raw_size, &state) || !(state & 3))
+                        log->preempted_samples++;
+                log->regs += p->has_regs && p->stack_len > 0;
+                break;
+        }
+        case PERF_EVENT_SWITCH_IN:
+                log->ins++;
+                break;
+        case PERF_EVENT_SWITCH_OUT:
+                log->outs++;
+                break;
+        }
+        return 0;
+}
+
+TEST(tracepoint_sampler_sees_sleeps_in_time_order) {
+        Tracepoint tp;
+        ASSERT_EQ(tracepoint_read("sched", "sched_switch", &tp), 0);
+        pid_t pid = start_sleeper();
+        PerfSamplerOptions o = {
+                .tracepoint_id = tp.id,
+                .tracepoint_filter = "prev_state & 3",
+                .context_switches = true,
+                .time_ordered = true,
+                .stack_bytes = 4096,
+        };
+        PerfSampler *s = new_sampler_or_skip(pid, &o);
+        SwitchLog log = { .state = tracepoint_field(&tp, "prev_state") };
+        ASSERT_TRUE(log.state != NULL);
+        for (int i = 0; i < 5; i++) {
+                sleep_ms(60);
+                ASSERT_TRUE(perf_sampler_drain(s, on_switch_event, &log) >= 0);
+        }
+        /* Two threads sleeping 1 ms at a time for 300 ms: hundreds of sleeps. */
+        ASSERT_GE(log.samples, 100);
+        ASSERT_GE(log.ins, log.samples / 2);
+        ASSERT_GE(log.outs, log.samples / 2);
+        ASSERT_EQ(log.preempted_samples, 0);            /* the kernel's filter */
+        ASSERT_EQ(log.regs, log.samples);               /* user registers and stack of each */
+        ASSERT_EQ(log.out_of_order, 0);
+        PerfSamplerStats st;
+        perf_sampler_get_stats(s, &st);
+        ASSERT_EQ(st.switches, log.ins + log.outs);
+        perf_sampler_free(s);
+        ASSERT_EQ(count_perf_fds(), 0);
+        kill_target();
 }
 
 TEST(profiles_cpu_target) {
