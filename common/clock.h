@@ -19,3 +19,10 @@ static inline uint64_t now_monotonic_ns(void) {
 static inline uint64_t now_realtime_ns(void) {
         return clock_ns(CLOCK_REALTIME);
 }
+/* REALTIME_NS as "2026-12-07T22:49:47Z" (UTC, whole seconds). */
+static inline void format_utc_time(uint64_t realtime_ns, char buf[static 32]) {
+        time_t t = (time_t) (realtime_ns / NSEC_PER_SEC);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

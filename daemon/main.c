@@ -25,6 +25,7 @@
 #include "server.h"
 #include "heap-tracker.h"
 #include "service.h"
+#include "table.h"
 #include "targets.h"
 #include "worker.h"
 
@@ -120,6 +121,8 @@ static void usage(FILE *f) {
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
                 "      --config FILE         settings from FILE; the command line wins; SIGHUP\n"
                 "                            reloads it\n"
+                "      --list-profiles       print the profiles served, one per line (tab-separated:\n"
+                "                            name, kind, deltas, json, source, description, count)\n"
                 "  -h, --help                show this help\n"
                 "  -V, --version             show the version\n",
                 HTTP_MAX_PENDING_DEFAULT, HTTP_MAX_PROFILES_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
@@ -450,7 +453,7 @@ int main(int argc, char **argv) {
                OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_LISTEN_MODE, OPT_TOKEN_FILE,
                OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
                OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES,
-               OPT_NO_WAIT_DECODING };
+               OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -478,6 +481,7 @@ int main(int argc, char **argv) {
                 { "header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT },
                 { "stack-max", required_argument, NULL, OPT_STACK_MAX },
                 { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "list-profiles", no_argument, NULL, OPT_LIST_PROFILES },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -706,6 +710,12 @@ int main(int argc, char **argv) {
                 case 'V':
                         printf("cprofd %s\n", CPROFD_VERSION);
                         EXIT_EARLY(0);
+                case OPT_LIST_PROFILES: {
+                        _cleanup_buf_ Buf table = {};
+                        profile_table_write(&table);
+                        fwrite(table.data, 1, table.len, stdout);
+                        EXIT_EARLY(0);
+                }
                 default:
                         fprintf(stderr, "Try 'cprofd --help'.\n");
                         EXIT_EARLY(2);
@@ -878,9 +888,9 @@ int main(int argc, char **argv) {
                 log_error_errno(r, "Failed to start the periodic snapshots: %m");
                 goto finish;
         }
-        r = heap_service_start(&d.service);
+        r = service_start(&d.service);
         if (r < 0) {
-                log_error_errno(r, "Failed to start heap tracking: %m");
+                log_error_errno(r, "Failed to start profiling: %m");
                 goto finish;
         }
         struct event *reaper = event_new(d.base, -1, EV_PERSIST, on_reap_timer, &d);

@@ -11,20 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "locks.h"
 #include "log.h"
 #include "macro.h"
 #include "pprof.h"
-#include "profiles.h"
 #include "service.h"
-#include "wall.h"
+#include "table.h"
 
 struct PendingProfile {
         PendingProfile *prev, *next;    /* while waiting for the delta timer */
         Service *service;
         Request *req;
         Target *target;
-        char name[32];
+        const ProfileInfo *info;        /* a row of the table */
         char filename[48];
         int debug;
         bool json;
@@ -34,44 +32,6 @@ struct PendingProfile {
         Reply reply;                    /* the answer, once there is one */
         bool answered;
         struct event *timer;
-};
-
-static const ProfileInfo profiles[] = {
-        {
-                .name = "allocs",
-                .description = "A sampling of every allocation since heap tracking began (at the first heap or "
-                               "allocs request, or at attach with --heap), by call stack; alloc_space by "
-                               "default. Count: allocation records (stack and size), not objects or bytes.",
-                .supports_delta = true,
-        },
-        {
-                .name = "goroutine",
-                .description = "Stack traces of all current threads of the target. "
-                               "Count: the threads it has right now.",
-                .supports_delta = true,
-        },
-        {
-                .name = "heap",
-                .description = "A sampling of the memory still allocated (inuse_space by default) and of every "
-                               "allocation since heap tracking began, by call stack, through an agent cprofd "
-                               "loads into the target. Count: allocation records (stack and size), not objects "
-                               "or bytes.",
-                .supports_delta = true,
-        },
-        {
-                .name = "locks",
-                .description = "Every synchronization object some thread waits on, most waiters first: its "
-                               "kind, name and holder, with the stacks of holder and waiters; deadlocks first. "
-                               "debug=1 text, format=json for scripts, debug=0 the waiters' stacks as pprof. "
-                               "Count: objects waited on at the last snapshot.",
-                .supports_json = true,
-        },
-        {
-                .name = "threadgrowth",
-                .description = "Stack groups whose thread count grew over the snapshot history "
-                               "(--interval), largest growth first; counts are the growth. "
-                               "Count: the groups that grew.",
-        },
 };
 
 static void pending_free(PendingProfile *p) {
@@ -105,147 +65,24 @@ static void finish(PendingProfile *p) {
         pending_free(p);
 }
 
-void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer) {
-        if (r == -ESRCH) {
-                reply_error(reply, 410, "target pid %d has exited", (int) pid);
-                return;
-        }
-        if (r == -EPERM && tracer > 0) {
-                char comm[THREAD_NAME_MAX] = "?";
-                (void) procfs_read_comm(tracer, comm);
-                reply_error(reply, 503,
-                            "pid %d is traced by process %d (%s): cprofd can stop its threads once that tracer detaches",
-                            (int) pid, (int) tracer, comm);
-                return;
-        }
-        if (r == -EAGAIN) {
-                reply_error(reply, 503, "pid %d is in the middle of an execve() or exit: no thread could be "
-                            "stopped; try again", (int) pid);
-                return;
-        }
-        reply_error(reply, 503, "cannot take a thread dump of pid %d: %s", (int) pid, strerror(-r));
-}
-
-static void write_partial_note(const ThreadDump *d, int debug, Buf *out) {
-        if (!d->partial)
-                return;
-        size_t missing = 0;
-        for (size_t i = 0; i < d->n_threads; i++)
-                missing += d->threads[i].error != 0;
-        buf_printf(out, "%s# partial: %zu of %zu threads not captured%s\n", debug == 2 ? "\n" : "", missing,
-                   d->n_threads, d->exited ? " (the target exited during the snapshot)" : "");
-}
-
-/* [worker] The thread growth over the target's history: text or pprof. */
-static void collect_growth(PendingProfile *p) {
-        Target *target = p->target;
-        _cleanup_(history_growth_freep) HistoryGrowth *g = NULL;
-        _cleanup_(profile_freep) Profile *profile = NULL;
-        Maps maps = {};
-        int r;
-
-        p->answered = true;
-        if (!target->history) {
-                reply_error(&p->reply, 503, "no snapshot of pid %d yet: growth needs periodic snapshots "
-                            "(--interval) or earlier dumps", (int) target->pid);
-                return;
-        }
-        r = history_growth(target->history, UINT64_MAX, &g);
-        if (r < 0) {
-                reply_error(&p->reply, 500, "cannot compute the growth of pid %d: %s", (int) target->pid,
-                            strerror(-r));
-                return;
-        }
-        if (p->debug > 0) {
-                history_growth_write_text(g, &p->reply.body);
-                return;
-        }
-        r = profile_new(NULL, &profile);
-        if (r == 0 && procfs_read_maps(target->pid, &maps) == 0) {
-                (void) address_space_update(target->as, &maps);
-                r = profile_add_target_mappings(profile, &maps, target->as, target->exe);
-                maps_done(&maps);
-        }
-        if (r == 0)
-                r = history_growth_profile(g, profile);
-        if (r == 0)
-                r = profile_encode(profile, 0, &p->reply.body);
-        if (r < 0) {
-                buf_reset(&p->reply.body);
-                reply_error(&p->reply, 500, "cannot encode the growth of pid %d: %s", (int) target->pid,
-                            strerror(-r));
-                return;
-        }
-        p->reply.content_type = "application/octet-stream";
-        p->reply.filename = "threadgrowth";
-}
-
-/* [worker] One collection: a text dump, a profile, or p0 of a delta. */
+/* [worker] One collection by the profile's source: a reply now, or a profile to encode,
+ * or p0 of a delta. */
 static void collect(void *userdata) {
         PendingProfile *p = userdata;
-        Service *s = p->service;
-        ThreadDump dump = {};
-        Maps maps = {};
-        pid_t tracer = 0;
+        Profile *profile = NULL;
+        int r = 0;
 
         if (atomic_load(&p->cancelled))
                 return;
-        if (strcmp(p->name, "threadgrowth") == 0) {
-                collect_growth(p);
-                return;
-        }
-        Profile *profile = NULL;
-        int r;
-        bool heap = strcmp(p->name, "heap") == 0, allocs = strcmp(p->name, "allocs") == 0;
-        if (heap || allocs) {
-                heap_collect(s, p->target, allocs, p->debug, &p->reply, &profile);
-                if (!profile) {
-                        p->answered = true;
-                        return;
-                }
-                r = 0;
-                goto have_profile;
-        }
-        r = target_thread_dump(s->targets, p->target, SNAPSHOT_STOP_ALL, DUMP_WAITS_ALL, &dump,
-                               p->debug == 0 ? &maps : NULL, &tracer);
-        if (r < 0) {
-                if (r != -ESRCH && r != -EAGAIN && !(r == -EPERM && tracer > 0))
-                        log_warning_errno(r, "Failed to take a thread dump of pid %d: %m", (int) p->target->pid);
-                reply_thread_dump_error(&p->reply, p->target->pid, r, tracer);
+        Collection c = { .info = p->info, .debug = p->debug, .json = p->json };
+        profile_source(p->info)->collect(p->service, p->target, &c, &p->reply, &profile);
+        if (!profile) {
                 p->answered = true;
                 return;
         }
-
-        bool locks = strcmp(p->name, "locks") == 0;
-        if (locks && p->json) {
-                locks_write_json(&dump, &p->reply.body);
-                p->reply.content_type = "application/json";
-                p->answered = true;
-                goto finish;
-        }
-        if (p->debug > 0) {
-                if (locks)
-                        locks_write_debug1(&dump, &p->reply.body);
-                else if (p->debug == 2)
-                        thread_dump_write_debug2(&dump, &p->reply.body);
-                else
-                        thread_dump_write_debug1(&dump, &p->reply.body);
-                write_partial_note(&dump, p->debug, &p->reply.body);
-                p->answered = true;
-                goto finish;
-        }
-
-        r = goroutine_profile_build(&dump, &maps, p->target->as, p->target->exe, locks, &profile);
-        if (r < 0) {
-                reply_error(&p->reply, 500, "cannot build the profile of pid %d: %s", (int) p->target->pid,
-                            strerror(-r));
-                p->answered = true;
-                goto finish;
-        }
-have_profile:
         if (p->seconds > 0 && !p->p0) {
                 p->p0 = profile;        /* the timer comes next */
-                goto finish;
+                return;
         }
         if (p->p0) {
                 Profile *delta = NULL;
@@ -262,13 +99,10 @@ have_profile:
                             strerror(-r));
         } else {
                 p->reply.content_type = "application/octet-stream";
-                snprintf(p->filename, sizeof p->filename, "%s%s", p->name, p->p0 ? "-delta" : "");
+                snprintf(p->filename, sizeof p->filename, "%s%s", p->info->name, p->p0 ? "-delta" : "");
                 p->reply.filename = p->filename;
         }
         p->answered = true;
-finish:
-        maps_done(&maps);
-        thread_dump_done(&dump);
 }
 
 static void collected(void *userdata);
@@ -316,18 +150,12 @@ static void on_cancel(void *userdata) {
         }
 }
 
-static bool profile_served(const char *name) {
-        for (size_t i = 0; i < ARRAY_SIZE(profiles); i++)
-                if (strcmp(profiles[i].name, name) == 0)
-                        return true;
-        return false;
-}
-
 static void backend_profile(void *userdata, Request *req, const ProfileRequest *pr) {
         Service *s = userdata;
         Reply reply = {};
         Target *target = targets_find(s->targets, pr->pid);
-        if (!target || !profile_served(pr->name)) {
+        s->profile_requests[profile_table_index(pr->info)]++;
+        if (!target || !profile_source(pr->info)->collect) {
                 reply_error(&reply, 404, target ? "Unknown profile" : "unknown target pid %d", (int) pr->pid);
                 request_finish(req, &reply);
                 return;
@@ -341,7 +169,7 @@ static void backend_profile(void *userdata, Request *req, const ProfileRequest *
         p->service = s;
         p->req = req;
         p->target = target_ref(target);
-        snprintf(p->name, sizeof p->name, "%s", pr->name);
+        p->info = pr->info;
         p->debug = pr->debug;
         p->json = pr->json;
         p->seconds = pr->seconds;
@@ -424,12 +252,17 @@ static void backend_symbol(void *userdata, Request *req, pid_t pid, const uint64
         }
 }
 
-static void backend_cpu_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
-        cpu_profile_start(userdata, req, p);
-}
-
-static void backend_wall_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
-        wall_profile_start(userdata, req, p);
+static void backend_window_profile(void *userdata, Request *req, const WindowProfileRequest *p) {
+        Service *s = userdata;
+        s->profile_requests[profile_table_index(p->info)]++;
+        const ProfileSource *src = profile_source(p->info);
+        if (!src->start_window) {
+                Reply reply = {};
+                reply_error(&reply, 404, "Unknown profile");
+                request_finish(req, &reply);
+                return;
+        }
+        src->start_window(s, req, p);
 }
 
 /* Live targets first, in the order they were found, then the exited ones: the default
@@ -467,21 +300,11 @@ static size_t backend_list_targets(void *userdata, TargetSummary *ret, size_t ma
         return k;
 }
 
-static long backend_profile_count(void *userdata, pid_t pid, const char *name) {
+static long backend_profile_count(void *userdata, pid_t pid, const ProfileInfo *info) {
         Service *s = userdata;
         Target *t = targets_find(s->targets, pid);
-        pid_t *tids;
-        size_t n;
-        if (t && strcmp(name, "threadgrowth") == 0)
-                return atomic_load(&t->growing_groups);
-        if (t && strcmp(name, "locks") == 0)
-                return atomic_load(&t->waited_objects);
-        if (t && (strcmp(name, "heap") == 0 || strcmp(name, "allocs") == 0))
-                return atomic_load(&t->heap_tracking) ? atomic_load(&t->heap_sites) : 0;
-        if (!t || strcmp(name, "goroutine") != 0 || target_check_exited(t) || procfs_list_threads(pid, &tids, &n) < 0)
-                return -1;
-        free(tids);
-        return (long) n;
+        const ProfileSource *src = profile_source(info);
+        return t && src->count ? src->count(s, t, info) : -1;
 }
 
 static void backend_cmdline(void *userdata, pid_t pid, Reply *reply) {
@@ -579,6 +402,14 @@ static void backend_metrics(void *userdata, Buf *out) {
         Metrics *m = s->metrics;
         metrics_write(m, out);
         write_target_metrics(s->targets, out);
+        buf_puts(out, "# HELP cprofd_profile_requests_total Requests for each profile.\n"
+                      "# TYPE cprofd_profile_requests_total counter\n");
+        for (size_t i = 0; i < profile_table_size; i++)
+                buf_printf(out, "cprofd_profile_requests_total{profile=\"%s\"} %llu\n", profile_table[i].name,
+                           (unsigned long long) s->profile_requests[i]);
+        for (size_t i = 0; i < profile_sources_size; i++)
+                if (profile_sources[i]->write_metrics)
+                        profile_sources[i]->write_metrics(s, out);
         buf_printf(out,
                    "# HELP cprofd_requests_in_progress HTTP requests awaiting their answer.\n"
                    "# TYPE cprofd_requests_in_progress gauge\n"
@@ -596,23 +427,32 @@ static void backend_metrics(void *userdata, Buf *out) {
 void service_backend(Service *s, Backend *ret) {
         *ret = (Backend) {
                 .userdata = s,
-                .profiles = profiles,
-                .n_profiles = ARRAY_SIZE(profiles),
+                .profiles = profile_table,
+                .n_profiles = profile_table_size,
                 .list_targets = backend_list_targets,
                 .profile_count = backend_profile_count,
                 .profile = backend_profile,
                 .symbol = backend_symbol,
-                .cpu_profile = backend_cpu_profile,
-                .wall_profile = backend_wall_profile,
+                .window_profile = backend_window_profile,
                 .cmdline = backend_cmdline,
                 .metrics = backend_metrics,
         };
 }
 
+int service_start(Service *s) {
+        for (size_t i = 0; i < profile_sources_size; i++)
+                if (profile_sources[i]->start) {
+                        int r = profile_sources[i]->start(s);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
 void service_shutdown(Service *s) {
-        heap_service_stop(s);
-        cpu_profiles_shutdown(s);
-        wall_profiles_shutdown(s);
+        for (size_t i = 0; i < profile_sources_size; i++)
+                if (profile_sources[i]->shutdown)
+                        profile_sources[i]->shutdown(s);
         while (s->pending) {
                 PendingProfile *p = s->pending;
                 pending_unlink(s, p);

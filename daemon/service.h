@@ -7,9 +7,12 @@
 #include "cpu.h"
 #include "heap-service.h"
 #include "metrics.h"
+#include "periodic-drain.h"
 #include "server.h"
 #include "targets.h"
 #include "worker.h"
+
+#define PROFILE_TABLE_MAX 32            /* rows of sources/table.c at most */
 
 typedef struct PendingProfile PendingProfile;
 
@@ -22,20 +25,14 @@ typedef struct Service {
         PendingProfile *pending;        /* requests between their two collections */
         CpuProfiles cpu;
         HeapOptions heap;
-        struct event *heap_timer;       /* [loop] the periodic drain */
-        bool heap_draining;             /* [loop] a drain job is queued */
-        struct {
-                struct Target **items;  /* referenced while the drain job runs */
-                size_t n, cap;
-        } heap_targets;
+        PeriodicDrain heap_drain;
+        uint64_t profile_requests[PROFILE_TABLE_MAX];   /* [loop] by table row */
 } Service;
-
-/* Fills REPLY for a failed target_thread_dump() of PID (R, TRACER as it returned them):
- * 410 when the target exited, 503 naming another tracer, else 503 with the error. */
-void reply_thread_dump_error(Reply *reply, pid_t pid, int r, pid_t tracer);
 
 /* The Backend for http_server_new(); S must outlive the server. */
 void service_backend(Service *s, Backend *ret);
+/* [loop] Starts every source (timers, tracking at attach). 0 or negative errno. */
+int service_start(Service *s);
 /* Answers every request still waiting for a timer with 503 (shutting down). Call after
  * the loop stopped and the worker was freed and its results delivered. */
 void service_shutdown(Service *s);

@@ -153,23 +153,10 @@ static void put_count(Buf *out, long n) {
                 buf_printf(out, "%ld", n);
 }
 
-static const ProfileInfo cpu_profile_info = {
-        .name = "profile",
-        .description = "CPU profile of the target, sampled with perf_event_open. seconds=N sets the "
-                       "duration (default 30), hz=H the rate (default 100, at most 1000), mode=fp "
-                       "uses the kernel's frame-pointer walk instead of DWARF unwinding. Count: 0.",
-};
-
-static const ProfileInfo wall_profile_info = {
-        .name = "wall",
-        .description = "Wall-clock profile: every thread of the target, running or blocked, sampled by "
-                       "snapshots. seconds=N sets the duration (default 30), hz=H the rate (default 10, "
-                       "at most 100); samples are labelled by thread and state. Count: 0.",
-};
-
 typedef struct IndexRow {
         const char *name;
         const char *description;
+        const char *counts;             /* NULL: no count sentence */
         long count;
 } IndexRow;
 
@@ -187,11 +174,7 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
         bool goroutine = false;
         Buf *o = &r->body;
 
-        rows[n++] = (IndexRow) { "cmdline", CMDLINE_DESCRIPTION, 0 };
-        if (s->backend.cpu_profile)
-                rows[n++] = (IndexRow) { cpu_profile_info.name, cpu_profile_info.description, 0 };
-        if (s->backend.wall_profile)
-                rows[n++] = (IndexRow) { wall_profile_info.name, wall_profile_info.description, 0 };
+        rows[n++] = (IndexRow) { "cmdline", CMDLINE_DESCRIPTION, NULL, 0 };
         for (size_t i = 0; i < s->backend.n_profiles && n < ARRAY_SIZE(rows); i++) {
                 const ProfileInfo *p = &s->backend.profiles[i];
 
@@ -200,7 +183,9 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                 rows[n++] = (IndexRow) {
                         p->name,
                         p->description ? p->description : "",
-                        s->backend.profile_count ? s->backend.profile_count(s->backend.userdata, target->pid, p->name)
+                        p->counts,
+                        p->kind == PROFILE_WINDOW ? 0 :         /* as Go's profile and trace */
+                        s->backend.profile_count ? s->backend.profile_count(s->backend.userdata, target->pid, p)
                                                  : -1,
                 };
                 goroutine = goroutine || streq(p->name, "goroutine");
@@ -254,6 +239,10 @@ static void serve_index(HttpServer *s, const char *prefix, const Targets *all, c
                 put_html_escaped(o, rows[i].name);
                 buf_puts(o, ": </div> ");
                 put_html_escaped(o, rows[i].description);
+                if (rows[i].counts) {
+                        buf_puts(o, " Count: ");
+                        put_html_escaped(o, rows[i].counts);
+                }
                 buf_puts(o, "</li>\n");
         }
         buf_puts(o, "</ul>\n"
@@ -299,18 +288,13 @@ static bool begin_async(Request *req, Reply *r) {
 
 /* Go's pprof handler.ServeHTTP and serveDeltaProfile, with the same checks in the same
  * order; debug= is strict where Go's Atoi is lenient. True when R is the reply now. */
-static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *name, const char *raw_query,
+static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const ProfileInfo *info, const char *raw_query,
                           Reply *r) {
-        const ProfileInfo *info = profile_find(s, name);
         _cleanup_(params_done) Params params = {};
         uint64_t seconds = 0;
         int debug;
         char err[128];
 
-        if (!info) {
-                reply_error(r, 404, "Unknown profile");
-                return true;
-        }
         if (params_parse(raw_query, &params, err, sizeof err) < 0) {
                 reply_error(r, 400, "%s", err);
                 return true;
@@ -371,19 +355,19 @@ static bool serve_profile(HttpServer *s, Request *req, pid_t pid, const char *na
                 return true;
         /* From here on REQ belongs to the backend, which may even have finished it. */
         s->backend.profile(s->backend.userdata, req,
-                           &(ProfileRequest) { .pid = pid, .name = info->name, .debug = debug,
+                           &(ProfileRequest) { .pid = pid, .info = info, .debug = debug,
                                                .seconds = (unsigned) seconds, .json = json });
         return false;
 }
 
 /* Go's pprof Profile handler: seconds is lenient (unparsable or ≤ 0 means 30) but bounded
- * by the write timeout; cprofd adds hz= and mode=, both strict. Serves the CPU profile
- * and, with WALL, the wall-clock profile. True when R is the reply now. */
-static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const char *raw_query, bool wall,
-                                  Reply *r) {
+ * by the write timeout; cprofd adds hz= and mode=, both strict. Serves every WINDOW
+ * profile (CPU, wall-clock). True when R is the reply now. */
+static bool serve_window_profile(HttpServer *s, Request *req, pid_t pid, const ProfileInfo *info,
+                                 const char *raw_query, Reply *r) {
         _cleanup_(params_done) Params params = {};
         char err[128];
-        unsigned hz, hz_max = wall ? HTTP_WALL_HZ_MAX : HTTP_CPU_HZ_MAX;
+        unsigned hz, hz_max = info->hz_max;
         CpuProfileMode mode = CPU_PROFILE_DWARF;
 
         if (params_parse(raw_query, &params, err, sizeof err) < 0) {
@@ -395,12 +379,12 @@ static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const 
                 reply_error(r, 400, "profile duration exceeds server's WriteTimeout");
                 return true;
         }
-        if (parse_hz(params_get(&params, "hz"), wall ? HTTP_WALL_HZ_DEFAULT : HTTP_CPU_HZ_DEFAULT, hz_max, &hz) < 0) {
+        if (parse_hz(params_get(&params, "hz"), info->hz_default, hz_max, &hz) < 0) {
                 reply_error(r, 400, "invalid value for \"hz\" - must be an integer from 1 to %u", hz_max);
                 return true;
         }
         const char *m = params_get(&params, "mode");
-        if (!wall && m && *m && !streq(m, "dwarf")) {
+        if (info->supports_mode && m && *m && !streq(m, "dwarf")) {
                 if (!streq(m, "fp")) {
                         reply_error(r, 400, "invalid value for \"mode\" - must be dwarf or fp");
                         return true;
@@ -409,7 +393,7 @@ static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const 
         }
 
         req->kind = REQUEST_PROFILE;
-        req->profile = wall ? &wall_profile_info : &cpu_profile_info;
+        req->profile = info;
         req->debug = 0;
         req->seconds = 0;
         if (s->n_profiles >= s->limits.max_profiles) {
@@ -420,11 +404,8 @@ static bool serve_sampled_profile(HttpServer *s, Request *req, pid_t pid, const 
                 return true;
         req->sampled = true;
         s->n_profiles++;
-        CpuProfileRequest p = { .pid = pid, .seconds = (unsigned) seconds, .hz = hz, .mode = mode };
-        if (wall)
-                s->backend.wall_profile(s->backend.userdata, req, &p);
-        else
-                s->backend.cpu_profile(s->backend.userdata, req, &p);
+        WindowProfileRequest p = { .pid = pid, .info = info, .seconds = (unsigned) seconds, .hz = hz, .mode = mode };
+        s->backend.window_profile(s->backend.userdata, req, &p);
         return false;
 }
 
@@ -638,12 +619,17 @@ static bool route(HttpServer *s, Request *req, Reply *r) {
                         reply_error(r, 501, "cmdline is not available");
         } else if (symbol)
                 now = serve_symbol(s, req, pid, raw_query, r);
-        else if (streq(name, "profile") && s->backend.cpu_profile)
-                now = serve_sampled_profile(s, req, pid, raw_query, false, r);
-        else if (streq(name, "wall") && s->backend.wall_profile)
-                now = serve_sampled_profile(s, req, pid, raw_query, true, r);
-        else
-                now = serve_profile(s, req, pid, name, raw_query, r);
+        else {
+                const ProfileInfo *info = profile_find(s, name);
+                if (!info)
+                        reply_error(r, 404, "Unknown profile");
+                else if (info->kind == PROFILE_WINDOW && !s->backend.window_profile)
+                        reply_error(r, 501, "profiles are not available");
+                else if (info->kind == PROFILE_WINDOW)
+                        now = serve_window_profile(s, req, pid, info, raw_query, r);
+                else
+                        now = serve_profile(s, req, pid, info, raw_query, r);
+        }
 
 finish:
         targets_done(&all);

@@ -6,9 +6,9 @@
  *   PREFIX/debug/pprof/           index (HTML): profiles with counts, targets, links
  *   PREFIX/debug/pprof/cmdline    argv NUL-joined
  *   PREFIX/debug/pprof/symbol     GET query or POST body: addresses → names
- *   PREFIX/debug/pprof/profile    CPU profile: seconds=N (Go's rules), hz=H, mode=fp
- *   PREFIX/debug/pprof/wall       wall-clock profile of all threads: seconds=N, hz=H
- *   PREFIX/debug/pprof/NAME       a profile of Backend.profiles: debug=0|1|2, seconds=N
+ *   PREFIX/debug/pprof/NAME       a profile of Backend.profiles: a NAMED one takes
+ *                                 debug=0|1|2, seconds=N (a delta), format=json; a WINDOW
+ *                                 one (profile, wall) seconds=N (Go's rules), hz=H, mode=fp
  *   PREFIX/debug/pprof/OTHER      404 "Unknown profile"
  *   /metrics                      Prometheus text
  * GET and HEAD everywhere, POST on symbol only; other methods get 405 with Allow.
@@ -67,65 +67,74 @@ bool request_is_cancelled(const Request *req);
  * noticed before it is set runs nothing (request_is_cancelled() still tells). */
 void request_set_cancel_callback(Request *req, void (*cb)(void *userdata), void *userdata);
 
+/* How a profile's request is shaped. */
+typedef enum ProfileKind {
+        PROFILE_NAMED,                  /* Go's named profiles: debug=0|1|2, seconds=N a delta
+                                           of two collections, format=json */
+        PROFILE_WINDOW,                 /* Go's CPU profile: seconds=N is the recording window
+                                           (lenient, default 30), hz=H, mode= */
+} ProfileKind;
+
+/* One profile, as the index lists it and the router serves it. The backend's table says
+ * it once for everything that needs it (index, router, /metrics, tests). */
+typedef struct ProfileInfo {
+        const char *name;               /* "goroutine" */
+        const char *description;        /* what it shows, one line */
+        const char *counts;             /* what its index count counts, one sentence */
+        ProfileKind kind;
+        bool supports_delta;            /* NAMED: seconds=N allowed */
+        bool supports_json;             /* NAMED: format=json allowed */
+        unsigned hz_default, hz_max;    /* WINDOW: hz=, 1..hz_max */
+        bool supports_mode;             /* WINDOW: mode=dwarf|fp */
+        const void *source;             /* the backend's: how it is collected */
+        int variant;                    /* the backend's: which of its source's profiles */
+} ProfileInfo;
+
 /* A named profile request, parameters already validated with Go's checks and order. */
 typedef struct ProfileRequest {
         pid_t pid;
-        const char *name;               /* "goroutine", … (valid during the call only) */
+        const ProfileInfo *info;        /* a row of Backend.profiles */
         int debug;                      /* 0: pprof protobuf; 1, 2: text */
         unsigned seconds;               /* > 0: delta profile over that many seconds */
         bool json;                      /* format=json, for profiles that support it */
 } ProfileRequest;
 
-/* A CPU profile request (/debug/pprof/profile), parameters validated. */
+/* A window profile's user stacks: unwound from a stack copy, or the kernel's frame-pointer
+ * walk (mode=fp). */
 typedef enum CpuProfileMode {
         CPU_PROFILE_DWARF,              /* user stacks unwound from a stack copy (default) */
         CPU_PROFILE_FP,                 /* mode=fp: the kernel's frame-pointer walk only */
 } CpuProfileMode;
 
-typedef struct CpuProfileRequest {
+/* A window profile request (/debug/pprof/profile, /wall), parameters validated. */
+typedef struct WindowProfileRequest {
         pid_t pid;
+        const ProfileInfo *info;
         unsigned seconds;               /* as Go: default 30; ≤ 0 or unparsable → 30 */
-        unsigned hz;                    /* hz=, 1..HTTP_CPU_HZ_MAX, default 100 */
+        unsigned hz;                    /* hz=, 1..info->hz_max, default info->hz_default */
         CpuProfileMode mode;
-} CpuProfileRequest;
+} WindowProfileRequest;
 
 #define HTTP_CPU_SECONDS_DEFAULT 30u
-#define HTTP_CPU_HZ_DEFAULT 100u
-#define HTTP_CPU_HZ_MAX 1000u
-
-/* A wall-clock profile request (/debug/pprof/wall): every thread, running or blocked,
- * sampled through snapshots. seconds as for the CPU profile; mode unused. */
-#define HTTP_WALL_HZ_DEFAULT 10u
-#define HTTP_WALL_HZ_MAX 100u
-
-typedef struct ProfileInfo {
-        const char *name;               /* "goroutine" */
-        const char *description;        /* one line, says exactly what the count counts */
-        bool supports_delta;            /* seconds=N allowed */
-        bool supports_json;             /* format=json allowed */
-} ProfileInfo;
 
 typedef struct Backend {
         void *userdata;
-        /* The named profiles served, sorted by name (the index lists them in this order,
-         * after cmdline). */
+        /* Every profile served, NAMED and WINDOW (the index sorts them by name, with
+         * cmdline among them). */
         const ProfileInfo *profiles;
         size_t n_profiles;
         /* Fills up to MAX summaries, the default target first; returns how many exist. */
         size_t (*list_targets)(void *userdata, TargetSummary *ret, size_t max);
-        /* The count shown on the index for profile NAME of PID (see its description);
-         * -1 when unknown. Must be quick: it runs on the loop. */
-        long (*profile_count)(void *userdata, pid_t pid, const char *name);
-        /* Answers REQ with profile P (asynchronously if it likes). Replies: 200 with the
-         * body, or an error status with a one-line message (reply_error). For debug=0 the
-         * backend sets content_type and filename itself; left NULL on a 200, http/ puts
-         * application/octet-stream and NAME (NAME-delta when seconds > 0). */
+        /* The count shown on the index for profile INFO of PID (INFO->counts says what it
+         * is); -1 when unknown. Must be quick: it runs on the loop. */
+        long (*profile_count)(void *userdata, pid_t pid, const ProfileInfo *info);
+        /* Answers REQ with the NAMED profile P (asynchronously if it likes). Replies: 200
+         * with the body, or an error status with a one-line message (reply_error). For
+         * debug=0 the backend sets content_type and filename itself; left NULL on a 200,
+         * http/ puts application/octet-stream and NAME (NAME-delta when seconds > 0). */
         void (*profile)(void *userdata, Request *req, const ProfileRequest *p);
-        /* Answers REQ with a CPU profile of P (NULL: the route is not served). The reply is
-         * a pprof profile; errors as for profile. */
-        void (*cpu_profile)(void *userdata, Request *req, const CpuProfileRequest *p);
-        /* Answers REQ with a wall-clock profile of P (NULL: not served). */
-        void (*wall_profile)(void *userdata, Request *req, const CpuProfileRequest *p);
+        /* Answers REQ with the WINDOW profile P: a pprof profile; errors as for profile. */
+        void (*window_profile)(void *userdata, Request *req, const WindowProfileRequest *p);
         /* Resolves ADDRS of PID to function names, appending "0xADDR name\n" per resolved
          * address in order (Go's /debug/pprof/symbol); answers REQ. The body holds only
          * those lines: on a 200, request_finish() puts "num_symbols: 1\n" first. N ≥ 1

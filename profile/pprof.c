@@ -356,6 +356,26 @@ int profile_add_comment(Profile *p, const char *comment) {
         return profile_comment_add_raw(p, c);
 }
 
+int profile_add_comment_lines(Profile *p, const char *text) {
+        for (const char *line = text; line && *line;) {
+                const char *nl = strchr(line, '\n');
+                size_t len = nl ? (size_t) (nl - line) : strlen(line);
+                if (len >= 2 && line[0] == '#' && line[1] == ' ') {
+                        line += 2;
+                        len -= 2;
+                }
+                char *comment = strndup(line, len);
+                if (!comment)
+                        return -ENOMEM;
+                int r = profile_add_comment(p, comment);
+                free(comment);
+                if (r < 0)
+                        return r;
+                line = nl ? nl + 1 : NULL;
+        }
+        return 0;
+}
+
 /* ---- mappings ---- */
 
 static uint64_t mapping_hash(const ProfileMapping *m) {

@@ -163,6 +163,9 @@ int profile_set_period(Profile *p, const char *type, const char *unit, int64_t p
 int profile_set_default_sample_type(Profile *p, const char *type);
 /* Appends a comment. 0, -E2BIG (max_comments, strings), -ENOMEM. */
 int profile_add_comment(Profile *p, const char *comment);
+/* One comment per line of TEXT ("# " at the start of a line left out): pprof shows them
+ * one by one. 0 or negative errno. */
+int profile_add_comment_lines(Profile *p, const char *text);
 
 /* One executable mapping of the target, as /proc/PID/maps shows it. */
 typedef struct ProfileMappingInfo {

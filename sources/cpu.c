@@ -1,4 +1,4 @@
-/* daemon/cpu.c -- see cpu.h.
+/* sources/cpu.c -- see cpu.h.
  *
  * Ownership and threads: a CpuSampler and a CpuRequest are created and freed on the loop;
  * everything marked [worker] is touched only by jobs on the worker thread (the perf
@@ -231,9 +231,7 @@ static void drain(CpuSampler *sp) {
  * while the ring buffers fill: every module's debug info and the kernel's symbols. */
 static void warm_up(CpuSampler *sp, const Maps *maps) {
         Service *s = sp->service;
-        for (size_t i = 0; i < maps->n; i++)
-                if (maps->entries[i].executable && maps->entries[i].path)
-                        (void) address_space_resolve(sp->target->as, maps->entries[i].start);
+        address_space_warm_up(sp->target->as, maps);
         if (!s->cpu.kallsyms && !s->cpu.kallsyms_failed) {
                 int r = kallsyms_load(NULL, &s->cpu.kallsyms);
                 if (r < 0) {
@@ -441,7 +439,7 @@ static void attached(void *userdata) {
         }
 }
 
-void cpu_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
+static void cpu_profile_start(Service *s, Request *req, const WindowProfileRequest *p) {
         Reply reply = {};
         Target *target = targets_find(s->targets, p->pid);
         if (!target) {
@@ -483,7 +481,7 @@ void cpu_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
         }
 }
 
-void cpu_profiles_shutdown(Service *s) {
+static void cpu_profiles_shutdown(Service *s) {
         /* The worker is gone: its [worker] state is ours now. */
         while (pending_cpu) {
                 CpuRequest *r = pending_cpu;
@@ -503,3 +501,9 @@ void cpu_profiles_shutdown(Service *s) {
         }
         s->cpu.kallsyms = kallsyms_free(s->cpu.kallsyms);
 }
+
+const ProfileSource cpu_source = {
+        .name = "perf samples (cpu-clock)",
+        .start_window = cpu_profile_start,
+        .shutdown = cpu_profiles_shutdown,
+};

@@ -1,4 +1,4 @@
-/* daemon/drain-maps.h -- a target's maps, read at most once per drain of heap samples, and
+/* sources/drain-maps.h -- a target's maps, read at most once per drain of heap samples, and
  * only when a sample needs them: samples may come from modules loaded since the address
  * space last saw the maps. [worker] */
 #pragma once

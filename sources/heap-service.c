@@ -1,4 +1,4 @@
-/* daemon/heap-service.c -- see heap-service.h. */
+/* sources/heap-service.c -- see heap-service.h. */
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -39,17 +39,10 @@ static HeapTracker *tracker(Service *s, Target *target, char *err, size_t errlen
         return target->heap;
 }
 
-static void format_time(uint64_t realtime_ns, char buf[static 32]) {
-        time_t t = (time_t) (realtime_ns / NSEC_PER_SEC);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* "# tracking since …" lines: allocations made before tracking began are unknown. */
 static void tracking_note(const HeapTracker *t, Buf *out) {
         char when[32];
-        format_time(t->started_ns, when);
+        format_utc_time(t->started_ns, when);
         uint64_t now = now_realtime_ns(), age = now > t->started_ns ? (now - t->started_ns) / NSEC_PER_SEC : 0;
         buf_printf(out, "# tracking since %s (%" PRIu64 " s): allocations made before are not known\n", when, age);
         buf_printf(out, "# sampling: one sample per %" PRIu64 " bytes on average; %" PRIu64 " samples, %" PRIu64
@@ -90,7 +83,9 @@ static void memory_facts(pid_t pid, const Maps *maps, Buf *out) {
                    heap, stack, anon);
 }
 
-void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *reply, Profile **ret) {
+/* [worker] The heap of TARGET now: a pprof profile in *RET (when DEBUG is 0) or Go's text
+ * in REPLY; or an error in REPLY (*RET NULL). */
+static void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *reply, Profile **ret) {
         char err[256] = "";
         *ret = NULL;
         if (target_check_exited(target)) {
@@ -127,13 +122,8 @@ void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *rep
         }
         if (r == 0)
                 r = heap_add_to_profile(&t->heap, allocs, p);
-        /* One comment per line: pprof shows them one by one. */
-        for (char *line = note.data, *nl; r == 0 && line && *line; line = nl ? nl + 1 : NULL) {
-                nl = strchr(line, '\n');
-                if (nl)
-                        *nl = 0;
-                r = profile_add_comment(p, line + 2);
-        }
+        if (r == 0)
+                r = profile_add_comment_lines(p, note.data);
         buf_done(&note);
         drain_maps_done(&dm);
         if (r < 0) {
@@ -147,80 +137,51 @@ void heap_collect(Service *s, Target *target, bool allocs, int debug, Reply *rep
 /* ---- the periodic drain ---- */
 
 /* [worker] */
-static void drain_job(void *userdata) {
-        Service *s = userdata;
-        uint64_t now = now_monotonic_ns();
-        for (size_t i = 0; i < s->heap_targets.n; i++) {
-                Target *target = s->heap_targets.items[i];
-                if (target->heap) {
-                        DrainMaps dm = { .pid = target->pid, .as = target->as };
-                        heap_tracker_drain(target->heap, &dm);
-                        drain_maps_done(&dm);
-                        atomic_store(&target->heap_sites, (long) target->heap->heap.n_sites);
-                        continue;
-                }
-                if (!s->heap.at_attach || target_check_exited(target) || now < target->heap_retry_ns)
-                        continue;
-                char err[256];
-                if (!tracker(s, target, err, sizeof err))
-                        target->heap_retry_ns = now + RETRY_NS;
-                else
-                        atomic_store(&target->heap_tracking, true);
+static void drain_target(Service *s, Target *target) {
+        if (target->heap) {
+                DrainMaps dm = { .pid = target->pid, .as = target->as };
+                heap_tracker_drain(target->heap, &dm);
+                drain_maps_done(&dm);
+                atomic_store(&target->heap_sites, (long) target->heap->heap.n_sites);
+                return;
         }
+        uint64_t now = now_monotonic_ns();
+        if (!s->heap.at_attach || target_check_exited(target) || now < target->heap_retry_ns)
+                return;
+        char err[256];
+        if (!tracker(s, target, err, sizeof err))
+                target->heap_retry_ns = now + RETRY_NS;
+        else
+                atomic_store(&target->heap_tracking, true);
 }
 
 /* [loop] */
-static void drained(void *userdata) {
-        Service *s = userdata;
-        for (size_t i = 0; i < s->heap_targets.n; i++)
-                target_unref(s->heap_targets.items[i]);
-        s->heap_targets.n = 0;
-        s->heap_draining = false;
-}
-
 static bool wants_drain(Service *s, Target *t) {
         return (atomic_load(&t->heap_tracking) || s->heap.at_attach) && !target_check_exited(t);
 }
 
-/* [loop] Every HEAP_DRAIN_MS: a drain of every target, if none is queued yet. */
-static void on_heap_timer(evutil_socket_t fd, short events, void *userdata) {
-        Service *s = userdata;
-        if (s->heap_draining)
-                return;
-        size_t n = 0;
-        for (size_t i = 0; i < s->targets->n; i++)
-                n += wants_drain(s, s->targets->items[i]);
-        if (n == 0)
-                return;
-        if (n > s->heap_targets.cap) {
-                Target **items = realloc(s->heap_targets.items, n * sizeof *items);
-                if (!items)
-                        return;
-                s->heap_targets.items = items;
-                s->heap_targets.cap = n;
-        }
-        for (size_t i = 0; i < s->targets->n; i++)
-                if (wants_drain(s, s->targets->items[i]))
-                        s->heap_targets.items[s->heap_targets.n++] = target_ref(s->targets->items[i]);
-        if (worker_submit(s->worker, drain_job, drained, s) == 0)
-                s->heap_draining = true;
-        else
-                drained(s);
+static int heap_service_start(Service *s) {
+        s->heap_drain = (PeriodicDrain) { .service = s, .every_ms = HEAP_DRAIN_MS, .wants = wants_drain,
+                                          .drain = drain_target };
+        return periodic_drain_start(&s->heap_drain);
 }
 
-int heap_service_start(Service *s) {
-        s->heap_timer = event_new(s->base, -1, EV_PERSIST, on_heap_timer, s);
-        struct timeval tv = { 0, HEAP_DRAIN_MS * 1000 };
-        if (!s->heap_timer || event_add(s->heap_timer, &tv) < 0)
-                return -ENOMEM;
-        return 0;
+static void heap_service_stop(Service *s) {
+        periodic_drain_stop(&s->heap_drain);
 }
 
-void heap_service_stop(Service *s) {
-        if (s->heap_timer) {
-                event_free(s->heap_timer);
-                s->heap_timer = NULL;
-        }
-        free(s->heap_targets.items);
-        s->heap_targets = (typeof(s->heap_targets)) {};
+static void collect(Service *s, Target *target, const Collection *c, Reply *reply, Profile **ret) {
+        heap_collect(s, target, c->info->variant == HEAP_ALLOCS, c->debug, reply, ret);
 }
+
+static long count(Service *s, Target *t, const ProfileInfo *info) {
+        return atomic_load(&t->heap_tracking) ? atomic_load(&t->heap_sites) : 0;
+}
+
+const ProfileSource heap_source = {
+        .name = "the heap agent (or uprobes)",
+        .start = heap_service_start,
+        .collect = collect,
+        .count = count,
+        .shutdown = heap_service_stop,
+};

@@ -1,4 +1,4 @@
-/* daemon/heap-service.h -- /debug/pprof/heap and /debug/pprof/allocs: heap tracking of
+/* sources/heap-service.h -- /debug/pprof/heap and /debug/pprof/allocs: heap tracking of
  * each target (heap-tracker.h: the agent, or uprobes with --heap-uprobes), started at the first request (or at
  * attach with --heap), drained every HEAP_DRAIN_MS on the worker. */
 #pragma once
@@ -8,6 +8,7 @@
 
 #include "pprof.h"
 #include "server.h"
+#include "source.h"
 
 struct Service;
 struct Target;
@@ -21,11 +22,12 @@ typedef struct HeapOptions {
         bool uprobes;                   /* --heap-uprobes: no agent, uprobes on every call */
 } HeapOptions;
 
-/* [loop] Starts the periodic drain (and, with at_attach, tracking). 0 or -ENOMEM. */
-int heap_service_start(struct Service *s);
-/* [loop] Stops the drain timer. */
-void heap_service_stop(struct Service *s);
+typedef enum HeapProfile {
+        HEAP_INUSE,                     /* heap: inuse_space by default */
+        HEAP_ALLOCS,                    /* allocs: alloc_space by default */
+} HeapProfile;
 
-/* [worker] The heap of TARGET now, tracking started if need be: a pprof profile in
- * *RET (when DEBUG is 0) or Go's text in REPLY; or an error in REPLY (*RET NULL). */
-void heap_collect(struct Service *s, struct Target *target, bool allocs, int debug, Reply *reply, Profile **ret);
+/* The source of heap and allocs: start runs the periodic drain (and, with at_attach,
+ * tracking); collect gives the heap of a target now, tracking started if need be; count
+ * the allocation records; shutdown stops the drain timer. */
+extern const ProfileSource heap_source;

@@ -1,4 +1,4 @@
-/* daemon/heap-tracker.c -- see heap-tracker.h.
+/* sources/heap-tracker.c -- see heap-tracker.h.
  *
  * Everything in the shared memory is the target's to scribble on: head is bounded by the
  * ring, every record is copied out before it is looked at, and its sizes are checked

@@ -1,4 +1,4 @@
-/* daemon/heap-tracker.h -- heap tracking of one target through cprofd's agent: loading and
+/* sources/heap-tracker.h -- heap tracking of one target through cprofd's agent: loading and
  * starting it (attach/inject), reading its ring of samples, unwinding and symbolizing each
  * sample's stack with the target's address space, and keeping the sampled heap
  * (profile/heap). All [worker]. */

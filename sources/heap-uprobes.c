@@ -1,4 +1,4 @@
-/* daemon/heap-uprobes.c -- see heap-uprobes.h.
+/* sources/heap-uprobes.c -- see heap-uprobes.h.
  *
  * Each probe is a sampler of its own (attach/perf.h): one ring per CPU and probe, so the
  * calls of one thread arrive in several rings. The records of a drain are therefore put

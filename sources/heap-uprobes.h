@@ -1,4 +1,4 @@
-/* daemon/heap-uprobes.h -- the fallback heap tracker: uprobes on the allocator's malloc,
+/* sources/heap-uprobes.h -- the fallback heap tracker: uprobes on the allocator's malloc,
  * calloc, realloc (entries and returns) and free, no code in the target at all. Every call
  * traps into the kernel (about 1 µs for malloc, more for free on this machine), so this is
  * for programs that allocate little, or for when the agent cannot be loaded; --heap-uprobes

@@ -1,4 +1,4 @@
-/* daemon/profiles.c -- see profiles.h. */
+/* sources/profiles.c -- see profiles.h. */
 #include <stdio.h>
 #include <string.h>
 

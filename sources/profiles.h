@@ -1,4 +1,4 @@
-/* daemon/profiles.h -- pprof profiles of what the daemon collects: the executable mappings
+/* sources/profiles.h -- pprof profiles of what the daemon collects: the executable mappings
  * of a target (with build-ids and whether cprofd symbolized them) and the goroutine
  * (thread) profile of a thread dump. */
 #pragma once

@@ -1,4 +1,4 @@
-/* daemon/wall.c -- see wall.h.
+/* sources/wall.c -- see wall.h.
  *
  * A loop timer ticks at the requested rate and queues one snapshot job at a time on the
  * worker; a tick that comes while the previous snapshot still runs is skipped and counted
@@ -16,6 +16,7 @@
 #include "pprof.h"
 #include "profiles.h"
 #include "service.h"
+#include "snapshots.h"
 #include "wall.h"
 
 typedef struct WallRequest WallRequest;
@@ -191,7 +192,7 @@ static void on_wall_cancel(void *userdata) {
         }
 }
 
-void wall_profile_start(Service *s, Request *req, const CpuProfileRequest *p) {
+void wall_profile_start(Service *s, Request *req, const WindowProfileRequest *p) {
         Reply reply = {};
         Target *target = targets_find(s->targets, p->pid);
         WallRequest *w = target ? calloc(1, sizeof *w) : NULL;

@@ -861,6 +861,12 @@ const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc) {
         return module_resolve(r->module, lookup_pc - r->bias);
 }
 
+void address_space_warm_up(AddressSpace *as, const Maps *maps) {
+        for (size_t i = 0; i < maps->n; i++)
+                if (maps->entries[i].executable && maps->entries[i].path)
+                        (void) address_space_resolve(as, maps->entries[i].start);
+}
+
 int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t size) {
         const Region *r = address_space_find_region(as, addr);
         if (!r)

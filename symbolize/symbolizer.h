@@ -85,6 +85,9 @@ int address_space_data_name(AddressSpace *as, uint64_t addr, char *buf, size_t s
  * re-read when they changed: a symbol found there gives one frame named as the file
  * names it, module the file's path, module_offset the pc. */
 const SymLoc *address_space_resolve(AddressSpace *as, uint64_t lookup_pc);
+/* Loads every executable module of MAPS now (its symbols and debug info), so that the
+ * first samples of a profiler do not wait for libdw while its buffers fill. */
+void address_space_warm_up(AddressSpace *as, const Maps *maps);
 
 /* Unwinds the thread from its captured registers and stack copy (never touching the live
  * process), with DWARF CFI from .eh_frame (and .debug_frame where present), through signal

@@ -79,10 +79,13 @@ static struct {
 
 static const ProfileInfo fake_profiles[] = {
         /* Not sorted on purpose: the index sorts. */
-        { "heap", "Live objects: the count is the number of allocation sites", true },
-        { "goroutine", "Threads of the target: the count is the number of threads", true },
-        { "allocs", "Past allocations: the count is the number of allocation sites", true },
-        { "nodelta", "A profile without deltas: the count is 7", false },
+        { .name = "heap", .description = "Live objects: the count is the number of allocation sites",
+          .supports_delta = true },
+        { .name = "goroutine", .description = "Threads of the target: the count is the number of threads",
+          .supports_delta = true },
+        { .name = "allocs", .description = "Past allocations: the count is the number of allocation sites",
+          .supports_delta = true },
+        { .name = "nodelta", .description = "A profile without deltas: the count is 7" },
 };
 
 static void job_free(Job *j) {
@@ -146,10 +149,9 @@ static void fake_profile(void *userdata, Request *req, const ProfileRequest *p) 
         ASSERT_TRUE(j);
         fake.profile_calls++;
         fake.last = *p;
-        snprintf(fake.last_name, sizeof fake.last_name, "%s", p->name);
-        fake.last.name = fake.last_name;
+        snprintf(fake.last_name, sizeof fake.last_name, "%s", p->info->name);
         *j = (Job) { .req = req, .debug = p->debug, .seconds = p->seconds };
-        snprintf(j->name, sizeof j->name, "%s", p->name);
+        snprintf(j->name, sizeof j->name, "%s", p->info->name);
         job_start(j);
 }
 
@@ -171,7 +173,8 @@ static size_t fake_list_targets(void *userdata, TargetSummary *ret, size_t max) 
         return fake.n_targets;
 }
 
-static long fake_profile_count(void *userdata, pid_t pid, const char *name) {
+static long fake_profile_count(void *userdata, pid_t pid, const ProfileInfo *info) {
+        const char *name = info->name;
         if (strcmp(name, "goroutine") == 0)
                 return pid == 100 ? 11 : 4;
         if (strcmp(name, "allocs") == 0)
@@ -744,7 +747,7 @@ TEST(profile_success_headers) {
                         TINY_FAIL("status %d; reply:\n%s", r->status, r->raw.data);
                 ASSERT_EQ(fake.profile_calls, 1);
                 ASSERT_EQ(fake.last.pid, cases[i].pid);
-                ASSERT_STREQ(fake.last.name, cases[i].name);
+                ASSERT_STREQ(fake.last_name, cases[i].name);
                 ASSERT_EQ(fake.last.debug, cases[i].debug);
                 ASSERT_EQ(fake.last.seconds, cases[i].seconds);
                 ASSERT_HEADER(r, "X-Content-Type-Options", "nosniff");
@@ -936,7 +939,9 @@ TEST(index_several_targets) {
 }
 
 TEST(index_without_goroutine) {
-        static const ProfileInfo only_heap[] = { { "heap", "Heap: the count is the number of sites", true } };
+        static const ProfileInfo only_heap[] = {
+                { .name = "heap", .description = "Heap: the count is the number of sites", .supports_delta = true },
+        };
         Backend b = fake_backend();
 
         b.profiles = only_heap;
@@ -1306,7 +1311,7 @@ TEST(listen_is_local) {
                                   http_listen_is_local(cases[i].listen), cases[i].ret);
 }
 
-static void fake_cpu_profile(void *userdata, Request *req, const CpuProfileRequest *p) {
+static void fake_window_profile(void *userdata, Request *req, const WindowProfileRequest *p) {
         Job *j = calloc(1, sizeof *j);
 
         ASSERT_TRUE(j);
@@ -1318,9 +1323,15 @@ static void fake_cpu_profile(void *userdata, Request *req, const CpuProfileReque
 
 TEST(max_profiles_gets_503) {
         HttpLimits limits = { .max_pending = 8, .max_profiles = 1 };
+        static const ProfileInfo window_profiles[] = {
+                { .name = "goroutine", .description = "Threads" },
+                { .name = "profile", .description = "CPU", .kind = PROFILE_WINDOW, .hz_default = 100, .hz_max = 1000 },
+                { .name = "wall", .description = "Wall", .kind = PROFILE_WINDOW, .hz_default = 10, .hz_max = 100 },
+        };
         Backend b = fake_backend();
-        b.cpu_profile = fake_cpu_profile;
-        b.wall_profile = fake_cpu_profile;
+        b.profiles = window_profiles;
+        b.n_profiles = ARRAY_SIZE(window_profiles);
+        b.window_profile = fake_window_profile;
 
         memset(&fake, 0, sizeof fake);
         fake.delay_ms = 300;
