@@ -118,6 +118,14 @@ static void usage(FILE *f) {
                 "      --heap-agent PATH     the agent library cprofd loads into targets\n"
                 "      --heap-uprobes        track the heap with uprobes instead of the agent\n"
                 "                            (every call traps: for programs that allocate little)\n"
+                "      --block               track blocking (the block profile) of every target from\n"
+                "                            the start (else from the first block request)\n"
+                "      --mutex               the same for lock holders (the mutex profile)\n"
+                "      --block-rate NS       record every wait of NS or more, shorter ones with\n"
+                "                            probability wait/NS, scaled (default %u; 1: all)\n"
+                "      --mutex-fraction N    record one lock wake-up in N, scaled (default %u)\n"
+                "      --sched-stack-size BYTES  user stack copied per block or mutex event\n"
+                "                            (default %u)\n"
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
                 "      --config FILE         settings from FILE; the command line wins; SIGHUP\n"
                 "                            reloads it\n"
@@ -127,7 +135,8 @@ static void usage(FILE *f) {
                 "  -V, --version             show the version\n",
                 HTTP_MAX_PENDING_DEFAULT, HTTP_MAX_PROFILES_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
                 HTTP_MAX_SECONDS_DEFAULT, HTTP_HEADER_TIMEOUT_DEFAULT, HISTORY_SNAPSHOTS_DEFAULT, TARGETS_MAX_DEFAULT,
-                SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT, PERF_STACK_BYTES_DEFAULT, HEAP_RATE_DEFAULT);
+                SNAPSHOT_STACK_MAX_DEFAULT, SNAPSHOT_STACK_MAX_LIMIT, PERF_STACK_BYTES_DEFAULT, HEAP_RATE_DEFAULT,
+                SCHED_BLOCK_RATE_DEFAULT, SCHED_MUTEX_FRACTION_DEFAULT, SCHED_STACK_BYTES_DEFAULT);
 }
 
 /* A strictly decimal number in [min, max]: no sign, no junk, no overflow. */
@@ -453,7 +462,8 @@ int main(int argc, char **argv) {
                OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_LISTEN_MODE, OPT_TOKEN_FILE,
                OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
                OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES,
-               OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES };
+               OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES, OPT_BLOCK, OPT_MUTEX, OPT_BLOCK_RATE,
+               OPT_MUTEX_FRACTION, OPT_SCHED_STACK };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -469,6 +479,11 @@ int main(int argc, char **argv) {
                 { "heap-rate", required_argument, NULL, OPT_HEAP_RATE },
                 { "heap-agent", required_argument, NULL, OPT_HEAP_AGENT },
                 { "heap-uprobes", no_argument, NULL, OPT_HEAP_UPROBES },
+                { "block", no_argument, NULL, OPT_BLOCK },
+                { "mutex", no_argument, NULL, OPT_MUTEX },
+                { "block-rate", required_argument, NULL, OPT_BLOCK_RATE },
+                { "mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION },
+                { "sched-stack-size", required_argument, NULL, OPT_SCHED_STACK },
                 { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
                 { "listen-mode", required_argument, NULL, OPT_LISTEN_MODE },
@@ -491,6 +506,9 @@ int main(int argc, char **argv) {
         SelectorKind kind;
         uint32_t cpu_stack_bytes = 0;
         HeapOptions heap = { .rate = HEAP_RATE_DEFAULT };
+        SchedService sched = { .options = { .block_rate_ns = SCHED_BLOCK_RATE_DEFAULT,
+                                            .mutex_fraction = SCHED_MUTEX_FRACTION_DEFAULT,
+                                            .stack_bytes = SCHED_STACK_BYTES_DEFAULT } };
         Daemon d = {
                 .cli = {
                         .listen = "127.0.0.1:6060",
@@ -598,6 +616,36 @@ int main(int argc, char **argv) {
                         break;
                 case OPT_HEAP_UPROBES:
                         heap.uprobes = true;
+                        break;
+                case OPT_BLOCK:
+                        sched.at_attach[SCHED_BLOCK] = true;
+                        break;
+                case OPT_MUTEX:
+                        sched.at_attach[SCHED_MUTEX] = true;
+                        break;
+                case OPT_BLOCK_RATE:
+                        if (parse_number(optarg, 1, 60 * NSEC_PER_SEC, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --block-rate \"%s\": expected nanoseconds from 1 "
+                                        "to 60000000000\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        sched.options.block_rate_ns = v;
+                        break;
+                case OPT_MUTEX_FRACTION:
+                        if (parse_number(optarg, 1, 1000000, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --mutex-fraction \"%s\": expected an integer "
+                                        "from 1 to 1000000\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        sched.options.mutex_fraction = (unsigned) v;
+                        break;
+                case OPT_SCHED_STACK:
+                        if (parse_number(optarg, 1024, PERF_STACK_BYTES_MAX, &v) < 0 || v % 8 != 0) {
+                                fprintf(stderr, "cprofd: invalid --sched-stack-size \"%s\": expected a multiple "
+                                        "of 8 from 1024 to %u bytes\n", optarg, PERF_STACK_BYTES_MAX);
+                                EXIT_EARLY(2);
+                        }
+                        sched.options.stack_bytes = (uint32_t) v;
                         break;
                 case OPT_HEAP_AGENT:
                         if (optarg[0] != '/' || access(optarg, R_OK) < 0) {
@@ -854,6 +902,7 @@ int main(int argc, char **argv) {
         d.service = (Service) { .base = d.base, .worker = d.worker, .targets = &d.targets, .metrics = &d.metrics };
         d.service.cpu.stack_bytes = cpu_stack_bytes;
         d.service.heap = heap;
+        d.service.sched = sched;
         if (!d.service.heap.agent_path)
                 d.service.heap.agent_path = heap_agent_default_path();
         Backend backend;

@@ -26,6 +26,7 @@ typedef struct Service {
         CpuProfiles cpu;
         HeapOptions heap;
         PeriodicDrain heap_drain;
+        SchedService sched;
         uint64_t profile_requests[PROFILE_TABLE_MAX];   /* [loop] by table row */
 } Service;
 

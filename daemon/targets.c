@@ -34,6 +34,7 @@ Target *target_unref(Target *t) {
         u64map_done(&t->last_syscall, NULL);
         thread_cache_done(&t->thread_cache);
         heap_tracker_stop(t->heap);
+        sched_target_done(&t->sched);
         free(t->logged_cycles);
         free(t->exe);
         process_handle_close(&t->handle);

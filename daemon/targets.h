@@ -12,6 +12,7 @@
 #include "hashmap.h"
 #include "history.h"
 #include "metrics.h"
+#include "sched-source.h"
 #include "snapshot.h"
 #include "symbolizer.h"
 #include "thread-cache.h"
@@ -46,6 +47,7 @@ typedef struct Target {
         uint64_t heap_retry_ns;         /* [worker] --heap: when to try loading the agent again */
         atomic_bool heap_tracking;      /* heap tracking was asked for, for the loop */
         atomic_long heap_sites;         /* allocation records, for the index */
+        SchedTargetState sched;         /* block and mutex tracking */
         History *history;               /* [worker] periodic and on-demand snapshots */
         /* What the loop shows of the history (index, metrics), published after each
          * snapshot by the worker. */

@@ -8,96 +8,39 @@
 #include "heap.h"
 #include "macro.h"
 #include "tabwriter.h"
-#include "threads-internal.h"
 
 void heap_init(Heap *h, uint64_t rate) {
         *h = (Heap) { .rate = rate };
+        stack_sites_init(&h->sites, sizeof(HeapSite), HEAP_SITES_MAX);
 }
 
 void heap_done(Heap *h) {
-        for (size_t i = 0; i < h->n_sites; i++) {
-                free(h->sites[i]->stack.frames);
-                free(h->sites[i]);
-        }
-        free(h->sites);
-        u64map_done(&h->by_hash, NULL);
+        stack_sites_done(&h->sites);
         u64map_done(&h->live, NULL);
-        *h = (Heap) { .rate = h->rate };
+        h->live = (U64Map) {};
 }
 
-static uint64_t site_hash(const Stack *s, uint64_t size) {
-        uint64_t pcs[64];
-        size_t n = 0;
-        for (size_t i = 0; i < s->n && n < ARRAY_SIZE(pcs) - 1; i++)
-                pcs[n++] = s->frames[i].pc;
-        pcs[n++] = size ^ ((uint64_t) s->n << 48);
-        return hash_bytes(pcs, n * sizeof *pcs);
-}
-
-static bool same_stack(const Stack *a, const Stack *b) {
-        if (a->n != b->n || a->end != b->end)
-                return false;
-        for (size_t i = 0; i < a->n; i++)
-                if (a->frames[i].pc != b->frames[i].pc)
-                        return false;
-        return true;
-}
-
-/* The site of (STACK, SIZE), made when new (taking STACK); its index, or negative errno. */
-static long find_site(Heap *h, Stack *stack, uint64_t size) {
-        uint64_t hash = site_hash(stack, size);
-        /* Open addressing over the hash: a collision steps to the next key. */
-        for (uint64_t k = hash;; k++) {
-                uintptr_t v = (uintptr_t) u64map_get(&h->by_hash, k);
-                if (v == 0)
-                        break;
-                HeapSite *s = h->sites[v - 1];
-                if (s->size == size && same_stack(&s->stack, stack)) {
-                        free(stack->frames);
-                        *stack = (Stack) {};
-                        return (long) (v - 1);
-                }
-                hash = k + 1;
-        }
-        if (h->n_sites >= HEAP_SITES_MAX)
-                return -E2BIG;
-        if (h->n_sites == h->cap_sites) {
-                size_t cap = MAX(h->cap_sites * 2, (size_t) 64);
-                HeapSite **sites = realloc(h->sites, cap * sizeof *sites);
-                if (!sites)
-                        return -ENOMEM;
-                h->sites = sites;
-                h->cap_sites = cap;
-        }
-        HeapSite *s = calloc(1, sizeof *s);
-        if (!s)
-                return -ENOMEM;
-        *s = (HeapSite) { .stack = *stack, .size = size, .hash = hash };
-        u64map_put(&h->by_hash, hash, (void *) (uintptr_t) (h->n_sites + 1));
-        *stack = (Stack) {};
-        h->sites[h->n_sites] = s;
-        return (long) h->n_sites++;
+static HeapSite *heap_site(const Heap *h, size_t i) {
+        return stack_sites_get(&h->sites, i);
 }
 
 int heap_alloc(Heap *h, uint64_t address, uint64_t bytes, Stack *stack) {
         heap_free(h, address);
-        long i = find_site(h, stack, bytes);
+        long i = stack_sites_find(&h->sites, stack, bytes);
         if (i < 0) {
-                free(stack->frames);
-                *stack = (Stack) {};
                 if (i == -E2BIG)
                         h->lost++;
                 return (int) i;
         }
         u64map_put(&h->live, address, (void *) (uintptr_t) (i + 1));
-        h->sites[i]->allocs++;
+        heap_site(h, (size_t) i)->allocs++;
         return 0;
 }
 
 void heap_free(Heap *h, uint64_t address) {
         uintptr_t v = (uintptr_t) u64map_remove(&h->live, address);
         if (v != 0)
-                h->sites[v - 1]->frees++;
+                heap_site(h, v - 1)->frees++;
 }
 
 void heap_scale(uint64_t count, uint64_t bytes, uint64_t rate, int64_t *ret_count, int64_t *ret_bytes) {
@@ -125,54 +68,50 @@ int heap_add_to_profile(const Heap *h, bool allocs, Profile *p) {
                 r = profile_set_period(p, "space", "bytes", (int64_t) MIN(h->rate, (uint64_t) INT64_MAX));
         if (r == 0 && allocs)
                 r = profile_set_default_sample_type(p, "alloc_space");
-        for (size_t i = 0; i < h->n_sites && r == 0; i++) {
-                const HeapSite *s = h->sites[i];
+        for (size_t i = 0; i < h->sites.n && r == 0; i++) {
+                const HeapSite *s = heap_site(h, i);
+                uint64_t size = s->site.key;
                 int64_t v[4];
-                heap_scale(s->allocs, s->allocs * s->size, h->rate, &v[0], &v[1]);
-                heap_scale(s->allocs - s->frees, (s->allocs - s->frees) * s->size, h->rate, &v[2], &v[3]);
-                ProfileLabelSpec label = { .key = "bytes", .num = (int64_t) MIN(s->size, (uint64_t) INT64_MAX) };
-                r = profile_add_stack(p, &s->stack, v, &label, 1);
+                heap_scale(s->allocs, s->allocs * size, h->rate, &v[0], &v[1]);
+                heap_scale(s->allocs - s->frees, (s->allocs - s->frees) * size, h->rate, &v[2], &v[3]);
+                ProfileLabelSpec label = { .key = "bytes", .num = (int64_t) MIN(size, (uint64_t) INT64_MAX) };
+                r = profile_add_stack(p, &s->site.stack, v, &label, 1);
         }
         return r;
 }
 
 static int by_inuse_bytes(const void *a, const void *b) {
         const HeapSite *x = *(HeapSite *const *) a, *y = *(HeapSite *const *) b;
-        uint64_t bx = (x->allocs - x->frees) * x->size, by = (y->allocs - y->frees) * y->size;
+        uint64_t bx = (x->allocs - x->frees) * x->site.key, by = (y->allocs - y->frees) * y->site.key;
         if (bx != by)
                 return bx > by ? -1 : 1;
-        return x->hash < y->hash ? -1 : x->hash > y->hash;
+        return x->site.hash < y->site.hash ? -1 : x->site.hash > y->site.hash;
 }
 
 void heap_write_text(const Heap *h, const char *comment, Buf *out) {
         uint64_t in_objs = 0, in_bytes = 0, al_objs = 0, al_bytes = 0;
-        HeapSite **sorted = h->n_sites ? malloc(h->n_sites * sizeof *sorted) : NULL;
+        size_t n = h->sites.n;
+        HeapSite **sorted = stack_sites_sorted(&h->sites, by_inuse_bytes);
         Buf text = {};
 
-        for (size_t i = 0; i < h->n_sites; i++) {
-                const HeapSite *s = h->sites[i];
+        for (size_t i = 0; i < n; i++) {
+                const HeapSite *s = heap_site(h, i);
                 in_objs += s->allocs - s->frees;
-                in_bytes += (s->allocs - s->frees) * s->size;
+                in_bytes += (s->allocs - s->frees) * s->site.key;
                 al_objs += s->allocs;
-                al_bytes += s->allocs * s->size;
+                al_bytes += s->allocs * s->site.key;
         }
         /* Go prints the raw sampled counts here, and the rate doubled: heap/2*MemProfileRate. */
         buf_printf(&text, "heap profile: %" PRIu64 ": %" PRIu64 " [%" PRIu64 ": %" PRIu64 "] @ heap/%" PRIu64 "\n",
                    in_objs, in_bytes, al_objs, al_bytes, 2 * h->rate);
         if (comment)
                 buf_puts(&text, comment);
-        if (sorted) {
-                memcpy(sorted, h->sites, h->n_sites * sizeof *sorted);
-                qsort(sorted, h->n_sites, sizeof *sorted, by_inuse_bytes);
-        }
-        for (size_t i = 0; sorted && i < h->n_sites; i++) {
+        for (size_t i = 0; sorted && i < n; i++) {
                 const HeapSite *s = sorted[i];
+                uint64_t size = s->site.key;
                 buf_printf(&text, "%" PRIu64 ": %" PRIu64 " [%" PRIu64 ": %" PRIu64 "] ", s->allocs - s->frees,
-                           (s->allocs - s->frees) * s->size, s->allocs, s->allocs * s->size);
-                stack_write_debug1_key(&text, &s->stack);
-                buf_puts(&text, "\n");
-                stack_write_debug1_frames(&text, &s->stack);
-                buf_puts(&text, "\n");
+                           (s->allocs - s->frees) * size, s->allocs, s->allocs * size);
+                stack_site_write_debug1(&text, &s->site);
         }
         tabwriter_format(text.data, text.len, out);
         buf_done(&text);

@@ -13,19 +13,17 @@
 #include "frame.h"
 #include "hashmap.h"
 #include "pprof.h"
+#include "stack-sites.h"
 
 typedef struct HeapSite {
-        Stack stack;                    /* symbolized, leaf first */
-        uint64_t size;                  /* bytes of each object (Go keys records by it too) */
-        uint64_t hash;
+        StackSite site;                 /* key: bytes of each object (Go keys records by
+                                           it too) */
         uint64_t allocs, frees;         /* sampled objects */
 } HeapSite;
 
 typedef struct Heap {
         uint64_t rate;                  /* mean bytes between samples */
-        HeapSite **sites;
-        size_t n_sites, cap_sites;
-        U64Map by_hash;                 /* site hash → index + 1 */
+        StackSites sites;               /* of HeapSite */
         U64Map live;                    /* sampled address → site index + 1 */
         uint64_t lost;                  /* samples the target could not hand over */
 } Heap;

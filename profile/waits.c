@@ -173,6 +173,40 @@ static const Frame *stack_frame_at(const Stack *stack, size_t i, size_t level) {
         return loc && level < loc->n_frames ? &loc->frames[level] : NULL;
 }
 
+/* Calls VISIT on each inline level of each pc of STACK, leaf first, for CLASSIFY_DEPTH
+ * levels at most (a level without a name as NULL), until it returns true: the frame's
+ * index then, else SIZE_MAX. */
+static size_t walk_levels(const Stack *stack, bool (*visit)(const char *function, void *userdata), void *userdata) {
+        size_t depth = 0;
+        for (size_t i = 0; stack && i < stack->n && depth < CLASSIFY_DEPTH; i++) {
+                const SymLoc *loc = stack->frames[i].loc;
+                size_t levels = loc ? MAX(loc->n_frames, (size_t) 1) : 1;
+                for (size_t level = 0; level < levels && depth < CLASSIFY_DEPTH; level++, depth++) {
+                        const Frame *f = stack_frame_at(stack, i, level);
+                        if (visit(f ? f->function : NULL, userdata))
+                                return i;
+                }
+        }
+        return SIZE_MAX;
+}
+
+/* Remembers the libc waiter's kind; done at the first that is not a libc lock. */
+static bool visit_wait_kind(const char *function, void *userdata) {
+        WaitKind *kind = userdata;
+        WaitKind k = libc_wait_kind(function);
+        if (k != WAIT_KIND_NONE)
+                *kind = k;
+        return k != WAIT_KIND_NONE && k != WAIT_KIND_LOCK;
+}
+
+/* The object kind the libc waiter nearest the leaf says (WAIT_KIND_FUTEX when none does),
+ * and in *FOUND_AT its frame (SIZE_MAX when only a libc lock or nothing was found). */
+static WaitKind frames_wait_kind(const Stack *stack, size_t *found_at) {
+        WaitKind kind = WAIT_KIND_FUTEX;
+        *found_at = walk_levels(stack, visit_wait_kind, &kind);
+        return kind;
+}
+
 bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], WaitSite *site) {
         *site = (WaitSite) {};
         if (nr != SYS_futex)
@@ -184,28 +218,14 @@ bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], Wait
         *site = (WaitSite) { .kind = WAIT_KIND_FUTEX, .futex = args[0], .futex_cmd = cmd,
                              .futex_val = (uint32_t) args[2], .shared = !(args[1] & FUTEX_PRIVATE_FLAG) };
 
-        size_t found_at = SIZE_MAX, depth = 0;
-        for (size_t i = 0; stack && i < stack->n && depth < CLASSIFY_DEPTH && found_at == SIZE_MAX; i++) {
-                const SymLoc *loc = stack->frames[i].loc;
-                size_t levels = loc ? MAX(loc->n_frames, (size_t) 1) : 1;
-                for (size_t level = 0; level < levels && depth < CLASSIFY_DEPTH; level++, depth++) {
-                        const Frame *f = stack_frame_at(stack, i, level);
-                        WaitKind k = f ? libc_wait_kind(f->function) : WAIT_KIND_NONE;
-                        if (k == WAIT_KIND_NONE)
-                                continue;
-                        site->kind = k;
-                        if (k != WAIT_KIND_LOCK) {
-                                found_at = i;
-                                break;
-                        }
-                }
-        }
+        size_t found_at;
+        site->kind = frames_wait_kind(stack, &found_at);
         if (found_at == SIZE_MAX)
                 return true;
 
         /* libstdc++ wraps these objects in inlined methods right above the libc call (or
          * calls them from its own condition_variable::wait). */
-        depth = 0;
+        size_t depth = 0;
         for (size_t i = found_at + 1; i < stack->n && depth < CXX_DEPTH; i++) {
                 const SymLoc *loc = stack->frames[i].loc;
                 for (size_t level = 0; loc && level < loc->n_frames && depth < CXX_DEPTH; level++, depth++) {
@@ -226,6 +246,104 @@ bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], Wait
                 }
         }
         return true;
+}
+
+typedef struct PrefixMatch {
+        const char *const *prefixes;
+        size_t n;
+        int found;
+} PrefixMatch;
+
+static bool visit_prefix(const char *function, void *userdata) {
+        PrefixMatch *m = userdata;
+        char buf[128];
+        const char *name = function ? normalized_libc_name(function, buf, sizeof buf) : NULL;
+        for (size_t k = 0; name && k < m->n; k++)
+                if (startswith(name, m->prefixes[k])) {
+                        m->found = (int) k;
+                        return true;
+                }
+        return false;
+}
+
+/* The leaf-most libc function of STACK whose name starts with one of PREFIXES (normalized
+ * as libc_wait_kind does), within CLASSIFY_DEPTH inline levels: its index in PREFIXES, or
+ * -1. */
+static int innermost_libc_match(const Stack *stack, const char *const *prefixes, size_t n) {
+        PrefixMatch m = { .prefixes = prefixes, .n = n, .found = -1 };
+        (void) walk_levels(stack, visit_prefix, &m);
+        return m.found;
+}
+
+static bool leaf_is_syscall_wrapper(const SymLoc *leaf) {
+        char buf[128];
+        const char *fn = leaf->frames[leaf->n_frames - 1].function;
+        const char *name = fn ? normalized_libc_name(fn, buf, sizeof buf) : NULL;
+        return name && strcmp(name, "syscall") == 0;
+}
+
+/* Whether the leaf alone says the thread is in a futex syscall: a futex wrapper, or a
+ * libc waiter that issues the futex itself (__lll_lock_wait). */
+static bool leaf_is_futex_wait(const StackFrame *leaf) {
+        Stack one = { .frames = (StackFrame *) leaf, .n = 1 };
+        if (wait_restarted_syscall(&one) == SYS_futex)
+                return true;
+        for (size_t k = 0; leaf->loc && k < leaf->loc->n_frames; k++)
+                if (libc_wait_kind(leaf->loc->frames[k].function) != WAIT_KIND_NONE)
+                        return true;
+        return false;
+}
+
+bool wait_leaf_may_be_futex_wait(const StackFrame *leaf) {
+        return leaf->loc && leaf->loc->n_frames > 0 &&
+               (leaf_is_futex_wait(leaf) || leaf_is_syscall_wrapper(leaf->loc));
+}
+
+bool wait_site_classify_blocked(const Stack *stack, const uint64_t args[6], WaitSite *site) {
+        *site = (WaitSite) {};
+        const SymLoc *leaf = stack && stack->n > 0 ? stack->frames[0].loc : NULL;
+        if (!leaf || leaf->n_frames == 0)
+                return false;
+        /* The leaf says which syscall, or it is syscall(2) called by a futex helper
+         * (libstdc++'s atomic waits, a program's own futex lock). */
+        bool futex = leaf_is_futex_wait(&stack->frames[0]);
+        if (!futex && leaf_is_syscall_wrapper(leaf))
+                for (size_t i = 1; i < stack->n && i <= 3 && !futex; i++) {
+                        const SymLoc *loc = stack->frames[i].loc;
+                        for (size_t k = 0; loc && k < loc->n_frames && !futex; k++) {
+                                const char *fn = loc->frames[k].function;
+                                futex = fn && (strstr(fn, "futex") || strstr(fn, "platform_wait"));
+                        }
+                }
+        if (!futex)
+                return false;
+        if (wait_site_classify(stack, SYS_futex, args, site))
+                return true;
+        /* The arguments were not a futex wait's: the frames still say which object. */
+        size_t found_at;
+        *site = (WaitSite) { .kind = frames_wait_kind(stack, &found_at) };
+        return true;
+}
+
+WaitKind wake_site_classify(const Stack *stack) {
+        /* Leaf first: the lock-word wake under pthread_mutex_unlock is a libc lock only
+         * when no pthread function is found above it. */
+        static const char *const prefixes[] = {
+                "pthread_mutex_unlock", "pthread_rwlock_unlock", "pthread_cond_signal", "pthread_cond_broadcast",
+                "new_sem_post", "sem_post", "pthread_barrier_wait", "lll_lock_wake",
+        };
+        static const WaitKind kinds[] = {
+                WAIT_KIND_MUTEX, WAIT_KIND_RWLOCK_WRITE, WAIT_KIND_COND, WAIT_KIND_COND,
+                WAIT_KIND_SEM, WAIT_KIND_SEM, WAIT_KIND_BARRIER, WAIT_KIND_LOCK,
+        };
+        int k = innermost_libc_match(stack, prefixes, ARRAY_SIZE(prefixes));
+        if (k < 0)
+                return WAIT_KIND_NONE;
+        if (kinds[k] != WAIT_KIND_LOCK)
+                return kinds[k];
+        /* Above the lock wake: the pthread function that released it, if any. */
+        int above = innermost_libc_match(stack, prefixes, ARRAY_SIZE(prefixes) - 1);
+        return above >= 0 ? kinds[above] : WAIT_KIND_LOCK;
 }
 
 /* ---- what the bytes say ---- */

@@ -103,6 +103,23 @@ typedef struct WaitObject {
  * WAIT_KIND_NONE). */
 bool wait_site_classify(const Stack *stack, int nr, const uint64_t args[6], WaitSite *site);
 
+/* The same for a thread seen going to sleep by a scheduler event, whose syscall number
+ * is not known (perf's user registers have no orig_rax): the leaf's libc function says
+ * whether it is a futex wait, ARGS are its syscall arguments as the kernel's entry saved
+ * them (rdi, rsi, rdx, r10, r8, r9). False when the frames name no futex wait (a sleep,
+ * I/O, or frames that cannot tell). */
+bool wait_site_classify_blocked(const Stack *stack, const uint64_t args[6], WaitSite *site);
+
+/* The quick test before unwinding, on the leaf frame alone (symbolized): whether a thread
+ * that went to sleep there may be in a futex wait. syscall(2) passes: its callers decide. */
+bool wait_leaf_may_be_futex_wait(const StackFrame *leaf);
+
+/* What a thread waking another releases, from its frames (leaf first, symbolized):
+ * WAIT_KIND_MUTEX (pthread_mutex_unlock, also inside pthread_cond_wait), _RWLOCK_WRITE
+ * (any rwlock unlock), _LOCK (a libc-internal lock), _COND (signal or broadcast), _SEM,
+ * _BARRIER; WAIT_KIND_NONE when the frames name none of these. */
+WaitKind wake_site_classify(const Stack *stack);
+
 /* The syscall a thread in restart_syscall (a sleep, poll or timed futex wait that a stop
  * interrupted) goes on with, named by the libc wrapper at the leaf of STACK; -1 when the
  * leaf names none. */

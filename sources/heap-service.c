@@ -100,7 +100,7 @@ static void heap_collect(Service *s, Target *target, bool allocs, int debug, Rep
         atomic_store(&target->heap_tracking, true);
         DrainMaps dm = { .pid = target->pid, .as = target->as };
         heap_tracker_drain(t, &dm);
-        atomic_store(&target->heap_sites, (long) t->heap.n_sites);
+        atomic_store(&target->heap_sites, (long) t->heap.sites.n);
         /* The profile's mappings and the memory facts: the drain's read, if it made one. */
         const Maps *maps = drain_maps_get(&dm);
         int r;
@@ -142,7 +142,7 @@ static void drain_target(Service *s, Target *target) {
                 DrainMaps dm = { .pid = target->pid, .as = target->as };
                 heap_tracker_drain(target->heap, &dm);
                 drain_maps_done(&dm);
-                atomic_store(&target->heap_sites, (long) target->heap->heap.n_sites);
+                atomic_store(&target->heap_sites, (long) target->heap->heap.sites.n);
                 return;
         }
         uint64_t now = now_monotonic_ns();

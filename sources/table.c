@@ -4,6 +4,7 @@
 #include "cpu.h"
 #include "heap-service.h"
 #include "macro.h"
+#include "sched-source.h"
 #include "snapshots.h"
 #include "table.h"
 
@@ -17,6 +18,17 @@ const ProfileInfo profile_table[] = {
                 .supports_delta = true,
                 .source = &heap_source,
                 .variant = HEAP_ALLOCS,
+        },
+        {
+                .name = "block",
+                .description = "Time threads spent blocked on synchronization (mutexes, rwlocks, condition "
+                               "variables, semaphores, barriers, joins, futexes; not sleeps or I/O) since "
+                               "tracking began (at the first block request, or at attach with --block), by "
+                               "the waiting stack, from the scheduler's tracepoints.",
+                .counts = "stack records, not waits or time.",
+                .supports_delta = true,
+                .source = &sched_source,
+                .variant = SCHED_BLOCK,
         },
         {
                 .name = "goroutine",
@@ -45,6 +57,17 @@ const ProfileInfo profile_table[] = {
                 .supports_json = true,
                 .source = &snapshot_source,
                 .variant = SNAPSHOT_LOCKS,
+        },
+        {
+                .name = "mutex",
+                .description = "Stack traces of holders of contended locks: each wake-up of a thread waiting "
+                               "on a mutex, rwlock or libc lock, by the stack that released it, with the time "
+                               "the woken thread had waited; since tracking began (at the first mutex request, "
+                               "or at attach with --mutex).",
+                .counts = "stack records, not wake-ups or time.",
+                .supports_delta = true,
+                .source = &sched_source,
+                .variant = SCHED_MUTEX,
         },
         {
                 .name = "profile",
@@ -86,6 +109,7 @@ const ProfileSource *const profile_sources[] = {
         &heap_source,
         &snapshot_source,
         &cpu_source,
+        &sched_source,
 };
 
 const size_t profile_sources_size = ARRAY_SIZE(profile_sources);

@@ -1,4 +1,5 @@
-/* tests/test-heap.c -- the sampled heap and its encodings (Go's scaling, text and pprof
+/* tests/test-heap.c -- the sampled heap and its encodings (and those of the contention
+ * profiles, which keep their stacks the same way) (Go's scaling, text and pprof
  * shapes), the map removal it relies on, and loading the agent into a live process: the
  * borrowed thread goes back to its wait, the agent's memory appears and no thread does;
  * stopped through a borrowed thread, its memory is gone again; an agent whose cprofd is
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent-protocol.h"
+#include "contention.h"
 #include "hashmap.h"
 #include "heap.h"
 #include "inject.h"
@@ -60,19 +62,19 @@ TEST(sites_count_allocations_and_frees) {
         ASSERT_EQ(heap_alloc(&h, 0x90000, 4096, &s), 0);
         s = one_frame_stack(0x1000);    /* same stack, another size: another record, as Go */
         ASSERT_EQ(heap_alloc(&h, 0x91000, 128, &s), 0);
-        ASSERT_EQ(h.n_sites, 3);
+        ASSERT_EQ(h.sites.n, 3);
         for (uint64_t i = 0; i < 4; i++)
                 heap_free(&h, 0x10000 + i * 64);
         heap_free(&h, 0x10000);         /* twice: ignored */
         heap_free(&h, 0xdead0);         /* never sampled: ignored */
-        ASSERT_EQ(h.sites[0]->allocs, 10);
-        ASSERT_EQ(h.sites[0]->frees, 4);
+        ASSERT_EQ(((HeapSite *) h.sites.sites[0])->allocs, 10);
+        ASSERT_EQ(((HeapSite *) h.sites.sites[0])->frees, 4);
         ASSERT_EQ(h.live.n, 8);
         /* An address sampled again before its free was seen counts as freed first. */
         s = one_frame_stack(0x2000);
         ASSERT_EQ(heap_alloc(&h, 0x90000, 4096, &s), 0);
-        ASSERT_EQ(h.sites[1]->allocs, 2);
-        ASSERT_EQ(h.sites[1]->frees, 1);
+        ASSERT_EQ(((HeapSite *) h.sites.sites[1])->allocs, 2);
+        ASSERT_EQ(((HeapSite *) h.sites.sites[1])->frees, 1);
 
         Buf text = {};
         heap_write_text(&h, "# note\n", &text);
@@ -116,6 +118,66 @@ TEST(profile_has_gos_types) {
                 buf_done(&out);
         }
         heap_done(&h);
+}
+
+TEST(contention_sites_text_and_profile) {
+        Contention c;
+        contention_init(&c, 1);
+        for (int i = 0; i < 3; i++) {
+                Stack s = one_frame_stack(0x1000);
+                ASSERT_EQ(contention_add(&c, &s, 1, 1000), 0);
+        }
+        Stack s = one_frame_stack(0x2000);
+        ASSERT_EQ(contention_add(&c, &s, 4, 2500), 0);  /* a sampled event, weight 4 */
+        ASSERT_EQ(c.sites.n, 2);
+        ASSERT_TRUE(c.count == 7 && c.delay_ns == 13000);
+
+        /* Go's text: header, cycles/second, records by delay, largest first. */
+        Buf text = {};
+        contention_write_text(&c, "contention", "# note\n", &text);
+        ASSERT_TRUE(strncmp(text.data, "--- contention:\ncycles/second=1000000000\n# note\n10000 4 @ 0x2000\n", 64) == 0);
+        ASSERT_TRUE(strstr(text.data, "\n3000 3 @ 0x1000\n") != NULL);
+        ASSERT_TRUE(strstr(text.data, "sampling period") == NULL);
+        buf_done(&text);
+
+        Profile *p;
+        ASSERT_EQ(profile_new(NULL, &p), 0);
+        ASSERT_EQ(contention_add_to_profile(&c, p), 0);
+        Buf out = {};
+        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
+        Profile *q;
+        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        ASSERT_EQ(q->n_sample_types, 2);
+        ASSERT_STREQ(profile_string(q, q->sample_types[0].type), "contentions");
+        ASSERT_STREQ(profile_string(q, q->sample_types[0].unit), "count");
+        ASSERT_STREQ(profile_string(q, q->sample_types[1].type), "delay");
+        ASSERT_STREQ(profile_string(q, q->sample_types[1].unit), "nanoseconds");
+        ASSERT_STREQ(profile_string(q, q->period_type.type), "contentions");
+        ASSERT_EQ(q->period, 1);
+        ASSERT_EQ(q->n_samples, 2);
+        profile_free(q);
+        profile_free(p);
+        buf_done(&out);
+        contention_done(&c);
+
+        /* Mutex: raw values in the text with the sampling period, scaled in pprof. */
+        contention_init(&c, 5);
+        s = one_frame_stack(0x3000);
+        ASSERT_EQ(contention_add(&c, &s, 1, 700), 0);
+        contention_write_text(&c, "mutex", NULL, &text);
+        static const char mutex_head[] = "--- mutex:\ncycles/second=1000000000\nsampling period=5\n700 1 @ 0x3000\n#";
+        ASSERT_TRUE(strncmp(text.data, mutex_head, strlen(mutex_head)) == 0);
+        buf_done(&text);
+        ASSERT_EQ(profile_new(NULL, &p), 0);
+        ASSERT_EQ(contention_add_to_profile(&c, p), 0);
+        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
+        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        ASSERT_EQ(q->samples[0].values[0], 5);
+        ASSERT_EQ(q->samples[0].values[1], 3500);
+        profile_free(q);
+        profile_free(p);
+        buf_done(&out);
+        contention_done(&c);
 }
 
 TEST(map_removal_keeps_every_other_key) {

@@ -217,6 +217,90 @@ static void check_mutex(int type, int protocol, int robust, WaitHolder want, boo
         pthread_mutex_destroy(&obj.m);
 }
 
+/* A thread seen going to sleep by a scheduler event: no syscall number, only its frames
+ * and the argument registers. */
+static bool classify_blocked(const char *const *functions, const char *const *modules, size_t n, unsigned op,
+                             WaitSite *site) {
+        StackFrame frames[16];
+        Stack s = stack_of(frames, functions, modules, n);
+        uint64_t args[6] = { 0x5000, op, 2 };
+        return wait_site_classify_blocked(&s, args, site);
+}
+
+static WaitKind classify_wake(const char *const *functions, const char *const *modules, size_t n) {
+        StackFrame frames[16];
+        Stack s = stack_of(frames, functions, modules, n);
+        return wake_site_classify(&s);
+}
+
+TEST(classify_from_scheduler_events) {
+        const char *mods[] = { LIBC, LIBC, LIBC, APP, APP, APP };
+        WaitSite site;
+
+        const char *mutex[] = { "futex_wait", "__GI___lll_lock_wait", "___pthread_mutex_lock", "work" };
+        ASSERT_TRUE(classify_blocked(mutex, mods, 4, FUTEX_WAIT_PRIVATE, &site));
+        ASSERT_EQ(site.kind, WAIT_KIND_MUTEX);
+        ASSERT_EQ(site.futex, 0x5000);
+        /* Without debug info the leaf is the waiter itself. */
+        const char *dynsym[] = { "__lll_lock_wait", "pthread_mutex_lock@@GLIBC_2.2.5", "work" };
+        ASSERT_TRUE(classify_blocked(dynsym, mods, 3, FUTEX_WAIT_PRIVATE, &site));
+        ASSERT_EQ(site.kind, WAIT_KIND_MUTEX);
+        const char *cond[] = { "__futex_abstimed_wait_common64", "__pthread_cond_wait_common", "___pthread_cond_wait",
+                               "work" };
+        ASSERT_TRUE(classify_blocked(cond, mods, 4, FUTEX_WAIT_BITSET_PRIVATE, &site));
+        ASSERT_EQ(site.kind, WAIT_KIND_COND);
+        /* Registers that are no futex wait's: the frames still name the object. */
+        ASSERT_TRUE(classify_blocked(cond, mods, 4, 0x7777, &site));
+        ASSERT_EQ(site.kind, WAIT_KIND_COND);
+        ASSERT_EQ(site.futex, 0);
+
+        /* A raw futex through syscall(2): its caller says so; another syscall(2) does not. */
+        const char *raw[] = { "syscall", "my_futex_wait", "work" };
+        const char *rawmods[] = { LIBC, APP, APP };
+        ASSERT_TRUE(classify_blocked(raw, rawmods, 3, FUTEX_WAIT, &site));
+        ASSERT_EQ(site.kind, WAIT_KIND_FUTEX);
+        const char *other[] = { "syscall", "my_getrandom", "work" };
+        ASSERT_FALSE(classify_blocked(other, rawmods, 3, FUTEX_WAIT, &site));
+
+        /* Sleeps and I/O are not waits on synchronization. */
+        const char *sleep[] = { "__GI___clock_nanosleep", "__GI___nanosleep", "usleep", "work" };
+        ASSERT_FALSE(classify_blocked(sleep, mods, 4, 0, &site));
+        const char *io[] = { "__GI___libc_read", "read_request", "work" };
+        ASSERT_FALSE(classify_blocked(io, mods, 3, 0, &site));
+        const char *poll[] = { "epoll_wait", "event_loop", "work" };
+        ASSERT_FALSE(classify_blocked(poll, mods, 3, 0, &site));
+
+        /* The cheap test on the leaf alone agrees. */
+        StackFrame frames[16];
+        Stack st = stack_of(frames, mutex, mods, 1);
+        ASSERT_TRUE(wait_leaf_may_be_futex_wait(&st.frames[0]));
+        st = stack_of(frames, raw, rawmods, 1);
+        ASSERT_TRUE(wait_leaf_may_be_futex_wait(&st.frames[0]));
+        st = stack_of(frames, io, mods, 1);
+        ASSERT_FALSE(wait_leaf_may_be_futex_wait(&st.frames[0]));
+}
+
+TEST(classify_wakers) {
+        const char *mods[] = { LIBC, LIBC, LIBC, LIBC, APP, APP };
+        const char *unlock[] = { "__GI___lll_lock_wake", "lll_mutex_unlock_optimized",
+                                 "__GI___pthread_mutex_unlock_usercnt", "___pthread_mutex_unlock", "release" };
+        ASSERT_EQ(classify_wake(unlock, mods, 5), WAIT_KIND_MUTEX);
+        /* The condvar waiter's own unlock of its mutex is a mutex release too. */
+        const char *in_wait[] = { "__GI___lll_lock_wake", "__GI___pthread_mutex_unlock_usercnt",
+                                  "__pthread_cond_wait_common", "___pthread_cond_wait", "work" };
+        ASSERT_EQ(classify_wake(in_wait, mods, 5), WAIT_KIND_MUTEX);
+        const char *rw[] = { "futex_wake", "__pthread_rwlock_unlock", "work" };
+        ASSERT_EQ(classify_wake(rw, mods, 3), WAIT_KIND_RWLOCK_WRITE);
+        const char *internal[] = { "__GI___lll_lock_wake_private", "_IO_funlockfile", "puts", "work" };
+        ASSERT_EQ(classify_wake(internal, mods, 4), WAIT_KIND_LOCK);
+        const char *signal[] = { "futex_wake", "___pthread_cond_signal", "notify", "work" };
+        ASSERT_EQ(classify_wake(signal, mods, 4), WAIT_KIND_COND);
+        const char *post[] = { "__new_sem_post", "produce", "work" };
+        ASSERT_EQ(classify_wake(post, mods, 3), WAIT_KIND_SEM);
+        const char *write[] = { "__GI___libc_write", "notify_pipe", "work" };
+        ASSERT_EQ(classify_wake(write, mods, 3), WAIT_KIND_NONE);
+}
+
 TEST(mutex_owners) {
         check_mutex(PTHREAD_MUTEX_NORMAL, PTHREAD_PRIO_NONE, PTHREAD_MUTEX_STALLED, WAIT_HOLDER_THREAD, false);
         check_mutex(PTHREAD_MUTEX_RECURSIVE, PTHREAD_PRIO_NONE, PTHREAD_MUTEX_STALLED, WAIT_HOLDER_THREAD, true);

@@ -37,8 +37,8 @@ def read_table():
 def main():
     rows = read_table()
     names = [r["name"] for r in rows]
-    require(len(rows) >= 7 and names == sorted(names), "--list-profiles: the table, sorted by name", names)
-    for want in ("goroutine", "heap", "allocs", "profile", "wall", "locks", "threadgrowth"):
+    require(len(rows) >= 9 and names == sorted(names), "--list-profiles: the table, sorted by name", names)
+    for want in ("goroutine", "heap", "allocs", "block", "mutex", "profile", "wall", "locks", "threadgrowth"):
         check(want in names, f"the table has {want}")
 
     target = ct.threads_target()

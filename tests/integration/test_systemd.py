@@ -5,8 +5,8 @@ configured it ($CPROFD_UNIT):
   built cprofd: verify insists that it exists);
 - `systemd-analyze security --offline=true` rates its exposure at most EXPOSURE_MAX, and
   the capability bounding set is exactly the five cprofd needs;
-- every system call the real daemon makes -- attaching, thread dumps, deltas, CPU and wall
-  profiles, periodic snapshots and discovery, shutdown on SIGTERM, all under strace -f --
+- every system call the real daemon makes -- attaching, thread dumps, deltas, CPU, wall,
+  block and mutex profiles, periodic snapshots and discovery, shutdown on SIGTERM, all under strace -f --
   is one the unit's SystemCallFilter= allows, every socket it opens is of a family
   RestrictAddressFamilies= allows, and it opens no file for writing (ProtectSystem=strict);
 - Type=notify holds: with $NOTIFY_SOCKET set, cprofd sends READY=1 (and a STATUS=) once it
@@ -191,7 +191,9 @@ def run_workload(cprofd):
         check(r.status == 200, f"GET {path}: 200", r.describe())
     perf = True
     for path in [f"/pid/{cpu.pid}/debug/pprof/profile?seconds=1",
-                 f"/pid/{cpu.pid}/debug/pprof/wall?seconds=1"]:
+                 f"/pid/{cpu.pid}/debug/pprof/wall?seconds=1",
+                 f"/pid/{cpu.pid}/debug/pprof/block?seconds=1",
+                 f"/pid/{cpu.pid}/debug/pprof/mutex?seconds=1"]:
         r = ct.http_get(port, path, timeout=60)
         if r.status == 503:
             log(f"GET {path}: 503, perf events refused here: their system calls are not covered")

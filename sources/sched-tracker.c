@@ -1,0 +1,347 @@
+/* sources/sched-tracker.c -- see sched-tracker.h. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "hashmap.h"
+#include "macro.h"
+#include "perf.h"
+#include "procfs.h"
+#include "tracefs.h"
+#include "waits.h"
+
+#include "sched-tracker.h"
+
+#define REFRESH_EVERY_DRAINS 20         /* new threads the events missed, maps: every ~1 s */
+#define PRUNE_EVERY_DRAINS 200          /* waits of threads that exited: every ~10 s */
+#define TASK_SLEEPING 3                 /* TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE */
+
+/* A block wait under way: the sleeping thread's registers and stack, copied from the
+ * ring (which is given back to the kernel) until the wait ends. */
+typedef struct PendingWait {
+        uint64_t out_ns;                /* 0: no wait under way */
+        struct user_regs_struct regs;
+        uint64_t stack_start;
+        size_t stack_len;
+        bool stack_truncated;
+        uint8_t stack[];                /* stack_bytes */
+} PendingWait;
+
+typedef struct SchedTrackerState {
+        PerfSampler *perf;
+        Tracepoint tp;
+        const TracepointField *field;   /* block: prev_state; mutex: the woken pid */
+        uint64_t rate_ns;
+        unsigned fraction;
+        uint32_t stack_bytes;
+        uint64_t rng;
+        unsigned drains;
+        U64Map pending;                 /* block: tid → PendingWait */
+        U64Map off_since;               /* mutex: tid → when it left its CPU (ns) */
+} SchedTrackerState;
+
+/* xorshift64*: fast, and good enough for deciding which events to keep. */
+static double random_unit(SchedTrackerState *st) {
+        st->rng ^= st->rng >> 12;
+        st->rng ^= st->rng << 25;
+        st->rng ^= st->rng >> 27;
+        return (double) ((st->rng * UINT64_C(2685821657736338717)) >> 11) / 9007199254740992.0;
+}
+
+static int unwind(SchedTracker *t, const struct user_regs_struct *regs, uint64_t stack_start, const uint8_t *stack,
+                  size_t stack_len, bool truncated, Stack *ret) {
+        ThreadCapture c = {
+                .info = { .syscall = -1 },
+                .regs = *regs,
+                .stack_start = stack_start,
+                .stack = (uint8_t *) (uintptr_t) stack,
+                .stack_len = stack_len,
+                .stack_truncated = truncated,
+        };
+        return address_space_unwind(t->as, &c, ret);
+}
+
+static StackFrame leaf_frame(SchedTracker *t, uint64_t pc) {
+        StackFrame f = { .pc = pc, .exact = true };
+        f.loc = address_space_resolve(t->as, pc);
+        return f;
+}
+
+/* ---- block ---- */
+
+static void free_pending(void *p) {
+        free(p);
+}
+
+static void block_went_to_sleep(SchedTracker *t, const PerfSample *s) {
+        SchedTrackerState *st = t->state;
+        uint64_t state;
+        if (!s->has_regs || !tracepoint_field_value(st->field, s->raw, s->raw_size, &state) ||
+            !(state & TASK_SLEEPING))
+                return;
+        /* A sleep or I/O is told apart by its leaf now, cheaply; the rest waits until the
+         * delay says whether the event is kept. */
+        StackFrame leaf = leaf_frame(t, s->regs.rip);
+        if (!wait_leaf_may_be_futex_wait(&leaf)) {
+                t->stats.unrelated++;
+                return;
+        }
+        PendingWait *w = u64map_get(&st->pending, (uint64_t) s->tid);
+        if (!w) {
+                if (st->pending.n >= THREADS_MAX)
+                        return;
+                w = malloc(sizeof *w + st->stack_bytes);
+                if (!w)
+                        return;
+                u64map_put(&st->pending, (uint64_t) s->tid, w);
+        }
+        size_t len = MIN(s->stack_len, (size_t) st->stack_bytes);
+        w->out_ns = s->time_ns;
+        w->regs = s->regs;
+        w->stack_start = s->stack_start;
+        w->stack_len = len;
+        w->stack_truncated = s->stack_truncated || len < s->stack_len;
+        memcpy(w->stack, s->stack, len);
+}
+
+static void block_woke_up(SchedTracker *t, const PerfSample *s) {
+        SchedTrackerState *st = t->state;
+        PendingWait *w = u64map_get(&st->pending, (uint64_t) s->tid);
+        if (!w || w->out_ns == 0)
+                return;
+        uint64_t out = w->out_ns;
+        w->out_ns = 0;
+        if (s->time_ns <= out)
+                return;
+        uint64_t delay = s->time_ns - out;
+        double weight = 1;
+        if (st->rate_ns > 1 && delay < st->rate_ns) {
+                if (random_unit(st) * (double) st->rate_ns >= (double) delay) {
+                        t->stats.sampled_out++;
+                        return;
+                }
+                weight = (double) st->rate_ns / (double) delay;
+        }
+        Stack stack = {};
+        if (unwind(t, &w->regs, w->stack_start, w->stack, w->stack_len, w->stack_truncated, &stack) < 0)
+                return;
+        const uint64_t args[6] = { w->regs.rdi, w->regs.rsi, w->regs.rdx, w->regs.r10, w->regs.r8, w->regs.r9 };
+        WaitSite site;
+        if (!wait_site_classify_blocked(&stack, args, &site)) {
+                free(stack.frames);
+                t->stats.unrelated++;
+                return;
+        }
+        if (contention_add(&t->contention, &stack, weight, delay) == 0)
+                t->stats.recorded++;
+}
+
+/* ---- mutex ---- */
+
+static bool releases_lock(WaitKind k) {
+        return k == WAIT_KIND_MUTEX || k == WAIT_KIND_RWLOCK_WRITE || k == WAIT_KIND_RWLOCK_READ ||
+               k == WAIT_KIND_LOCK;
+}
+
+static void mutex_waking(SchedTracker *t, const PerfSample *s) {
+        SchedTrackerState *st = t->state;
+        uint64_t wakee;
+        if (!s->has_regs || !tracepoint_field_value(st->field, s->raw, s->raw_size, &wakee) || (pid_t) wakee <= 0)
+                return;
+        /* Only a thread of the target that was seen leaving its CPU: the wait began then. */
+        uintptr_t since = (uintptr_t) u64map_remove(&st->off_since, wakee);
+        if (since == 0 || s->time_ns <= since)
+                return;
+        StackFrame leaf = leaf_frame(t, s->regs.rip);
+        Stack one = { .frames = &leaf, .n = 1 };
+        if (!releases_lock(wake_site_classify(&one))) {
+                t->stats.unrelated++;
+                return;
+        }
+        if (st->fraction > 1 && random_unit(st) * st->fraction >= 1) {
+                t->stats.sampled_out++;
+                return;
+        }
+        Stack stack = {};
+        if (unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, &stack) < 0)
+                return;
+        /* The whole stack decides: a libc lock released inside pthread_cond_wait is the
+         * condvar's mutex (a mutex event); one inside pthread_cond_signal is not. */
+        if (!releases_lock(wake_site_classify(&stack))) {
+                free(stack.frames);
+                t->stats.unrelated++;
+                return;
+        }
+        if (contention_add(&t->contention, &stack, 1, s->time_ns - since) == 0)
+                t->stats.recorded++;
+}
+
+static int on_event(const PerfSample *s, void *userdata) {
+        SchedTracker *t = userdata;
+        SchedTrackerState *st = t->state;
+        t->stats.events++;
+        switch (s->kind) {
+        case PERF_EVENT_SAMPLE:
+                if (t->which == SCHED_BLOCK)
+                        block_went_to_sleep(t, s);
+                else
+                        mutex_waking(t, s);
+                break;
+        case PERF_EVENT_SWITCH_IN:
+                if (t->which == SCHED_BLOCK)
+                        block_woke_up(t, s);
+                else
+                        (void) u64map_remove(&st->off_since, (uint64_t) s->tid);
+                break;
+        case PERF_EVENT_SWITCH_OUT:
+                /* A preempted thread is runnable: nobody wakes it, so it is no wait. */
+                if (t->which == SCHED_MUTEX && !s->preempted && s->time_ns > 0 && st->off_since.n < THREADS_MAX)
+                        u64map_put(&st->off_since, (uint64_t) s->tid, (void *) (uintptr_t) s->time_ns);
+                break;
+        }
+        return 0;
+}
+
+static int compare_tids(const void *a, const void *b) {
+        pid_t x = *(const pid_t *) a, y = *(const pid_t *) b;
+        return (x > y) - (x < y);
+}
+
+/* Forgets the waits of threads that are gone (a tid is recycled only much later). */
+static void prune(SchedTracker *t) {
+        SchedTrackerState *st = t->state;
+        _cleanup_free_ pid_t *tids = NULL;
+        size_t n;
+        if (procfs_list_threads(t->pid, &tids, &n) < 0)
+                return;
+        U64Map *maps[] = { &st->pending, &st->off_since };
+        for (size_t m = 0; m < ARRAY_SIZE(maps); m++) {
+                uint64_t *gone = NULL;
+                size_t n_gone = 0;
+                uint64_t key;
+                void *value;
+                for (size_t it = 0; u64map_next(maps[m], &it, &key, &value);) {
+                        pid_t tid = (pid_t) key;
+                        if (bsearch(&tid, tids, n, sizeof *tids, compare_tids))
+                                continue;
+                        uint64_t *g = realloc(gone, (n_gone + 1) * sizeof *g);
+                        if (!g)
+                                break;
+                        gone = g;
+                        gone[n_gone++] = key;
+                }
+                for (size_t i = 0; i < n_gone; i++) {
+                        void *v = u64map_remove(maps[m], gone[i]);
+                        if (maps[m] == &st->pending)
+                                free(v);
+                }
+                free(gone);
+        }
+}
+
+void sched_tracker_drain(SchedTracker *t, DrainMaps *dm) {
+        SchedTrackerState *st = t->state;
+        if (++st->drains % REFRESH_EVERY_DRAINS == 0) {
+                (void) perf_sampler_refresh(st->perf);
+                (void) drain_maps_get(dm);      /* code loaded since: dlopen, JIT */
+        }
+        if (st->drains % PRUNE_EVERY_DRAINS == 0)
+                prune(t);
+        (void) perf_sampler_drain(st->perf, on_event, t);
+        PerfSamplerStats stats;
+        perf_sampler_get_stats(st->perf, &stats);
+        t->stats.lost = MAX(stats.lost + stats.lost_samples, stats.lost_counted);
+}
+
+SchedTracker *sched_tracker_stop(SchedTracker *t) {
+        if (!t)
+                return NULL;
+        if (t->state) {
+                perf_sampler_free(t->state->perf);
+                u64map_done(&t->state->pending, free_pending);
+                u64map_done(&t->state->off_since, NULL);
+                free(t->state);
+        }
+        contention_done(&t->contention);
+        free(t);
+        return NULL;
+}
+
+DEFINE_POINTER_CLEANUP(SchedTracker, sched_tracker_stop)
+
+static const char *explain_open_error(int r, const char *event, char *buf, size_t size) {
+        char why[512];
+        if (r == -EACCES || r == -EPERM)
+                snprintf(buf, size, "the kernel refused the sched:%s tracepoint: tracepoint events need "
+                         "CAP_PERFMON (or CAP_SYS_ADMIN) unless kernel.perf_event_paranoid is -1; %s", event,
+                         perf_sampler_explain_error(r, why, sizeof why));
+        else if (r == -ENOENT || r == -ENODEV || r == -EOPNOTSUPP || r == -ENOSYS)
+                snprintf(buf, size, "this kernel cannot give tracepoint events to perf (%s): "
+                         "CONFIG_PERF_EVENTS and CONFIG_TRACEPOINTS are needed", strerror(-r));
+        else
+                snprintf(buf, size, "cannot open the sched:%s tracepoint: %s", event,
+                         perf_sampler_explain_error(r, why, sizeof why));
+        return buf;
+}
+
+int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts, AddressSpace *as,
+                        const Maps *maps, SchedTracker **ret, char *err, size_t errlen) {
+        const char *event = which == SCHED_BLOCK ? "sched_switch" : "sched_waking";
+        const char *field = which == SCHED_BLOCK ? "prev_state" : "pid";
+        _cleanup_(sched_tracker_stopp) SchedTracker *t = calloc(1, sizeof *t);
+        SchedTrackerState *st = calloc(1, sizeof *st);
+        if (!t || !st) {
+                free(st);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        t->state = st;
+        t->which = which;
+        t->pid = pid;
+        t->as = as;
+        st->rate_ns = opts->block_rate_ns;
+        st->fraction = MAX(opts->mutex_fraction, 1u);
+        st->stack_bytes = opts->stack_bytes ? opts->stack_bytes : SCHED_STACK_BYTES_DEFAULT;
+        st->rng = now_monotonic_ns() | 1;
+        contention_init(&t->contention, which == SCHED_MUTEX ? st->fraction : 1);
+
+        int r = tracepoint_read("sched", event, &st->tp);
+        if (r < 0) {
+                tracepoint_explain_error(r, "sched", event, err, errlen);
+                return r;
+        }
+        st->field = tracepoint_field(&st->tp, field);
+        if (!st->field || st->field->size > 8) {
+                snprintf(err, errlen, "the sched:%s tracepoint of this kernel has no %s field", event, field);
+                return -EBADMSG;
+        }
+        /* Waits start with a sleep: the kernel drops preemptions and yields itself. */
+        static const char sleeping_only[] = "prev_state & 3";
+        PerfSamplerOptions po = {
+                .tracepoint_id = st->tp.id,
+                .tracepoint_filter = which == SCHED_BLOCK ? sleeping_only : NULL,
+                .context_switches = true,
+                .time_ordered = true,
+                .stack_bytes = st->stack_bytes,
+                .ring_bytes = SCHED_RING_BYTES,
+                .exclude_kernel_callchain = true,
+        };
+        r = perf_sampler_new(pid, &po, &st->perf);
+        if (r == -ESRCH) {
+                snprintf(err, errlen, "target pid %d has exited", (int) pid);
+                return r;
+        }
+        if (r < 0) {
+                explain_open_error(r, event, err, errlen);
+                return r;
+        }
+        /* The first events must not wait for libdw while the rings fill. */
+        if (maps)
+                address_space_warm_up(as, maps);
+        t->started_ns = now_monotonic_ns();
+        t->started_realtime_ns = now_realtime_ns();
+        *ret = TAKE_PTR(t);
+        return 0;
+}
