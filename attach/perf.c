@@ -568,8 +568,8 @@ int perf_sampler_new(pid_t pid, const PerfSamplerOptions *opts, PerfSampler **re
                 return -EINVAL;
         if (o.ring_bytes > PERF_RING_BYTES_MAX)
                 return -EINVAL;
-        bool ring_default = o.ring_bytes == 0;
-        if (ring_default)
+        bool ring_default = o.ring_bytes == 0 || o.ring_may_shrink;
+        if (o.ring_bytes == 0)
                 o.ring_bytes = PERF_RING_BYTES_DEFAULT;
 
         r = online_cpus(&cpus, &n_cpus);

@@ -97,7 +97,8 @@ typedef struct PerfSamplerOptions {
                                            without CAP_IPC_LOCK) all buffers are halved
                                            and set up again, down to the minimum
                                            (stats.ring_bytes_total tells); an explicit
-                                           size is never shrunk. */
+                                           size only with ring_may_shrink. */
+        bool ring_may_shrink;           /* halve an explicit ring_bytes as the default */
         bool exclude_kernel_callchain;  /* no kernel frames (exclude_callchain_kernel = 1);
                                            kernel ticks are still sampled when permitted.
                                            false (the default): kernel frames wanted */

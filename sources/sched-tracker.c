@@ -317,6 +317,10 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
                 snprintf(err, errlen, "the sched:%s tracepoint of this kernel has no %s field", event, field);
                 return -EBADMSG;
         }
+        /* Before the events: their first drain must not wait for libdw while the rings
+         * fill. */
+        if (maps)
+                address_space_warm_up(as, maps);
         /* Waits start with a sleep: the kernel drops preemptions and yields itself. */
         static const char sleeping_only[] = "prev_state & 3";
         PerfSamplerOptions po = {
@@ -326,6 +330,7 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
                 .time_ordered = true,
                 .stack_bytes = st->stack_bytes,
                 .ring_bytes = SCHED_RING_BYTES,
+                .ring_may_shrink = true,
                 .exclude_kernel_callchain = true,
         };
         r = perf_sampler_new(pid, &po, &st->perf);
@@ -337,9 +342,6 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
                 explain_open_error(r, event, err, errlen);
                 return r;
         }
-        /* The first events must not wait for libdw while the rings fill. */
-        if (maps)
-                address_space_warm_up(as, maps);
         t->started_ns = now_monotonic_ns();
         t->started_realtime_ns = now_realtime_ns();
         *ret = TAKE_PTR(t);

@@ -44,7 +44,7 @@ typedef enum SchedProfile {
 #define SCHED_STACK_BYTES_DEFAULT (8u * 1024u)  /* as perf record --call-graph dwarf */
 #define SCHED_BLOCK_RATE_DEFAULT 10000u         /* ns: shorter waits are sampled */
 #define SCHED_MUTEX_FRACTION_DEFAULT 1u
-#define SCHED_RING_BYTES (16u * 1024u * 1024u)  /* all CPUs' buffers of one tracker */
+#define SCHED_RING_BYTES (32u * 1024u * 1024u)  /* all CPUs' buffers of one tracker */
 
 typedef struct SchedOptions {
         uint64_t block_rate_ns;         /* ≤ 1: every wait */
