@@ -121,6 +121,7 @@ static void usage(FILE *f) {
                 "      --block               track blocking (the block profile) of every target from\n"
                 "                            the start (else from the first block request)\n"
                 "      --mutex               the same for lock holders (the mutex profile)\n"
+                "      --threadcreate        the same for thread creations (threadcreate)\n"
                 "      --block-rate NS       record every wait of NS or more, shorter ones with\n"
                 "                            probability wait/NS, scaled (default %u; 1: all)\n"
                 "      --mutex-fraction N    record one lock wake-up in N, scaled (default %u)\n"
@@ -462,7 +463,7 @@ int main(int argc, char **argv) {
                OPT_HISTORY, OPT_MAX_TARGETS, OPT_CPU_STACK, OPT_CONFIG, OPT_LISTEN_MODE, OPT_TOKEN_FILE,
                OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
                OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES,
-               OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES, OPT_BLOCK, OPT_MUTEX, OPT_BLOCK_RATE,
+               OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES, OPT_BLOCK, OPT_MUTEX, OPT_THREADCREATE, OPT_BLOCK_RATE,
                OPT_MUTEX_FRACTION, OPT_SCHED_STACK };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
@@ -481,6 +482,7 @@ int main(int argc, char **argv) {
                 { "heap-uprobes", no_argument, NULL, OPT_HEAP_UPROBES },
                 { "block", no_argument, NULL, OPT_BLOCK },
                 { "mutex", no_argument, NULL, OPT_MUTEX },
+                { "threadcreate", no_argument, NULL, OPT_THREADCREATE },
                 { "block-rate", required_argument, NULL, OPT_BLOCK_RATE },
                 { "mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION },
                 { "sched-stack-size", required_argument, NULL, OPT_SCHED_STACK },
@@ -622,6 +624,9 @@ int main(int argc, char **argv) {
                         break;
                 case OPT_MUTEX:
                         sched.at_attach[SCHED_MUTEX] = true;
+                        break;
+                case OPT_THREADCREATE:
+                        sched.at_attach[SCHED_THREADCREATE] = true;
                         break;
                 case OPT_BLOCK_RATE:
                         if (parse_number(optarg, 1, 60 * NSEC_PER_SEC, &v) < 0) {

@@ -903,8 +903,13 @@ static int frame_location(Profile *p, const StackFrame *f, uint64_t *ret_id) {
 
 int profile_add_stack(Profile *p, const Stack *stack, const int64_t *values,
                       const ProfileLabelSpec *labels, size_t n_labels) {
+        return profile_add_stack_rooted(p, stack, NULL, values, labels, n_labels);
+}
+
+int profile_add_stack_rooted(Profile *p, const Stack *stack, const char *root, const int64_t *values,
+                             const ProfileLabelSpec *labels, size_t n_labels) {
         bool truncated = stack_is_truncated(stack);
-        size_t n = stack->n + (truncated || stack->n == 0);
+        size_t n = stack->n + (truncated || stack->n == 0) + (root != NULL);
         int r;
 
         if (n > p->limits.max_stack_depth || n_labels > p->limits.max_labels)
@@ -928,6 +933,8 @@ int profile_add_stack(Profile *p, const Stack *stack, const int64_t *values,
                 r = synthetic_location(p, "[no stack]", &ids[0]);
         else
                 r = 0;
+        if (r == 0 && root)
+                r = synthetic_location(p, root, &ids[n - 1]);
         if (r < 0)
                 return r;
 

@@ -229,6 +229,10 @@ int profile_add_sample(Profile *p, const uint64_t *location_ids, size_t n,
  * -E2BIG also when a SymLoc has more than max_lines frames. */
 int profile_add_stack(Profile *p, const Stack *stack, const int64_t *values,
                       const ProfileLabelSpec *labels, size_t n_labels);
+/* The same with a synthetic root frame ROOT ("[created before tracking]") below the
+ * outermost one; ROOT NULL: none. */
+int profile_add_stack_rooted(Profile *p, const Stack *stack, const char *root, const int64_t *values,
+                             const ProfileLabelSpec *labels, size_t n_labels);
 
 typedef enum ProfileEncodeFlags {
         PROFILE_ENCODE_UNCOMPRESSED = 1 << 0,   /* bare protobuf, no gzip */

@@ -15,7 +15,7 @@
 
 #define RETRY_NS (10 * NSEC_PER_SEC)    /* --block/--mutex: between attempts that failed */
 
-static const char *const profile_names[SCHED_PROFILES] = { "block", "mutex" };
+static const char *const profile_names[SCHED_PROFILES] = { "block", "mutex", "threadcreate" };
 
 static bool at_attach(const Service *s, SchedProfile which) {
         return s->sched.at_attach[which];
@@ -30,6 +30,7 @@ static void report(Service *s, SchedTargetState *st, SchedProfile which) {
         atomic_fetch_add(&s->sched.events[which], t->stats.events - done->events);
         atomic_fetch_add(&s->sched.lost[which], t->stats.lost - done->lost);
         atomic_fetch_add(&s->sched.recorded[which], t->stats.recorded - done->recorded);
+        atomic_fetch_add(&s->sched.exits[which], t->stats.exits - done->exits);
         *done = t->stats;
 }
 
@@ -39,6 +40,21 @@ static void stop_tracker(Service *s, SchedTargetState *st, SchedProfile which) {
         st->reported[which] = (SchedStats) {};
         atomic_store(&st->records[which], 0);
         atomic_store(&st->tracking[which], false);
+}
+
+/* [worker] The threads TARGET has as the threadcreate tracker starts: a snapshot that
+ * reuses the stacks of threads that have not run since the last. */
+static void add_existing_threads(Service *s, Target *target, SchedTracker *t) {
+        ThreadDump dump = {};
+        pid_t tracer = 0;
+        int r = target_thread_dump(s->targets, target, SNAPSHOT_REUSE_UNCHANGED, DUMP_WAITS_NONE, &dump, NULL, &tracer);
+        if (r < 0) {
+                log_warning_errno(r, "Threads pid %d had before tracking thread creation are not counted: %m",
+                                  (int) target->pid);
+                return;
+        }
+        sched_tracker_add_existing(t, &dump);
+        thread_dump_done(&dump);
 }
 
 /* [worker] TARGET's tracker of WHICH, started now if it has none. NULL with ERR set when
@@ -61,14 +77,18 @@ static SchedTracker *tracker(Service *s, Target *target, SchedProfile which, cha
                 return NULL;
         }
         log_info("Tracking %s events of pid %d.", profile_names[which], (int) target->pid);
+        if (which == SCHED_THREADCREATE)
+                add_existing_threads(s, target, st->tracker[which]);
         atomic_store(&st->tracking[which], true);
         return st->tracker[which];
 }
 
 static void drain_one(Service *s, Target *target, SchedProfile which, DrainMaps *dm) {
         SchedTargetState *st = &target->sched;
-        sched_tracker_drain(st->tracker[which], dm);
-        atomic_store(&st->records[which], (long) st->tracker[which]->contention.sites.n);
+        SchedTracker *t = st->tracker[which];
+        sched_tracker_drain(t, dm);
+        atomic_store(&st->records[which],
+                     (long) (which == SCHED_THREADCREATE ? t->creations.sites.n : t->contention.sites.n));
         report(s, st, which);
 }
 
@@ -83,6 +103,10 @@ static void tracking_note(const Service *s, const SchedTracker *t, Buf *out) {
                            "sleeps or I/O\n", when, age);
                 buf_printf(out, "# sampling: every wait of %" PRIu64 " ns or more, shorter ones in proportion "
                            "(values are estimates)\n", s->sched.options.block_rate_ns);
+        } else if (t->which == SCHED_THREADCREATE) {
+                buf_printf(out, "# tracking since %s (%" PRIu64 " s): threads created since, by the stack "
+                           "that created them; those there before under [created before tracking]; %" PRIu64
+                           " threads exited since\n", when, age, t->stats.exits);
         } else {
                 buf_printf(out, "# tracking since %s (%" PRIu64 " s): wake-ups of threads waiting on a lock, "
                            "by the stack that released it, with the time the woken thread had waited\n", when,
@@ -113,13 +137,17 @@ static void collect(Service *s, Target *target, const Collection *c, Reply *repl
         }
         DrainMaps dm = { .pid = target->pid, .as = target->as };
         drain_one(s, target, which, &dm);
+        sched_tracker_flush(t);
         const Maps *maps = drain_maps_get(&dm);
 
         Buf note = {};
         tracking_note(s, t, &note);
         if (c->debug > 0) {
-                contention_write_text(&t->contention, which == SCHED_BLOCK ? "contention" : "mutex", note.data,
-                                      &reply->body);
+                if (which == SCHED_THREADCREATE)
+                        creations_write_text(&t->creations, note.data, &reply->body);
+                else
+                        contention_write_text(&t->contention, which == SCHED_BLOCK ? "contention" : "mutex",
+                                              note.data, &reply->body);
                 buf_done(&note);
                 drain_maps_done(&dm);
                 return;
@@ -131,7 +159,8 @@ static void collect(Service *s, Target *target, const Collection *c, Reply *repl
                 r = maps ? profile_add_target_mappings(p, maps, target->as, target->exe) : 0;
         }
         if (r == 0)
-                r = contention_add_to_profile(&t->contention, p);
+                r = which == SCHED_THREADCREATE ? creations_add_to_profile(&t->creations, p)
+                                                : contention_add_to_profile(&t->contention, p);
         if (r == 0)
                 r = profile_add_comment_lines(p, note.data);
         buf_done(&note);
@@ -205,8 +234,10 @@ static void write_metrics(Service *s, Buf *out) {
                   offsetof(SchedService, events) },
                 { "cprofd_sched_events_lost_total", "Scheduler events the kernel dropped (ring buffer full).",
                   offsetof(SchedService, lost) },
-                { "cprofd_sched_recorded_total", "Waits (block) and lock wake-ups (mutex) recorded.",
-                  offsetof(SchedService, recorded) },
+                { "cprofd_sched_recorded_total", "Waits (block), lock wake-ups (mutex) and thread creations "
+                  "(threadcreate) recorded.", offsetof(SchedService, recorded) },
+                { "cprofd_sched_thread_exits_total", "Threads of tracked targets that exited.",
+                  offsetof(SchedService, exits) },
         };
         for (size_t c = 0; c < ARRAY_SIZE(counters); c++) {
                 const atomic_uint_least64_t *v = (const atomic_uint_least64_t *) ((const char *) &s->sched +

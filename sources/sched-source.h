@@ -1,4 +1,4 @@
-/* sources/sched-source.h -- the block and mutex profiles: scheduler-event trackers
+/* sources/sched-source.h -- the block, mutex and threadcreate profiles: scheduler-event trackers
  * (sched-tracker.h) per target, started at the first request (or at attach with --block,
  * --mutex), drained every SCHED_DRAIN_MS on the worker, and closed once no request came
  * for SCHED_IDLE_NS (never when tracking began at attach). */
@@ -17,10 +17,11 @@
 
 typedef struct SchedService {
         SchedOptions options;
-        bool at_attach[SCHED_PROFILES]; /* --block, --mutex */
+        bool at_attach[SCHED_PROFILES]; /* --block, --mutex, --threadcreate */
         PeriodicDrain drain;
         /* What /metrics counts, per profile, summed over every tracker there was. */
-        atomic_uint_least64_t events[SCHED_PROFILES], lost[SCHED_PROFILES], recorded[SCHED_PROFILES];
+        atomic_uint_least64_t events[SCHED_PROFILES], lost[SCHED_PROFILES], recorded[SCHED_PROFILES],
+                exits[SCHED_PROFILES];
 } SchedService;
 
 /* Per target: [worker] trackers, and what the loop reads. */

@@ -9,6 +9,8 @@
 #include "macro.h"
 #include "perf.h"
 #include "procfs.h"
+#include "pthread-layout.h"
+#include "target-memory.h"
 #include "tracefs.h"
 #include "waits.h"
 
@@ -17,6 +19,18 @@
 #define REFRESH_EVERY_DRAINS 20         /* new threads the events missed, maps: every ~1 s */
 #define PRUNE_EVERY_DRAINS 200          /* waits of threads that exited: every ~10 s */
 #define TASK_SLEEPING 3                 /* TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE */
+#define NAME_WAIT_NS (100 * NSEC_PER_MSEC)      /* a new thread's time to name itself */
+#define PENDING_CREATIONS_MAX 65536u
+#define CLONE_ARGS_TLS 56               /* offsetof(struct clone_args, tls) */
+
+/* A thread creation whose new thread may still set its name. */
+typedef struct PendingCreation {
+        uint64_t time_ns;
+        pid_t tid;
+        uint64_t pthread;               /* its struct pthread (the TLS clone gave it), or 0 */
+        char comm[16 + 1];              /* its name when created (its creator's) */
+        Stack stack;
+} PendingCreation;
 
 /* A block wait under way: the sleeping thread's registers and stack, copied from the
  * ring (which is given back to the kernel) until the wait ends. */
@@ -40,6 +54,11 @@ typedef struct SchedTrackerState {
         unsigned drains;
         U64Map pending;                 /* block: tid → PendingWait */
         U64Map off_since;               /* mutex: tid → when it left its CPU (ns) */
+        const TracepointField *comm;    /* threadcreate: the new task's comm */
+        PendingCreation *creations;     /* threadcreate, oldest first */
+        size_t n_creations, cap_creations;
+        bool layout_known;              /* start_routine_offset holds for the target */
+        size_t start_routine_offset;
 } SchedTrackerState;
 
 /* xorshift64*: fast, and good enough for deciding which events to keep. */
@@ -178,6 +197,171 @@ static void mutex_waking(SchedTracker *t, const PerfSample *s) {
                 t->stats.recorded++;
 }
 
+/* ---- threadcreate ---- */
+
+static const char *function_of(const StackFrame *f) {
+        return f->loc && f->loc->n_frames > 0 ? f->loc->frames[f->loc->n_frames - 1].function : NULL;
+}
+
+/* The TLS the creating thread's clone call passes: clone3's struct clone_args (at rdi,
+ * in the copied stack: glibc keeps it on the creator's stack) or clone's fifth argument. */
+static uint64_t new_thread_tls(const StackFrame *leaf, const PerfSample *s) {
+        const char *fn = function_of(leaf);
+        if (fn && strstr(fn, "clone3")) {
+                uint64_t at = s->regs.rdi, tls;
+                if (at < s->stack_start || at - s->stack_start > s->stack_len ||
+                    s->stack_len - (at - s->stack_start) < CLONE_ARGS_TLS + sizeof tls)
+                        return 0;
+                memcpy(&tls, s->stack + (at - s->stack_start) + CLONE_ARGS_TLS, sizeof tls);
+                return tls;
+        }
+        if (fn && strstr(fn, "clone"))
+                return s->regs.r8;
+        return 0;
+}
+
+/* glibc's clone and clone3 end their CFI before the syscall (the child's would be wrong):
+ * the creator is in a leaf function with nothing pushed, its return address at sp. The
+ * unwind starts from that caller, below the clone frame. */
+static int unwind_creator(SchedTracker *t, const StackFrame *leaf, const PerfSample *s, Stack *ret) {
+        const char *fn = function_of(leaf);
+        uint64_t return_address;
+        if (!fn || !strstr(fn, "clone") || s->stack_len < 8 + sizeof return_address)
+                return unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, ret);
+        memcpy(&return_address, s->stack, sizeof return_address);
+        struct user_regs_struct caller = s->regs;
+        caller.rip = return_address;
+        caller.rsp += sizeof return_address;
+        Stack above = {};
+        int r = unwind(t, &caller, s->stack_start + sizeof return_address, s->stack + sizeof return_address,
+                       s->stack_len - sizeof return_address, s->stack_truncated, &above);
+        if (r < 0)
+                return r;
+        StackFrame *frames = malloc((above.n + 1) * sizeof *frames);
+        if (!frames) {
+                free(above.frames);
+                return -ENOMEM;
+        }
+        frames[0] = *leaf;
+        if (above.n > 0) {
+                memcpy(frames + 1, above.frames, above.n * sizeof *frames);
+                /* A return address, not an interrupted pc: looked up one byte back. */
+                frames[1].exact = false;
+                frames[1].loc = address_space_resolve(t->as, stack_frame_lookup_pc(&frames[1]));
+        }
+        *ret = (Stack) { .frames = frames, .n = above.n + 1, .end = above.end };
+        free(above.frames);
+        return 0;
+}
+
+static void creation_sample(SchedTracker *t, const PerfSample *s) {
+        SchedTrackerState *st = t->state;
+        uint64_t tid;
+        if (!s->has_regs || !tracepoint_field_value(st->field, s->raw, s->raw_size, &tid) || (pid_t) tid <= 0)
+                return;
+        if (st->n_creations >= PENDING_CREATIONS_MAX)
+                return;
+        if (st->n_creations == st->cap_creations) {
+                size_t cap = MAX(st->cap_creations * 2, (size_t) 16);
+                PendingCreation *c = realloc(st->creations, cap * sizeof *c);
+                if (!c)
+                        return;
+                st->creations = c;
+                st->cap_creations = cap;
+        }
+        PendingCreation *c = &st->creations[st->n_creations];
+        StackFrame leaf = leaf_frame(t, s->regs.rip);
+        *c = (PendingCreation) { .time_ns = s->time_ns, .tid = (pid_t) tid, .pthread = new_thread_tls(&leaf, s) };
+        if (st->comm && st->comm->offset < s->raw_size)
+                memcpy(c->comm, s->raw + st->comm->offset,
+                       MIN((size_t) st->comm->size, MIN(sizeof c->comm - 1, s->raw_size - st->comm->offset)));
+        if (unwind_creator(t, &leaf, s, &c->stack) < 0)
+                return;
+        st->n_creations++;
+}
+
+/* The function the new thread runs, from its struct pthread, by name. */
+static char *start_routine_of(SchedTracker *t, uint64_t pthread) {
+        SchedTrackerState *st = t->state;
+        uint64_t fn;
+        if (!st->layout_known || pthread == 0 ||
+            target_memory_read(t->pid, pthread + st->start_routine_offset, &fn, sizeof fn) < 0 || fn == 0)
+                return NULL;
+        const SymLoc *loc = address_space_resolve(t->as, fn);
+        if (!loc || loc->n_frames == 0)
+                return NULL;
+        const Frame *f = &loc->frames[loc->n_frames - 1];
+        /* Only a function's own entry: anything else is not a start routine. */
+        if (!f->function || f->entry != loc->module_offset)
+                return NULL;
+        return strdup(f->function);
+}
+
+static void finish_creation(SchedTracker *t, PendingCreation *c) {
+        SchedTrackerState *st = t->state;
+        char name[THREAD_NAME_MAX];
+        ThreadInfo info;
+        const char *seen = perf_sampler_thread_name(st->perf, c->tid);
+        if (seen)
+                snprintf(name, sizeof name, "%s", seen);
+        else if (procfs_read_thread(t->pid, c->tid, &info) == 0)
+                snprintf(name, sizeof name, "%s", info.name);
+        else
+                snprintf(name, sizeof name, "%s", c->comm);
+        char *start = start_routine_of(t, c->pthread);
+        if (creations_add(&t->creations, &c->stack, false, start, name) == 0)
+                t->stats.recorded++;
+        free(start);
+}
+
+/* The creations whose threads had time to name themselves (all with ALL). */
+static void finish_creations(SchedTracker *t, bool all) {
+        SchedTrackerState *st = t->state;
+        uint64_t now = now_monotonic_ns();
+        size_t done = 0;
+        while (done < st->n_creations && (all || st->creations[done].time_ns + NAME_WAIT_NS <= now))
+                finish_creation(t, &st->creations[done++]);
+        memmove(st->creations, st->creations + done, (st->n_creations - done) * sizeof *st->creations);
+        st->n_creations -= done;
+}
+
+void sched_tracker_flush(SchedTracker *t) {
+        if (t->which == SCHED_THREADCREATE)
+                finish_creations(t, true);
+}
+
+/* The outermost frame of the program's own (not libc's start_thread, nor _start). */
+static const StackFrame *outermost_own_frame(const Stack *s, const char **ret_function) {
+        for (size_t i = s->n; i-- > 0;) {
+                const SymLoc *loc = s->frames[i].loc;
+                if (!loc || loc->n_frames == 0)
+                        continue;
+                const Frame *f = &loc->frames[loc->n_frames - 1];
+                if (!stack_frame_is_user(loc, f) || (f->function && strcmp(f->function, "_start") == 0))
+                        continue;
+                *ret_function = f->function;
+                return &s->frames[i];
+        }
+        return NULL;
+}
+
+void sched_tracker_add_existing(SchedTracker *t, const ThreadDump *d) {
+        for (size_t i = 0; i < d->n_threads; i++) {
+                const ThreadRecord *r = &d->threads[i];
+                const char *function = NULL;
+                const StackFrame *f = r->error == 0 ? outermost_own_frame(&r->stack, &function) : NULL;
+                Stack one = {};
+                if (f) {
+                        one.frames = malloc(sizeof *one.frames);
+                        if (!one.frames)
+                                continue;
+                        one.frames[0] = *f;
+                        one.n = 1;
+                }
+                (void) creations_add(&t->creations, &one, true, function, r->name);
+        }
+}
+
 static int on_event(const PerfSample *s, void *userdata) {
         SchedTracker *t = userdata;
         SchedTrackerState *st = t->state;
@@ -186,8 +370,10 @@ static int on_event(const PerfSample *s, void *userdata) {
         case PERF_EVENT_SAMPLE:
                 if (t->which == SCHED_BLOCK)
                         block_went_to_sleep(t, s);
-                else
+                else if (t->which == SCHED_MUTEX)
                         mutex_waking(t, s);
+                else
+                        creation_sample(t, s);
                 break;
         case PERF_EVENT_SWITCH_IN:
                 if (t->which == SCHED_BLOCK)
@@ -250,9 +436,12 @@ void sched_tracker_drain(SchedTracker *t, DrainMaps *dm) {
         if (st->drains % PRUNE_EVERY_DRAINS == 0)
                 prune(t);
         (void) perf_sampler_drain(st->perf, on_event, t);
+        if (t->which == SCHED_THREADCREATE)
+                finish_creations(t, false);
         PerfSamplerStats stats;
         perf_sampler_get_stats(st->perf, &stats);
         t->stats.lost = MAX(stats.lost + stats.lost_samples, stats.lost_counted);
+        t->stats.exits = stats.exits;
 }
 
 SchedTracker *sched_tracker_stop(SchedTracker *t) {
@@ -262,34 +451,48 @@ SchedTracker *sched_tracker_stop(SchedTracker *t) {
                 perf_sampler_free(t->state->perf);
                 u64map_done(&t->state->pending, free_pending);
                 u64map_done(&t->state->off_since, NULL);
+                for (size_t i = 0; i < t->state->n_creations; i++)
+                        free(t->state->creations[i].stack.frames);
+                free(t->state->creations);
                 free(t->state);
         }
         contention_done(&t->contention);
+        creations_done(&t->creations);
         free(t);
         return NULL;
 }
 
 DEFINE_POINTER_CLEANUP(SchedTracker, sched_tracker_stop)
 
-static const char *explain_open_error(int r, const char *event, char *buf, size_t size) {
+static const char *explain_open_error(int r, const char *system, const char *event, char *buf, size_t size) {
         char why[512];
         if (r == -EACCES || r == -EPERM)
-                snprintf(buf, size, "the kernel refused the sched:%s tracepoint: tracepoint events need "
-                         "CAP_PERFMON (or CAP_SYS_ADMIN) unless kernel.perf_event_paranoid is -1; %s", event,
+                snprintf(buf, size, "the kernel refused the %s:%s tracepoint: tracepoint events need "
+                         "CAP_PERFMON (or CAP_SYS_ADMIN) unless kernel.perf_event_paranoid is -1; %s", system, event,
                          perf_sampler_explain_error(r, why, sizeof why));
         else if (r == -ENOENT || r == -ENODEV || r == -EOPNOTSUPP || r == -ENOSYS)
                 snprintf(buf, size, "this kernel cannot give tracepoint events to perf (%s): "
                          "CONFIG_PERF_EVENTS and CONFIG_TRACEPOINTS are needed", strerror(-r));
         else
-                snprintf(buf, size, "cannot open the sched:%s tracepoint: %s", event,
+                snprintf(buf, size, "cannot open the %s:%s tracepoint: %s", system, event,
                          perf_sampler_explain_error(r, why, sizeof why));
         return buf;
 }
 
 int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts, AddressSpace *as,
                         const Maps *maps, SchedTracker **ret, char *err, size_t errlen) {
-        const char *event = which == SCHED_BLOCK ? "sched_switch" : "sched_waking";
-        const char *field = which == SCHED_BLOCK ? "prev_state" : "pid";
+        static const struct {
+                const char *system, *event, *field, *filter;
+                bool switches;
+        } events[SCHED_PROFILES] = {
+                /* Waits start with a sleep: the kernel drops preemptions and yields itself. */
+                [SCHED_BLOCK] = { "sched", "sched_switch", "prev_state", "prev_state & 3", true },
+                [SCHED_MUTEX] = { "sched", "sched_waking", "pid", NULL, true },
+                /* CLONE_THREAD: threads, not child processes. */
+                [SCHED_THREADCREATE] = { "task", "task_newtask", "pid", "clone_flags & 65536", false },
+        };
+        const char *event = events[which].event;
+        const char *field = events[which].field;
         _cleanup_(sched_tracker_stopp) SchedTracker *t = calloc(1, sizeof *t);
         SchedTrackerState *st = calloc(1, sizeof *st);
         if (!t || !st) {
@@ -306,27 +509,31 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
         st->stack_bytes = opts->stack_bytes ? opts->stack_bytes : SCHED_STACK_BYTES_DEFAULT;
         st->rng = now_monotonic_ns() | 1;
         contention_init(&t->contention, which == SCHED_MUTEX ? st->fraction : 1);
+        creations_init(&t->creations);
 
-        int r = tracepoint_read("sched", event, &st->tp);
+        int r = tracepoint_read(events[which].system, event, &st->tp);
         if (r < 0) {
-                tracepoint_explain_error(r, "sched", event, err, errlen);
+                tracepoint_explain_error(r, events[which].system, event, err, errlen);
                 return r;
         }
         st->field = tracepoint_field(&st->tp, field);
         if (!st->field || st->field->size > 8) {
-                snprintf(err, errlen, "the sched:%s tracepoint of this kernel has no %s field", event, field);
+                snprintf(err, errlen, "the %s:%s tracepoint of this kernel has no %s field", events[which].system,
+                         event, field);
                 return -EBADMSG;
         }
+        st->comm = tracepoint_field(&st->tp, "comm");
+        if (which == SCHED_THREADCREATE && maps && pthread_layout_is_ours(maps) &&
+            pthread_start_routine_offset(&st->start_routine_offset) == 0)
+                st->layout_known = true;
         /* Before the events: their first drain must not wait for libdw while the rings
          * fill. */
         if (maps)
                 address_space_warm_up(as, maps);
-        /* Waits start with a sleep: the kernel drops preemptions and yields itself. */
-        static const char sleeping_only[] = "prev_state & 3";
         PerfSamplerOptions po = {
                 .tracepoint_id = st->tp.id,
-                .tracepoint_filter = which == SCHED_BLOCK ? sleeping_only : NULL,
-                .context_switches = true,
+                .tracepoint_filter = events[which].filter,
+                .context_switches = events[which].switches,
                 .time_ordered = true,
                 .stack_bytes = st->stack_bytes,
                 .ring_bytes = SCHED_RING_BYTES,
@@ -339,7 +546,7 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
                 return r;
         }
         if (r < 0) {
-                explain_open_error(r, event, err, errlen);
+                explain_open_error(r, events[which].system, event, err, errlen);
                 return r;
         }
         t->started_ns = now_monotonic_ns();

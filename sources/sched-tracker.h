@@ -24,6 +24,14 @@
  * (Go's SetBlockProfileRate); mutex keeps one event in FRACTION at random and says so as
  * the profile's sampling period (Go's SetMutexProfileFraction).
  *
+ * Threadcreate: task:task_newtask fires in the creating thread's context (filtered by
+ * the kernel to CLONE_THREAD: threads, not processes); its stack is the creation site.
+ * The new thread's start routine is read from its struct pthread (the TLS block the
+ * clone call passes) when the target maps cprofd's own libc, whose layout is known
+ * (pthread-layout.h); its name is the one it has a moment later, once it could set it
+ * (PERF_RECORD_COMM). Threads that existed when tracking began are added from a
+ * snapshot, by their own outermost function.
+ *
  * [worker]: one caller at a time. */
 #pragma once
 
@@ -32,12 +40,15 @@
 #include <sys/types.h>
 
 #include "contention.h"
+#include "threadcreate.h"
+#include "threads.h"
 #include "drain-maps.h"
 #include "symbolizer.h"
 
 typedef enum SchedProfile {
         SCHED_BLOCK,
         SCHED_MUTEX,
+        SCHED_THREADCREATE,
         SCHED_PROFILES,
 } SchedProfile;
 
@@ -58,6 +69,7 @@ typedef struct SchedStats {
         uint64_t recorded;              /* waits (block) or wake-ups (mutex) recorded */
         uint64_t sampled_out;           /* left out by the rate or fraction */
         uint64_t unrelated;             /* not a synchronization wait or lock release */
+        uint64_t exits;                 /* threads of the target that exited */
 } SchedStats;
 
 typedef struct SchedTracker {
@@ -65,7 +77,8 @@ typedef struct SchedTracker {
         pid_t pid;
         AddressSpace *as;               /* the target's, borrowed */
         uint64_t started_realtime_ns, started_ns;
-        Contention contention;
+        Contention contention;          /* block, mutex */
+        Creations creations;            /* threadcreate */
         SchedStats stats;
         struct SchedTrackerState *state;
 } SchedTracker;
@@ -79,5 +92,10 @@ int sched_tracker_start(pid_t pid, SchedProfile which, const SchedOptions *opts,
 /* Reads what the kernel wrote since the last drain; DM gives the target's maps about
  * once a second (modules loaded since). */
 void sched_tracker_drain(SchedTracker *t, DrainMaps *dm);
+/* Threadcreate: counts the threads of D (a dump taken once the tracker started) as
+ * created before tracking. */
+void sched_tracker_add_existing(SchedTracker *t, const ThreadDump *d);
+/* Threadcreate: records the creations still waiting for their thread's name. */
+void sched_tracker_flush(SchedTracker *t);
 /* Closes every event. Accepts NULL, returns NULL. */
 SchedTracker *sched_tracker_stop(SchedTracker *t);

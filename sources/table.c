@@ -82,6 +82,17 @@ const ProfileInfo profile_table[] = {
                 .source = &cpu_source,
         },
         {
+                .name = "threadcreate",
+                .description = "Every thread created since tracking began (at the first threadcreate request, or "
+                               "at attach with --threadcreate), by the stack of the thread that created it, "
+                               "labelled with its start routine and name; the threads there before under "
+                               "[created before tracking].",
+                .counts = "stack records, not threads.",
+                .supports_delta = true,
+                .source = &sched_source,
+                .variant = SCHED_THREADCREATE,
+        },
+        {
                 .name = "threadgrowth",
                 .description = "Stack groups whose thread count grew over the snapshot history "
                                "(--interval), largest growth first; counts are the growth.",

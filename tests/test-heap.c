@@ -18,6 +18,7 @@
 
 #include "agent-protocol.h"
 #include "contention.h"
+#include "threadcreate.h"
 #include "hashmap.h"
 #include "heap.h"
 #include "inject.h"
@@ -178,6 +179,48 @@ TEST(contention_sites_text_and_profile) {
         profile_free(p);
         buf_done(&out);
         contention_done(&c);
+}
+
+TEST(creations_by_stack_and_labels) {
+        Creations c;
+        creations_init(&c);
+        for (int i = 0; i < 3; i++) {
+                Stack s = one_frame_stack(0x1000);
+                ASSERT_EQ(creations_add(&c, &s, false, "worker", "w-1"), 0);
+        }
+        Stack s = one_frame_stack(0x1000);
+        ASSERT_EQ(creations_add(&c, &s, false, "worker", "w-2"), 0);   /* another name: another record */
+        s = one_frame_stack(0x2000);
+        ASSERT_EQ(creations_add(&c, &s, true, "pool", NULL), 0);
+        ASSERT_EQ(c.sites.n, 3);
+        ASSERT_EQ(c.total, 5);
+
+        Buf text = {};
+        creations_write_text(&c, NULL, &text);
+        ASSERT_TRUE(strncmp(text.data, "threadcreate profile: total 5\n3 @ 0x1000\n"
+                                       "# labels: {\"start_routine\":\"worker\", \"thread_name\":\"w-1\"}\n", 95) == 0);
+        ASSERT_TRUE(strstr(text.data, "# labels: {\"start_routine\":\"pool\"}\n") != NULL);
+        ASSERT_TRUE(strstr(text.data, "#\t[created before tracking]\n") != NULL);
+        buf_done(&text);
+
+        Profile *p;
+        ASSERT_EQ(profile_new(NULL, &p), 0);
+        ASSERT_EQ(creations_add_to_profile(&c, p), 0);
+        Buf out = {};
+        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
+        Profile *q;
+        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        ASSERT_EQ(q->n_sample_types, 1);
+        ASSERT_STREQ(profile_string(q, q->sample_types[0].type), "threadcreate");
+        ASSERT_EQ(q->n_samples, 3);
+        bool rooted = false;
+        for (size_t i = 0; i < q->n_samples; i++)
+                rooted = rooted || q->samples[i].n_location_ids == 2;     /* the frame and the synthetic root */
+        ASSERT_TRUE(rooted);
+        profile_free(q);
+        profile_free(p);
+        buf_done(&out);
+        creations_done(&c);
 }
 
 TEST(map_removal_keeps_every_other_key) {

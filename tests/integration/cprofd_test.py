@@ -812,14 +812,17 @@ def raw_locations(text):
     part = part.split("Mappings", 1)[0]
     cur = None
     for line in part.split("\n"):
-        m = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s+(.*?)\s+\S+:\d+\s+s=\d+\s*$", line)
-        m2 = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)\s+M=\d+\s*(.*)$", line)
+        # A location of cprofd's own making ("[created before tracking]") has no mapping.
+        m = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)(?:\s+M=\d+)?\s+(.*?)\s+\S*:\d+\s+s=\d+\s*$", line)
+        m2 = re.match(r"^\s*(\d+):\s+(0x[0-9a-f]+)(?:\s+M=\d+)?\s*(.*)$", line)
         if m or m2:
             mm = m or m2
             cur = mm.group(1)
             locs[cur] = (int(mm.group(2), 16), [])
             rest = mm.group(3).strip()
-            if rest:
+            if rest.startswith("["):            # a synthetic name may hold spaces
+                locs[cur][1].append(rest[:rest.index("]") + 1] if "]" in rest else rest)
+            elif rest:
                 locs[cur][1].append(rest.split()[0])
         elif cur and line.strip():
             locs[cur][1].append(line.split()[0])

@@ -1,4 +1,4 @@
-"""tests/integration/test_block.py -- the block and mutex profiles of
+"""tests/integration/test_block.py -- the profiles of scheduler events: block and mutex of
 tests/targets/contention.c (ct-holder holds ct_hot_mu ~9 ms of every 10 ms, ct-taker takes
 it every millisecond, ct-waiter waits on a condition variable signalled every 100 ms,
 ct-light-a/b share a lightly contended mutex; each thread measures its own waits):
@@ -19,6 +19,12 @@ ct-light-a/b share a lightly contended mutex; each thread measures its own waits
 - the index counts the records of each; /metrics counts events read, lost and recorded;
 - tracking at attach (--block --mutex) with threads the target starts later: they are in
   the profile; the events are closed once the target exits, and the daemon runs on;
+- threadcreate of tests/targets/spawner.c (a pool of four at start from tc_start_pool, then
+  a short-lived thread every 100 ms from tc_spawn_one, which names itself): a delta of
+  5 s counts about 50 at tc_spawn_one's stack (from clone3 up to main), labelled with
+  start routine tc_short_lived and name short-lived, and the pool under "[created before
+  tracking]" with tc_pool_worker; Go's text header; go tool pprof reads it; the index
+  counts its records and /metrics the threads that exited;
 - no tracefs (CPROFD_TRACEFS=/nonexistent) and perf_event_open refused by seccomp
   (tests/tools/no-perf): 503 naming the cause and the fix, the rest served.
 Estimates are checked against generous bounds (the machine is shared): within 30 % of
@@ -360,8 +366,53 @@ def refused_scenario():
     target.kill()
 
 
+def threadcreate_scenario():
+    target = ct.Target("SPAWNER_TARGET")
+    daemon = ct.Daemon([target.pid])
+    r = daemon.get("/debug/pprof/threadcreate?debug=1")
+    check(r.status == 200 and r.text.split("\n")[0].startswith("threadcreate profile: total ") and
+          re.match(r"^(\S+) profile: total \d+$", r.text.split("\n")[0]),
+          "threadcreate?debug=1: Go's header (legacy parsers' regex)", r.describe())
+    r = daemon.get(f"/debug/pprof/threadcreate?seconds={WINDOW}", timeout=WINDOW + 60)
+    check(r.status == 200 and r.header("Content-Disposition") == 'attachment; filename="threadcreate-delta"',
+          f"threadcreate?seconds={WINDOW}: a delta", r.describe())
+    rc, raw = pprof("-raw", save(r, "threadcreate-delta.pb.gz"))
+    check(rc == 0 and "threadcreate/count" in raw, "go tool pprof reads threadcreate?seconds=N", raw[:2000])
+    spawned = [s for s in stacks(raw) if "tc_spawn_one" in s[1]]
+    n = sum(s[0][0] for s in spawned)
+    log(f"threadcreate over {WINDOW} s: {n} at tc_spawn_one")
+    check(35 <= n <= 55, f"threadcreate: about 10 a second at tc_spawn_one over {WINDOW} s", n)
+    check(spawned and all("clone3" in " ".join(s[1]) and "main" in s[1] for s in spawned),
+          "threadcreate: the creating stack, from the clone call up to main", spawned[:1])
+    check(spawned and all(s[2].get("start_routine") == "tc_short_lived" and s[2].get("thread_name") == "short-lived"
+                          for s in spawned),
+          "threadcreate: labelled with the new thread's start routine and the name it gave itself",
+          [s[2] for s in spawned][:3])
+
+    r = daemon.get("/debug/pprof/threadcreate")
+    rc, raw = pprof("-raw", save(r, "threadcreate.pb.gz"))
+    pool = [s for s in stacks(raw) if "[created before tracking]" in s[1] and "tc_pool_worker" in s[1]]
+    check(sum(s[0][0] for s in pool) == 4 and all(s[2].get("start_routine") == "tc_pool_worker" and
+                                                  s[2].get("thread_name") == "pool-worker" for s in pool),
+          "threadcreate: the pool, there before tracking, under [created before tracking] with its start routine",
+          stacks(raw))
+    text = daemon.get("/debug/pprof/threadcreate?debug=1").text
+    check('# labels: {"start_routine":"tc_short_lived", "thread_name":"short-lived"}' in text and
+          "#\t[created before tracking]" in text, "threadcreate?debug=1: labels and the synthetic root",
+          text[:2000])
+    index = daemon.get("/debug/pprof/").text
+    m = re.search(r"<tr><td>(\d+)</td><td><a href='threadcreate\?debug=1'>", index)
+    check(m and int(m.group(1)) >= 3, "index: threadcreate's records", m and m.group(1))
+    exits = ct.metric(daemon.get("/metrics").text, 'cprofd_sched_thread_exits_total{profile="threadcreate"}')
+    check(exits and exits >= 30, "/metrics: the threads that exited are counted", exits)
+    ct.check_not_stopped(target.pid, "spawner under threadcreate tracking")
+    check(daemon.stop() == 0, "cprofd exits 0 on SIGTERM")
+    target.kill()
+
+
 def main():
     require(shutil.which("go") is not None, "go (golang-go) is installed")
+    ct.scenario(threadcreate_scenario)
     ct.scenario(main_scenario)
     ct.scenario(attach_scenario)
     ct.scenario(refused_scenario)

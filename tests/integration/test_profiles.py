@@ -38,7 +38,8 @@ def main():
     rows = read_table()
     names = [r["name"] for r in rows]
     require(len(rows) >= 9 and names == sorted(names), "--list-profiles: the table, sorted by name", names)
-    for want in ("goroutine", "heap", "allocs", "block", "mutex", "profile", "wall", "locks", "threadgrowth"):
+    for want in ("goroutine", "heap", "allocs", "block", "mutex", "threadcreate", "profile", "wall", "locks",
+                 "threadgrowth"):
         check(want in names, f"the table has {want}")
 
     target = ct.threads_target()
