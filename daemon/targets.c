@@ -449,6 +449,7 @@ int target_thread_dump(Targets *t, Target *target, SnapshotMode mode, DumpWaits 
                 rec->state = thread_state_description(c->info.state);
                 rec->wait = thread_wait_description(&c->info);
                 rec->error = c->error;
+                rec->tls = c->error == 0 && !c->unchanged ? c->regs.fs_base : 0;
                 if (c->error == 0) {
                         int q = thread_stack(target, c, &rec->stack);
                         if (q < 0)

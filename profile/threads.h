@@ -32,6 +32,8 @@ typedef struct ThreadRecord {
         uint64_t wait_ns;               /* how long seen with this stack and state; 0 unknown */
         int error;                      /* 0, or negative errno: stack not captured */
         Stack stack;                    /* symbolized; empty when error != 0 */
+        uint64_t tls;                   /* its fs_base (glibc's struct pthread) when it
+                                           was stopped for this dump, else 0 */
         const ThreadWait *sync;         /* the synchronization object it waits on (into
                                            ThreadDump.waits), or NULL */
 } ThreadRecord;

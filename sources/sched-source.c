@@ -42,12 +42,12 @@ static void stop_tracker(Service *s, SchedTargetState *st, SchedProfile which) {
         atomic_store(&st->tracking[which], false);
 }
 
-/* [worker] The threads TARGET has as the threadcreate tracker starts: a snapshot that
- * reuses the stacks of threads that have not run since the last. */
+/* [worker] The threads TARGET has as the threadcreate tracker starts: one snapshot that
+ * stops each (their TLS pointers say where glibc keeps a start routine). */
 static void add_existing_threads(Service *s, Target *target, SchedTracker *t) {
         ThreadDump dump = {};
         pid_t tracer = 0;
-        int r = target_thread_dump(s->targets, target, SNAPSHOT_REUSE_UNCHANGED, DUMP_WAITS_NONE, &dump, NULL, &tracer);
+        int r = target_thread_dump(s->targets, target, SNAPSHOT_STOP_ALL, DUMP_WAITS_NONE, &dump, NULL, &tracer);
         if (r < 0) {
                 log_warning_errno(r, "Threads pid %d had before tracking thread creation are not counted: %m",
                                   (int) target->pid);

@@ -22,6 +22,7 @@
 #define NAME_WAIT_NS (100 * NSEC_PER_MSEC)      /* a new thread's time to name itself */
 #define PENDING_CREATIONS_MAX 65536u
 #define CLONE_ARGS_TLS 56               /* offsetof(struct clone_args, tls) */
+#define PTHREAD_SEARCH_BYTES 2048       /* of a struct pthread, for its start routine */
 
 /* A thread creation whose new thread may still set its name. */
 typedef struct PendingCreation {
@@ -321,6 +322,8 @@ static void finish_creations(SchedTracker *t, bool all) {
         size_t done = 0;
         while (done < st->n_creations && (all || st->creations[done].time_ns + NAME_WAIT_NS <= now))
                 finish_creation(t, &st->creations[done++]);
+        if (done == 0)
+                return;
         memmove(st->creations, st->creations + done, (st->n_creations - done) * sizeof *st->creations);
         st->n_creations -= done;
 }
@@ -345,7 +348,55 @@ static const StackFrame *outermost_own_frame(const Stack *s, const char **ret_fu
         return NULL;
 }
 
+/* Where the target's glibc keeps a thread's start routine: a thread started by
+ * start_thread runs its start routine as the frame right above it, and its struct
+ * pthread (its TLS pointer) holds that function's address. Two threads agreeing make it
+ * sure. */
+static void learn_start_routine_offset(SchedTracker *t, const ThreadDump *d) {
+        SchedTrackerState *st = t->state;
+        size_t found = SIZE_MAX;
+        unsigned agree = 0;
+        for (size_t i = 0; i < d->n_threads && agree < 2; i++) {
+                const ThreadRecord *r = &d->threads[i];
+                const Stack *s = &r->stack;
+                if (r->error != 0 || r->tls == 0 || s->n < 2)
+                        continue;
+                /* The frame below libc's start_thread. */
+                size_t k = s->n;
+                for (size_t j = 0; j < s->n; j++) {
+                        const char *fn = function_of(&s->frames[j]);
+                        if (fn && strcmp(fn, "start_thread") == 0) {
+                                k = j;
+                                break;
+                        }
+                }
+                if (k == 0 || k == s->n)
+                        continue;
+                const StackFrame *sf = &s->frames[k - 1];
+                const SymLoc *loc = sf->loc;
+                if (!loc || loc->n_frames == 0 || loc->module_offset < loc->frames[loc->n_frames - 1].entry)
+                        continue;
+                uint64_t entry = stack_frame_lookup_pc(sf) - (loc->module_offset - loc->frames[loc->n_frames - 1].entry);
+                uint64_t words[PTHREAD_SEARCH_BYTES / 8];
+                if (target_memory_read(t->pid, r->tls, words, sizeof words) < 0)
+                        continue;
+                for (size_t w = 0; w < ARRAY_SIZE(words); w++)
+                        if (words[w] == entry) {
+                                if (found == SIZE_MAX || found == w * 8) {
+                                        found = w * 8;
+                                        agree++;
+                                }
+                                break;
+                        }
+        }
+        if (found != SIZE_MAX) {
+                st->start_routine_offset = found;
+                st->layout_known = true;
+        }
+}
+
 void sched_tracker_add_existing(SchedTracker *t, const ThreadDump *d) {
+        learn_start_routine_offset(t, d);
         for (size_t i = 0; i < d->n_threads; i++) {
                 const ThreadRecord *r = &d->threads[i];
                 const char *function = NULL;

@@ -27,8 +27,9 @@
  * Threadcreate: task:task_newtask fires in the creating thread's context (filtered by
  * the kernel to CLONE_THREAD: threads, not processes); its stack is the creation site.
  * The new thread's start routine is read from its struct pthread (the TLS block the
- * clone call passes) when the target maps cprofd's own libc, whose layout is known
- * (pthread-layout.h); its name is the one it has a moment later, once it could set it
+ * clone call passes), at the offset where the target's threads that existed at the start
+ * keep theirs (or, failing that, where cprofd's own libc does, when the target maps the
+ * same file: pthread-layout.h); its name is the one it has a moment later, once it could set it
  * (PERF_RECORD_COMM). Threads that existed when tracking began are added from a
  * snapshot, by their own outermost function.
  *
