@@ -33,6 +33,12 @@ fi
 [ -f build/build.ninja ] || meson setup build
 meson compile -C build
 
+# threadcreate reads the scheduler's tracepoints: tracefs must be mounted (systemd does
+# it at boot; a container or a minimal VM may not have).
+if ! grep -qs ' - tracefs ' /proc/self/mountinfo && [ -d /sys/kernel/tracing ]; then
+        as_root mount -t tracefs nodev /sys/kernel/tracing || true
+fi
+
 tmp=$(mktemp -d)
 leak_pid=
 hung_pid=
@@ -106,6 +112,8 @@ Try, in another terminal:
   curl $url/pid/$leak_pid/debug/pprof/goroutine?debug=1   # the same, target chosen by pid
   curl $url/debug/pprof/heap?debug=1               # sampled heap: each producer's 32 KiB buffer
   go tool pprof -top -sample_index=inuse_space "$url/debug/pprof/heap?seconds=10"   # what leaked in 10 s
+  curl $url/debug/pprof/threadcreate?debug=1       # who creates the leaking threads (counts from now)
+  go tool pprof -top "$url/debug/pprof/threadcreate?seconds=10"   # the threads created in 10 s
   curl $url/pid/$hung_pid/debug/pprof/goroutine?debug=2   # hung: who holds the lock, the deadlock
   curl $url/pid/$hung_pid/debug/pprof/locks?debug=1       # every lock waited on, holder and waiters
   curl $url/debug/pprof/cmdline                    # the target's command line
