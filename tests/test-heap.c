@@ -34,6 +34,16 @@ static Stack one_frame_stack(uint64_t pc) {
         return (Stack) { .frames = f, .n = 1 };
 }
 
+/* P encoded and decoded again, as pprof would read it. */
+static Profile *round_trip(const Profile *p) {
+        Buf out = {};
+        Profile *q;
+        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
+        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        buf_done(&out);
+        return q;
+}
+
 TEST(scaling_is_gos) {
         int64_t count, bytes;
         /* Go: scale = 1 / (1 − e^(−avg/rate)); one 1 KiB object at 512 KiB. */
@@ -97,10 +107,7 @@ TEST(profile_has_gos_types) {
                 Profile *p;
                 ASSERT_EQ(profile_new(NULL, &p), 0);
                 ASSERT_EQ(heap_add_to_profile(&h, allocs, p), 0);
-                Buf out = {};
-                ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
-                Profile *q;
-                ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+                Profile *q = round_trip(p);
                 ASSERT_EQ(q->n_sample_types, 4);
                 static const char *const types[] = { "alloc_objects", "alloc_space", "inuse_objects", "inuse_space" };
                 for (size_t i = 0; i < 4; i++)
@@ -116,7 +123,6 @@ TEST(profile_has_gos_types) {
                 ASSERT_EQ(q->samples[0].values[3], bytes);
                 profile_free(q);
                 profile_free(p);
-                buf_done(&out);
         }
         heap_done(&h);
 }
@@ -144,10 +150,7 @@ TEST(contention_sites_text_and_profile) {
         Profile *p;
         ASSERT_EQ(profile_new(NULL, &p), 0);
         ASSERT_EQ(contention_add_to_profile(&c, p), 0);
-        Buf out = {};
-        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
-        Profile *q;
-        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        Profile *q = round_trip(p);
         ASSERT_EQ(q->n_sample_types, 2);
         ASSERT_STREQ(profile_string(q, q->sample_types[0].type), "contentions");
         ASSERT_STREQ(profile_string(q, q->sample_types[0].unit), "count");
@@ -158,7 +161,6 @@ TEST(contention_sites_text_and_profile) {
         ASSERT_EQ(q->n_samples, 2);
         profile_free(q);
         profile_free(p);
-        buf_done(&out);
         contention_done(&c);
 
         /* Mutex: raw values in the text with the sampling period, scaled in pprof. */
@@ -171,13 +173,11 @@ TEST(contention_sites_text_and_profile) {
         buf_done(&text);
         ASSERT_EQ(profile_new(NULL, &p), 0);
         ASSERT_EQ(contention_add_to_profile(&c, p), 0);
-        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
-        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        q = round_trip(p);
         ASSERT_EQ(q->samples[0].values[0], 5);
         ASSERT_EQ(q->samples[0].values[1], 3500);
         profile_free(q);
         profile_free(p);
-        buf_done(&out);
         contention_done(&c);
 }
 
@@ -206,10 +206,7 @@ TEST(creations_by_stack_and_labels) {
         Profile *p;
         ASSERT_EQ(profile_new(NULL, &p), 0);
         ASSERT_EQ(creations_add_to_profile(&c, p), 0);
-        Buf out = {};
-        ASSERT_EQ(profile_encode(p, PROFILE_ENCODE_UNCOMPRESSED, &out), 0);
-        Profile *q;
-        ASSERT_EQ(profile_decode(out.data, out.len, NULL, &q), 0);
+        Profile *q = round_trip(p);
         ASSERT_EQ(q->n_sample_types, 1);
         ASSERT_STREQ(profile_string(q, q->sample_types[0].type), "threadcreate");
         ASSERT_EQ(q->n_samples, 3);
@@ -219,7 +216,6 @@ TEST(creations_by_stack_and_labels) {
         ASSERT_TRUE(rooted);
         profile_free(q);
         profile_free(p);
-        buf_done(&out);
         creations_done(&c);
 }
 
