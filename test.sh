@@ -16,7 +16,7 @@ PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-de
           libdebuginfod-dev libprotobuf-c-dev protobuf-c-compiler libevent-dev zlib1g-dev
           elfutils debuginfod gdb libc6-dbg python3 golang-go curl strace systemd clang
           libclang-rt-14-dev libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 libiberty-dev rustc
-          nodejs linux-perf)
+          nodejs linux-perf chromium golang-1.19-src)
 
 as_root() {
         if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

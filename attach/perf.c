@@ -75,6 +75,7 @@ typedef struct RingCursor {
         const uint8_t *data;
         uint64_t size, head, tail;
         uint64_t next_time;             /* of the record at tail */
+        int cpu;
         struct perf_event_header next;
 } RingCursor;
 
@@ -875,6 +876,7 @@ static void rings_peek_forks(PerfSampler *s) {
 
 typedef struct DrainCtx {
         PerfSampler *s;
+        int cpu;                        /* of the buffer being read */
         PerfSampleFn fn;
         void *userdata;
         int delivered;
@@ -990,6 +992,7 @@ static int on_record(const struct perf_event_header *h, void *userdata) {
                         s->stats.duplicates++;
                         return 0;
                 }
+                sample.cpu = ctx->cpu;
                 s->stats.samples++;
                 ctx->delivered++;
                 return ctx->fn ? ctx->fn(&sample, ctx->userdata) : 0;
@@ -1016,6 +1019,20 @@ static int on_record(const struct perf_event_header *h, void *userdata) {
         case PERF_RECORD_FORK:
         case PERF_RECORD_EXIT:
                 on_task(s, h);
+                if (h->type == PERF_RECORD_EXIT && s->attr.context_switch && ctx->fn) {
+                        /* u32 pid, ppid, tid, ptid; u64 time. */
+                        uint32_t ids[4];
+                        uint64_t time;
+                        if (h->size < sizeof *h + sizeof ids + sizeof time)
+                                return 0;
+                        memcpy(ids, h + 1, sizeof ids);
+                        memcpy(&time, (const uint8_t *) (h + 1) + sizeof ids, sizeof time);
+                        if ((pid_t) ids[0] != s->pid)
+                                return 0;
+                        PerfSample e = { .kind = PERF_EVENT_EXIT, .cpu = ctx->cpu, .pid = (pid_t) ids[0],
+                                         .tid = (pid_t) ids[2], .time_ns = time };
+                        return ctx->fn(&e, ctx->userdata);
+                }
                 return 0;
         case PERF_RECORD_COMM:
                 on_comm(s, h);
@@ -1030,6 +1047,7 @@ static int on_record(const struct perf_event_header *h, void *userdata) {
                 }
                 if (sw.pid != s->pid || sample_is_duplicate(s, &sw))
                         return 0;
+                sw.cpu = ctx->cpu;
                 s->stats.switches++;
                 return ctx->fn ? ctx->fn(&sw, ctx->userdata) : 0;
         }
@@ -1078,7 +1096,8 @@ static int drain_ordered(PerfSampler *s, DrainCtx *ctx) {
                 if (!meta)
                         continue;
                 RingCursor *c = &cursors[n];
-                *c = (RingCursor) { .meta = meta, .data = (const uint8_t *) meta + meta->data_offset,
+                *c = (RingCursor) { .meta = meta, .cpu = s->rings[i].cpu,
+                                    .data = (const uint8_t *) meta + meta->data_offset,
                                     .size = meta->data_size,
                                     .head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE),
                                     .tail = meta->data_tail };
@@ -1104,6 +1123,7 @@ static int drain_ordered(PerfSampler *s, DrainCtx *ctx) {
                         copy_wrapped(s->bounce, c->data, c->size, off, c->next.size);
                         rec = (const struct perf_event_header *) (const void *) s->bounce;
                 }
+                ctx->cpu = c->cpu;
                 int r = on_record(rec, ctx);
                 c->tail += c->next.size;
                 __atomic_store_n(&c->meta->data_tail, c->tail, __ATOMIC_RELEASE);
@@ -1127,6 +1147,7 @@ int perf_sampler_drain(PerfSampler *s, PerfSampleFn fn, void *userdata) {
                 Ring *ring = &s->rings[c];
                 if (!ring->meta)
                         continue;
+                ctx.cpu = ring->cpu;
                 int r = perf_ring_read(ring->meta, s->bounce, on_record, &ctx, &s->stats.malformed);
                 if (r < 0)
                         return r;

@@ -131,6 +131,7 @@ typedef enum PerfEventKind {
         PERF_EVENT_SAMPLE,              /* a sample: every field below as documented */
         PERF_EVENT_SWITCH_IN,           /* the thread got a CPU: pid, tid, time_ns only */
         PERF_EVENT_SWITCH_OUT,          /* it left its CPU (preempted tells why) */
+        PERF_EVENT_EXIT,                /* with context_switches: the thread exited */
 } PerfEventKind;
 
 /* One sample. Every pointer points into the ring buffer (or a bounce buffer for a record
@@ -138,6 +139,7 @@ typedef enum PerfEventKind {
 typedef struct PerfSample {
         PerfEventKind kind;
         bool preempted;                 /* SWITCH_OUT: taken off while still runnable */
+        int cpu;                        /* the CPU whose buffer held it */
         pid_t pid, tid;
         uint64_t time_ns;               /* CLOCK_MONOTONIC when the kernel accepted
                                            use_clockid (stats.monotonic_time), else the

@@ -125,6 +125,8 @@ static void usage(FILE *f) {
                 "      --block-rate NS       record every wait of NS or more, shorter ones with\n"
                 "                            probability wait/NS, scaled (default %u; 1: all)\n"
                 "      --mutex-fraction N    record one lock wake-up in N, scaled (default %u)\n"
+                "      --trace-events-max N  events a trace holds at most (default 1000000);\n"
+                "                            past it the file is marked truncated\n"
                 "      --sched-stack-size BYTES  user stack copied per block or mutex event\n"
                 "                            (default %u)\n"
                 "      --log-level LEVEL     err, warning, notice, info (default) or debug\n"
@@ -464,7 +466,7 @@ int main(int argc, char **argv) {
                OPT_ALLOW_REMOTE, OPT_MAX_REQUESTS, OPT_MAX_PROFILES, OPT_MAX_CONNECTIONS, OPT_MAX_SECONDS,
                OPT_HEADER_TIMEOUT, OPT_HEAP, OPT_HEAP_RATE, OPT_HEAP_AGENT, OPT_HEAP_UPROBES,
                OPT_NO_WAIT_DECODING, OPT_LIST_PROFILES, OPT_BLOCK, OPT_MUTEX, OPT_THREADCREATE, OPT_BLOCK_RATE,
-               OPT_MUTEX_FRACTION, OPT_SCHED_STACK };
+               OPT_MUTEX_FRACTION, OPT_SCHED_STACK, OPT_TRACE_EVENTS_MAX };
         static const struct option options[] = {
                 { "pid", required_argument, NULL, 'p' },
                 { "exe", required_argument, NULL, OPT_EXE },
@@ -486,6 +488,7 @@ int main(int argc, char **argv) {
                 { "block-rate", required_argument, NULL, OPT_BLOCK_RATE },
                 { "mutex-fraction", required_argument, NULL, OPT_MUTEX_FRACTION },
                 { "sched-stack-size", required_argument, NULL, OPT_SCHED_STACK },
+                { "trace-events-max", required_argument, NULL, OPT_TRACE_EVENTS_MAX },
                 { "config", required_argument, NULL, OPT_CONFIG },
                 { "listen", required_argument, NULL, 'l' },
                 { "listen-mode", required_argument, NULL, OPT_LISTEN_MODE },
@@ -507,6 +510,7 @@ int main(int argc, char **argv) {
         size_t n_selectors = 0;
         SelectorKind kind;
         uint32_t cpu_stack_bytes = 0;
+        size_t trace_events_max = 0;
         HeapOptions heap = { .rate = HEAP_RATE_DEFAULT };
         SchedService sched = { .options = { .block_rate_ns = SCHED_BLOCK_RATE_DEFAULT,
                                             .mutex_fraction = SCHED_MUTEX_FRACTION_DEFAULT,
@@ -643,6 +647,14 @@ int main(int argc, char **argv) {
                                 EXIT_EARLY(2);
                         }
                         sched.options.mutex_fraction = (unsigned) v;
+                        break;
+                case OPT_TRACE_EVENTS_MAX:
+                        if (parse_number(optarg, 10, 100000000, &v) < 0) {
+                                fprintf(stderr, "cprofd: invalid --trace-events-max \"%s\": expected an integer "
+                                        "from 10 to 100000000\n", optarg);
+                                EXIT_EARLY(2);
+                        }
+                        trace_events_max = (size_t) v;
                         break;
                 case OPT_SCHED_STACK:
                         if (parse_number(optarg, 1024, PERF_STACK_BYTES_MAX, &v) < 0 || v % 8 != 0) {
@@ -908,6 +920,7 @@ int main(int argc, char **argv) {
         d.service.cpu.stack_bytes = cpu_stack_bytes;
         d.service.heap = heap;
         d.service.sched = sched;
+        d.service.trace_events_max = trace_events_max;
         if (!d.service.heap.agent_path)
                 d.service.heap.agent_path = heap_agent_default_path();
         Backend backend;

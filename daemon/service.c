@@ -439,6 +439,22 @@ void service_backend(Service *s, Backend *ret) {
         };
 }
 
+void *service_request_new(Service *s, Request *req, pid_t pid, size_t size, Target **ret_target) {
+        Reply reply = {};
+        Target *target = targets_find(s->targets, pid);
+        void *r = target ? calloc(1, size) : NULL;
+        if (!r) {
+                if (target)
+                        reply_error(&reply, 503, "out of memory");
+                else
+                        reply_error(&reply, 404, "unknown target pid %d", (int) pid);
+                request_finish(req, &reply);
+                return NULL;
+        }
+        *ret_target = target;
+        return r;
+}
+
 int service_start(Service *s) {
         for (size_t i = 0; i < profile_sources_size; i++)
                 if (profile_sources[i]->start) {

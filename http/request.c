@@ -268,6 +268,10 @@ static void send_reply(Request *req, Reply *r) {
                         buf_printf(&cd, "attachment; filename=\"%s\"", r->filename);
                         (void) evhttp_add_header(h, "Content-Disposition", cd.data);
                 }
+                if (r->gzip)
+                        (void) evhttp_add_header(h, "Content-Encoding", "gzip");
+                if (r->truncated)
+                        (void) evhttp_add_header(h, "X-Cprofd-Truncated", "1");
         }
 
         struct evbuffer *body = evbuffer_new();

@@ -374,12 +374,20 @@ static bool serve_window_profile(HttpServer *s, Request *req, pid_t pid, const P
                 reply_error(r, 400, "%s", err);
                 return true;
         }
-        uint64_t seconds = parse_cpu_seconds(params_get(&params, "seconds"), HTTP_CPU_SECONDS_DEFAULT);
+        uint64_t seconds = parse_cpu_seconds(params_get(&params, "seconds"),
+                                             info->seconds_default ? info->seconds_default : HTTP_CPU_SECONDS_DEFAULT);
         if (seconds >= s->limits.max_seconds) {
                 reply_error(r, 400, "profile duration exceeds server's WriteTimeout");
                 return true;
         }
-        if (parse_hz(params_get(&params, "hz"), info->hz_default, hz_max, &hz) < 0) {
+        const char *hz_value = params_get(&params, "hz");
+        if (hz_max == 0 && hz_value && *hz_value) {
+                reply_error(r, 400, "\"hz\" parameter is not supported for this profile type");
+                return true;
+        }
+        if (hz_max == 0)
+                hz = 0;
+        else if (parse_hz(hz_value, info->hz_default, hz_max, &hz) < 0) {
                 reply_error(r, 400, "invalid value for \"hz\" - must be an integer from 1 to %u", hz_max);
                 return true;
         }
@@ -404,7 +412,9 @@ static bool serve_window_profile(HttpServer *s, Request *req, pid_t pid, const P
                 return true;
         req->sampled = true;
         s->n_profiles++;
-        WindowProfileRequest p = { .pid = pid, .info = info, .seconds = (unsigned) seconds, .hz = hz, .mode = mode };
+        const char *accept = evhttp_find_header(evhttp_request_get_input_headers(req->evreq), "Accept-Encoding");
+        WindowProfileRequest p = { .pid = pid, .info = info, .seconds = (unsigned) seconds, .hz = hz, .mode = mode,
+                                   .accept_gzip = accept && strstr(accept, "gzip") };
         s->backend.window_profile(s->backend.userdata, req, &p);
         return false;
 }

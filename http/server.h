@@ -33,6 +33,8 @@ typedef struct Reply {
         int status;                     /* HTTP status; 200 unless set */
         const char *content_type;       /* NULL: "text/plain; charset=utf-8" */
         const char *filename;           /* set: Content-Disposition: attachment; filename="…" */
+        bool gzip;                      /* the body is gzip: Content-Encoding: gzip */
+        bool truncated;                 /* cut at a size limit: X-Cprofd-Truncated: 1 */
         Buf body;                       /* for errors: the one-line message, no newline */
 } Reply;
 
@@ -84,7 +86,8 @@ typedef struct ProfileInfo {
         ProfileKind kind;
         bool supports_delta;            /* NAMED: seconds=N allowed */
         bool supports_json;             /* NAMED: format=json allowed */
-        unsigned hz_default, hz_max;    /* WINDOW: hz=, 1..hz_max */
+        unsigned hz_default, hz_max;    /* WINDOW: hz=, 1..hz_max; hz_max 0: no hz= */
+        unsigned seconds_default;       /* WINDOW: 0 is Go's CPU profile's 30 */
         bool supports_mode;             /* WINDOW: mode=dwarf|fp */
         const void *source;             /* the backend's: how it is collected */
         int variant;                    /* the backend's: which of its source's profiles */
@@ -113,6 +116,7 @@ typedef struct WindowProfileRequest {
         unsigned seconds;               /* as Go: default 30; ≤ 0 or unparsable → 30 */
         unsigned hz;                    /* hz=, 1..info->hz_max, default info->hz_default */
         CpuProfileMode mode;
+        bool accept_gzip;               /* the client's Accept-Encoding has gzip */
 } WindowProfileRequest;
 
 #define HTTP_CPU_SECONDS_DEFAULT 30u

@@ -275,6 +275,19 @@ int profile_encode(const Profile *p, ProfileEncodeFlags flags, Buf *out) {
         return 0;
 }
 
+int gzip_append(const void *data, size_t len, Buf *out) {
+        Sink s = { .out = out, .gzip = true };
+        size_t saved_len = out->len;
+        int r = deflateInit2(&s.z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+        if (r != Z_OK)
+                return r == Z_MEM_ERROR ? -ENOMEM : -EIO;
+        r = sink_deflate(&s, data, len, Z_FINISH);
+        (void) deflateEnd(&s.z);
+        if (r < 0)
+                out->len = saved_len;
+        return r;
+}
+
 /* ---- decoding ---- */
 
 /* Gunzips DATA into OUT, at most MAX bytes. Concatenated gzip members are read as one

@@ -242,6 +242,9 @@ typedef enum ProfileEncodeFlags {
  * PROFILE_ENCODE_UNCOMPRESSED: what /debug/pprof/NAME serves. 0, -ENOMEM or -EIO (zlib);
  * on failure OUT is as it was. */
 int profile_encode(const Profile *p, ProfileEncodeFlags flags, Buf *out);
+/* DATA gzipped (one member, as the profiles are) appended to OUT. 0 or negative errno
+ * (OUT unchanged then). */
+int gzip_append(const void *data, size_t len, Buf *out);
 
 /* Parses a profile (gzipped — magic 1f 8b — or bare protobuf) into a new Profile capped
  * by LIMITS (NULL: defaults), validating everything: string_table[0] == "", every string

@@ -183,7 +183,7 @@ static void drain_target(Service *s, Target *target) {
                         stop_tracker(s, st, which);
                         continue;
                 }
-                if (st->tracker[which] && !at_attach(s, which) &&
+                if (st->tracker[which] && !at_attach(s, which) && st->timelines[which] == 0 &&
                     now - atomic_load(&st->last_request_ns[which]) > SCHED_IDLE_NS) {
                         log_info("No %s request for pid %d in %llu s: its events are closed.", profile_names[which],
                                  (int) target->pid, (unsigned long long) (SCHED_IDLE_NS / NSEC_PER_SEC));
@@ -248,6 +248,30 @@ static void write_metrics(Service *s, Buf *out) {
                         buf_printf(out, "%s{profile=\"%s\"} %llu\n", counters[c].name, profile_names[which],
                                    (unsigned long long) atomic_load(&v[which]));
         }
+}
+
+SchedTracker *sched_source_acquire(Service *s, Target *target, SchedProfile which, char *err, size_t errlen) {
+        SchedTracker *t = tracker(s, target, which, err, errlen);
+        if (t)
+                target->sched.timelines[which]++;
+        return t;
+}
+
+void sched_source_drain(Service *s, Target *target, SchedProfile which) {
+        if (!target->sched.tracker[which])
+                return;
+        DrainMaps dm = { .pid = target->pid, .as = target->as };
+        drain_one(s, target, which, &dm);
+        drain_maps_done(&dm);
+}
+
+void sched_source_release(Service *s, Target *target, SchedProfile which) {
+        SchedTargetState *st = &target->sched;
+        if (st->timelines[which] == 0 || --st->timelines[which] > 0 || !st->tracker[which])
+                return;
+        /* Opened for the timeline alone: no profile asked for it, none began at attach. */
+        if (!at_attach(s, which) && atomic_load(&st->last_request_ns[which]) == 0)
+                stop_tracker(s, st, which);
 }
 
 void sched_target_done(SchedTargetState *st) {

@@ -32,9 +32,19 @@ typedef struct SchedTargetState {
         atomic_bool tracking[SCHED_PROFILES];
         atomic_uint_least64_t last_request_ns[SCHED_PROFILES];
         atomic_long records[SCHED_PROFILES];            /* stacks, for the index */
+        unsigned timelines[SCHED_PROFILES];             /* [worker] traces using it */
 } SchedTargetState;
 
 extern const ProfileSource sched_source;
+
+/* [worker] TARGET's tracker of WHICH for a timeline (a trace), started now if it has none;
+ * it stays open until sched_source_release(). NULL with ERR set when it cannot be. */
+SchedTracker *sched_source_acquire(struct Service *s, struct Target *target, SchedProfile which, char *err,
+                                   size_t errlen);
+/* [worker] Reads what its events hold now. */
+void sched_source_drain(struct Service *s, struct Target *target, SchedProfile which);
+/* [worker] The timeline is done with it: closed unless a profile request uses it. */
+void sched_source_release(struct Service *s, struct Target *target, SchedProfile which);
 
 /* [worker] Stops TARGET's trackers (the target is being freed). */
 void sched_target_done(SchedTargetState *st);

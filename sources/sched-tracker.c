@@ -413,10 +413,47 @@ void sched_tracker_add_existing(SchedTracker *t, const ThreadDump *d) {
         }
 }
 
+/* The events a timeline wants, before the profiles take theirs. */
+static void observe(SchedTracker *t, const PerfSample *s) {
+        const SchedObserver *o = t->observer;
+        switch (s->kind) {
+        case PERF_EVENT_SWITCH_IN:
+        case PERF_EVENT_SWITCH_OUT:
+                if (t->which == SCHED_BLOCK && o->on_switch)
+                        o->on_switch(o->userdata, s->tid, s->time_ns, s->cpu, s->kind == PERF_EVENT_SWITCH_IN,
+                                     s->preempted);
+                return;
+        case PERF_EVENT_EXIT:
+                if (t->which == SCHED_BLOCK && o->on_exit)
+                        o->on_exit(o->userdata, s->tid, s->time_ns);
+                return;
+        case PERF_EVENT_SAMPLE:
+                break;
+        }
+        uint64_t v = 0;
+        if (t->which == SCHED_BLOCK && o->on_sleep && s->has_regs &&
+            tracepoint_field_value(t->state->field, s->raw, s->raw_size, &v) && (v & TASK_SLEEPING)) {
+                Stack stack = {};
+                if (unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, &stack) == 0) {
+                        const uint64_t args[6] = { s->regs.rdi, s->regs.rsi, s->regs.rdx, s->regs.r10, s->regs.r8,
+                                                   s->regs.r9 };
+                        o->on_sleep(o->userdata, s->tid, s->time_ns, &stack, args);
+                        free(stack.frames);
+                }
+        } else if (t->which == SCHED_MUTEX && o->on_wake &&
+                   tracepoint_field_value(t->state->field, s->raw, s->raw_size, &v) && (pid_t) v > 0)
+                o->on_wake(o->userdata, s->tid, (pid_t) v, s->time_ns);
+        else if (t->which == SCHED_THREADCREATE && o->on_create &&
+                 tracepoint_field_value(t->state->field, s->raw, s->raw_size, &v) && (pid_t) v > 0)
+                o->on_create(o->userdata, s->tid, (pid_t) v, s->time_ns);
+}
+
 static int on_event(const PerfSample *s, void *userdata) {
         SchedTracker *t = userdata;
         SchedTrackerState *st = t->state;
         t->stats.events++;
+        if (t->observer)
+                observe(t, s);
         switch (s->kind) {
         case PERF_EVENT_SAMPLE:
                 if (t->which == SCHED_BLOCK)
@@ -436,6 +473,8 @@ static int on_event(const PerfSample *s, void *userdata) {
                 /* A preempted thread is runnable: nobody wakes it, so it is no wait. */
                 if (t->which == SCHED_MUTEX && !s->preempted && s->time_ns > 0 && st->off_since.n < THREADS_MAX)
                         u64map_put(&st->off_since, (uint64_t) s->tid, (void *) (uintptr_t) s->time_ns);
+                break;
+        case PERF_EVENT_EXIT:
                 break;
         }
         return 0;

@@ -73,6 +73,18 @@ typedef struct SchedStats {
         uint64_t exits;                 /* threads of the target that exited */
 } SchedStats;
 
+/* What a tracker sees, as it sees it, for a timeline (a trace): the block tracker's switches,
+ * exits and sleeps (with the sleeping stack, unwound at once), the mutex tracker's
+ * wake-ups, the threadcreate tracker's creations. Pointers are valid during the call. */
+typedef struct SchedObserver {
+        void *userdata;
+        void (*on_switch)(void *userdata, pid_t tid, uint64_t time_ns, int cpu, bool in, bool preempted);
+        void (*on_sleep)(void *userdata, pid_t tid, uint64_t time_ns, const Stack *stack, const uint64_t args[6]);
+        void (*on_wake)(void *userdata, pid_t waker, pid_t wakee, uint64_t time_ns);
+        void (*on_create)(void *userdata, pid_t creator, pid_t tid, uint64_t time_ns);
+        void (*on_exit)(void *userdata, pid_t tid, uint64_t time_ns);
+} SchedObserver;
+
 typedef struct SchedTracker {
         SchedProfile which;
         pid_t pid;
@@ -81,6 +93,7 @@ typedef struct SchedTracker {
         Contention contention;          /* block, mutex */
         Creations creations;            /* threadcreate */
         SchedStats stats;
+        const SchedObserver *observer;  /* set: events are handed to it too */
         struct SchedTrackerState *state;
 } SchedTracker;
 

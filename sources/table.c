@@ -7,6 +7,7 @@
 #include "sched-source.h"
 #include "snapshots.h"
 #include "table.h"
+#include "trace-source.h"
 
 const ProfileInfo profile_table[] = {
         {
@@ -101,6 +102,17 @@ const ProfileInfo profile_table[] = {
                 .variant = SNAPSHOT_GROWTH,
         },
         {
+                .name = "trace",
+                .description = "A timeline of every thread of the target over seconds=N (default 1): when it "
+                               "ran and on which CPU, when it was off CPU and why, with its stack, who woke it, "
+                               "thread creation and exit; the Trace Event Format (JSON) that Perfetto UI and "
+                               "chrome://tracing open, gzipped when the client accepts it.",
+                .counts = "0.",
+                .kind = PROFILE_WINDOW,
+                .seconds_default = 1,
+                .source = &trace_source,
+        },
+        {
                 .name = "wall",
                 .description = "Wall-clock profile: every thread of the target, running or blocked, sampled by "
                                "snapshots. seconds=N sets the duration (default 30), hz=H the rate (default 10, "
@@ -121,6 +133,7 @@ const ProfileSource *const profile_sources[] = {
         &snapshot_source,
         &cpu_source,
         &sched_source,
+        &trace_source,
 };
 
 const size_t profile_sources_size = ARRAY_SIZE(profile_sources);

@@ -193,17 +193,10 @@ static void on_wall_cancel(void *userdata) {
 }
 
 void wall_profile_start(Service *s, Request *req, const WindowProfileRequest *p) {
-        Reply reply = {};
-        Target *target = targets_find(s->targets, p->pid);
-        WallRequest *w = target ? calloc(1, sizeof *w) : NULL;
-        if (!w) {
-                if (target)
-                        reply_error(&reply, 503, "out of memory");
-                else
-                        reply_error(&reply, 404, "unknown target pid %d", (int) p->pid);
-                request_finish(req, &reply);
+        Target *target;
+        WallRequest *w = service_request_new(s, req, p->pid, sizeof *w, &target);
+        if (!w)
                 return;
-        }
         *w = (WallRequest) { .service = s, .req = req, .target = target_ref(target), .hz = p->hz,
                              .seconds = p->seconds };
         w->tick = event_new(s->base, -1, EV_PERSIST, on_tick, w);

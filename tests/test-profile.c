@@ -12,6 +12,7 @@
 #include "macro.h"
 #include "tabwriter.h"
 #include "threads.h"
+#include "trace.h"
 #include "symloc-fixture.h"
 #include "tiny-test.h"
 
@@ -404,4 +405,53 @@ TEST(wait_durations) {
 
 int main(int argc, char **argv) {
         return tiny_main(argc, argv);
+}
+
+/* A timeline fed as the scheduler source feeds it: switches and sleeps of one buffer in
+ * order, a wake-up seen only after the wakee's switch in (another buffer). */
+TEST(trace_builder_slices_flows_and_cap) {
+        TraceBuilder b;
+        const uint64_t t0 = 1000000000, args[6] = {};
+        Frame f = { .function = "nanosleep" };
+        StackFrame sf = { .pc = 0x1000, .exact = true, .loc = symloc("/lib/libc.so.6", 0x100, 1, &f) };
+        Stack sleep_stack = { .frames = &sf, .n = 1 };
+
+        trace_builder_init(&b, 100, t0, 0);
+        trace_thread(&b, 101, true);
+        trace_thread(&b, 102, false);
+        trace_sleep(&b, 101, t0 + 1000, &sleep_stack, args);
+        trace_switch(&b, 101, t0 + 1000, 0, false, false);       /* 101 ran 1 µs, then sleeps */
+        trace_switch(&b, 102, t0 + 2000, 0, true, false);        /* 102 gets the CPU */
+        trace_switch(&b, 102, t0 + 5000, 0, false, true);        /* and is preempted */
+        trace_switch(&b, 101, t0 + 6000, 1, true, false);
+        trace_wake(&b, 102, 101, t0 + 4000);                     /* seen late: the flow still ends at 6 µs */
+        trace_create(&b, 101, 103, t0 + 7000);
+        Buf out = {};
+        trace_builder_finish(&b, t0 + 10000, "proc", NULL, NULL, &out);
+        trace_builder_done(&b);
+
+        ASSERT_TRUE(strncmp(out.data, "{\"traceEvents\":[\n", 17) == 0);
+        ASSERT_TRUE(strstr(out.data, "\"name\":\"process_name\",\"args\":{\"name\":\"proc\"}") != NULL);
+        ASSERT_TRUE(strstr(out.data, "{\"ph\":\"X\",\"pid\":100,\"tid\":101,\"ts\":0.000,\"dur\":1.000,\"name\":\"running\"") != NULL);
+        ASSERT_TRUE(strstr(out.data, "\"tid\":101,\"ts\":1.000,\"dur\":5.000,\"name\":\"sleep\",\"cat\":\"off-cpu\","
+                                     "\"args\":{\"stack\":[\"nanosleep\"]}") != NULL);
+        ASSERT_TRUE(strstr(out.data, "\"tid\":102,\"ts\":5.000,\"dur\":5.000,\"name\":\"preempted\"") != NULL);
+        ASSERT_TRUE(strstr(out.data, "{\"ph\":\"s\",\"pid\":100,\"tid\":102,\"ts\":4.000,\"id\":1") != NULL);
+        ASSERT_TRUE(strstr(out.data, "{\"ph\":\"f\",\"pid\":100,\"tid\":101,\"ts\":6.000,\"bp\":\"e\",\"id\":1") != NULL);
+        ASSERT_TRUE(strstr(out.data, "\"name\":\"thread created\"") != NULL);
+        ASSERT_TRUE(strstr(out.data, "\"truncated\":false") != NULL);
+        buf_done(&out);
+
+        /* Past the cap: cut, and said so. */
+        trace_builder_init(&b, 100, t0, 3);
+        for (int i = 0; i < 10; i++) {
+                trace_switch(&b, 101, t0 + 2000 * (uint64_t) i, 0, true, false);
+                trace_switch(&b, 101, t0 + 2000 * (uint64_t) i + 1000, 0, false, false);
+        }
+        trace_builder_finish(&b, t0 + 100000, "proc", NULL, NULL, &out);
+        ASSERT_TRUE(b.truncated);
+        trace_builder_done(&b);
+        ASSERT_TRUE(strstr(out.data, "cprofd: trace truncated at 3 events") != NULL);
+        ASSERT_TRUE(strstr(out.data, "\"truncated\":true") != NULL);
+        buf_done(&out);
 }

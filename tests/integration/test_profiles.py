@@ -14,6 +14,7 @@ The table is the only list: a profile added to it is tested here without a new t
 """
 
 import html
+import json
 import os
 import subprocess
 import sys
@@ -38,8 +39,8 @@ def main():
     rows = read_table()
     names = [r["name"] for r in rows]
     require(len(rows) >= 9 and names == sorted(names), "--list-profiles: the table, sorted by name", names)
-    for want in ("goroutine", "heap", "allocs", "block", "mutex", "threadcreate", "profile", "wall", "locks",
-                 "threadgrowth"):
+    for want in ("goroutine", "heap", "allocs", "block", "mutex", "threadcreate", "trace", "profile", "wall",
+                 "locks", "threadgrowth"):
         check(want in names, f"the table has {want}")
 
     target = ct.threads_target()
@@ -56,8 +57,13 @@ def main():
         name = r["name"]
         if r["kind"] == "window":
             reply = daemon.get(f"/debug/pprof/{name}?seconds=1", timeout=60)
-            check(reply.status == 200 and reply.header("Content-Type") == "application/octet-stream",
-                  f"{name}: a window profile of seconds=1", reply.describe())
+            kind = reply.header("Content-Type")
+            check(reply.status == 200 and kind in ("application/octet-stream", "application/json") and
+                  reply.header("Content-Disposition") == f'attachment; filename="{name}"',
+                  f"{name}: a window profile of seconds=1", reply.describe()[:1500])
+            if kind == "application/json":         # trace: the Trace Event Format
+                check("traceEvents" in json.loads(reply.text), f"{name}: a Trace Event Format file")
+                continue
             path = ct.save(reply, f"{name}.pb.gz")
             rc, out = ct.pprof("-raw", path)
             check(rc == 0, f"go tool pprof reads {name}", out[:1500])
