@@ -285,6 +285,15 @@ void trace_create(TraceBuilder *b, pid_t creator, pid_t tid, uint64_t time_ns) {
                            (int) tid);
 }
 
+void trace_cpu_sample(TraceBuilder *b, pid_t tid, uint64_t time_ns, const Stack *stack) {
+        if (time_ns < b->start_ns || !begin_event(b, "i", tid, time_ns))
+                return;
+        char *frames = stack_json(stack);
+        buf_printf(&b->events, ",\"s\":\"t\",\"name\":\"cpu sample\",\"cat\":\"cpu\",\"args\":{\"stack\":%s}}",
+                   frames ? frames : "[]");
+        free(frames);
+}
+
 void trace_exit(TraceBuilder *b, pid_t tid, uint64_t time_ns) {
         TraceThread *t = u64map_get(&b->threads, (uint64_t) tid);
         if (t) {

@@ -45,6 +45,9 @@ void trace_sleep(TraceBuilder *b, pid_t tid, uint64_t time_ns, const Stack *stac
 void trace_wake(TraceBuilder *b, pid_t waker, pid_t wakee, uint64_t time_ns);
 void trace_create(TraceBuilder *b, pid_t creator, pid_t tid, uint64_t time_ns);
 void trace_exit(TraceBuilder *b, pid_t tid, uint64_t time_ns);
+/* A CPU sample of TID at TIME_NS with its user STACK: an instant event on its track,
+ * inside the running slice it falls in. */
+void trace_cpu_sample(TraceBuilder *b, pid_t tid, uint64_t time_ns, const Stack *stack);
 
 /* Closes the open slices at END_NS and writes the whole file: {"traceEvents": [...],
  * "displayTimeUnit": "ns", "otherData": {...}}, with PROCESS_NAME and each thread's

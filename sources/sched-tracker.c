@@ -526,6 +526,8 @@ void sched_tracker_drain(SchedTracker *t, DrainMaps *dm) {
         if (st->drains % PRUNE_EVERY_DRAINS == 0)
                 prune(t);
         (void) perf_sampler_drain(st->perf, on_event, t);
+        if (t->observer && t->which == SCHED_BLOCK && t->observer->on_drained)
+                t->observer->on_drained(t->observer->userdata);
         if (t->which == SCHED_THREADCREATE)
                 finish_creations(t, false);
         PerfSamplerStats stats;

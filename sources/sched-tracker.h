@@ -83,6 +83,8 @@ typedef struct SchedObserver {
         void (*on_wake)(void *userdata, pid_t waker, pid_t wakee, uint64_t time_ns);
         void (*on_create)(void *userdata, pid_t creator, pid_t tid, uint64_t time_ns);
         void (*on_exit)(void *userdata, pid_t tid, uint64_t time_ns);
+        /* After each drain of the block tracker: the timeline's own sampling keeps pace. */
+        void (*on_drained)(void *userdata);
 } SchedObserver;
 
 typedef struct SchedTracker {

@@ -104,12 +104,15 @@ const ProfileInfo profile_table[] = {
         {
                 .name = "trace",
                 .description = "A timeline of every thread of the target over seconds=N (default 1): when it "
-                               "ran and on which CPU, when it was off CPU and why, with its stack, who woke it, "
-                               "thread creation and exit; the Trace Event Format (JSON) that Perfetto UI and "
-                               "chrome://tracing open, gzipped when the client accepts it.",
+                               "ran and on which CPU (with CPU samples at hz=H, default 100), when it was off "
+                               "CPU and why, with its stack, who woke it, thread creation and exit; the Trace "
+                               "Event Format (JSON) that Perfetto UI and chrome://tracing open, gzipped when "
+                               "the client accepts it.",
                 .counts = "0.",
                 .kind = PROFILE_WINDOW,
                 .seconds_default = 1,
+                .hz_default = 100,
+                .hz_max = 1000,
                 .source = &trace_source,
         },
         {

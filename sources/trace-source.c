@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "perf.h"
 #include "pprof.h"
 #include "service.h"
 #include "trace-source.h"
@@ -25,6 +26,7 @@ struct TraceRequest {
         Request *req;
         Target *target;
         unsigned seconds;
+        unsigned hz;                    /* CPU samples per second of each thread's CPU time */
         bool gzip;
         atomic_bool cancelled;
         struct event *end_timer;        /* [loop] */
@@ -32,6 +34,7 @@ struct TraceRequest {
         TraceBuilder builder;           /* [worker] */
         SchedObserver observer;
         bool acquired[SCHED_PROFILES];  /* [worker] */
+        PerfSampler *cpu;               /* [worker] the CPU samples, NULL without */
         Reply reply;
         bool answered;                  /* the reply is made (an error) */
 };
@@ -65,6 +68,23 @@ static void on_exit_event(void *userdata, pid_t tid, uint64_t time_ns) {
         trace_exit(&r->builder, tid, time_ns);
 }
 
+static int on_cpu_sample(const PerfSample *sample, void *userdata) {
+        TraceRequest *r = userdata;
+        ThreadCapture c;
+        Stack stack = {};
+        if (perf_sample_as_capture(sample, &c) < 0 || address_space_unwind(r->target->as, &c, &stack) < 0)
+                return 0;
+        trace_cpu_sample(&r->builder, sample->tid, sample->time_ns, &stack);
+        free(stack.frames);
+        return 0;
+}
+
+static void on_drained(void *userdata) {
+        TraceRequest *r = userdata;
+        if (r->cpu)
+                (void) perf_sampler_drain(r->cpu, on_cpu_sample, r);
+}
+
 static void detach(TraceRequest *r) {
         Service *s = r->service;
         for (SchedProfile which = 0; which < SCHED_PROFILES; which++) {
@@ -91,7 +111,8 @@ static void attach_job(void *userdata) {
                 return;
         }
         r->observer = (SchedObserver) { .userdata = r, .on_switch = on_switch, .on_sleep = on_sleep,
-                                        .on_wake = on_wake, .on_create = on_create, .on_exit = on_exit_event };
+                                        .on_wake = on_wake, .on_create = on_create, .on_exit = on_exit_event,
+                                        .on_drained = on_drained };
         /* Switches and sleeps are the timeline; wake-ups and creations add to it. */
         static const SchedProfile sources[] = { SCHED_BLOCK, SCHED_MUTEX, SCHED_THREADCREATE };
         for (size_t i = 0; i < sizeof sources / sizeof *sources; i++) {
@@ -116,6 +137,15 @@ static void attach_job(void *userdata) {
         }
         trace_builder_init(&r->builder, r->target->pid, now_monotonic_ns(),
                            s->trace_events_max ? s->trace_events_max : TRACE_EVENTS_MAX);
+        /* The running slices' stacks: without them the timeline is still whole. */
+        PerfSamplerOptions cpu = { .frequency_hz = r->hz, .exclude_kernel_callchain = true };
+        int k = perf_sampler_new(r->target->pid, &cpu, &r->cpu);
+        if (k < 0) {
+                char why[512];
+                log_info("Trace of pid %d without CPU samples: %s", (int) r->target->pid,
+                         perf_sampler_explain_error(k, why, sizeof why));
+                r->cpu = NULL;
+        }
         /* Every thread has a track, the ones that stay asleep too. */
         pid_t *tids;
         size_t n;
@@ -150,6 +180,7 @@ static void finish_job(void *userdata) {
                 if (r->acquired[which])
                         sched_source_drain(s, r->target, which);
         detach(r);
+        r->cpu = perf_sampler_free(r->cpu);
         if (atomic_load(&r->cancelled)) {
                 trace_builder_done(&r->builder);
                 return;
@@ -238,7 +269,7 @@ static void trace_start(Service *s, Request *req, const WindowProfileRequest *p)
         if (!r)
                 return;
         *r = (TraceRequest) { .service = s, .req = req, .target = target_ref(target), .seconds = p->seconds,
-                              .gzip = p->accept_gzip };
+                              .hz = p->hz, .gzip = p->accept_gzip };
         r->next = running;
         if (running)
                 running->prev = r;
@@ -258,6 +289,7 @@ static void trace_shutdown(Service *s) {
                 if (r->end_timer)
                         evtimer_del(r->end_timer);
                 detach(r);
+                r->cpu = perf_sampler_free(r->cpu);
                 trace_builder_done(&r->builder);
                 buf_reset(&r->reply.body);
                 reply_error(&r->reply, 503, "cprofd is shutting down");

@@ -3,9 +3,10 @@ Event Format, of tests/targets/contention.c (ct-holder holds ct_hot_mu 9 ms of e
 ct-taker takes it every millisecond, ct-waiter waits on a condition variable):
 
 - parameters as Go's CPU profile: seconds unparsable means the default (1 s here, Go's
-  trace default), seconds past the write timeout 400, hz= refused; Content-Disposition
+  trace default), seconds past the write timeout 400, hz= (the CPU samples') bounded; Content-Disposition
   `attachment; filename="trace"`; gzip with Content-Encoding when the client accepts it;
-- the JSON: the process and thread names, running slices with their CPU, off-CPU slices
+- the JSON: the process and thread names, running slices with their CPU and CPU samples
+  with their stacks, off-CPU slices
   named by why (blocked: mutex for the taker, blocked: condition variable for the
   waiter) with the sleeping stack, wake-up flows from ct-holder to ct-taker;
 - Catapult's trace viewer as Debian's golang-1.19-src ships it (Go's own `go tool trace`
@@ -117,7 +118,7 @@ def main():
 
     for path, status, message in [
         ("/debug/pprof/trace?seconds=3600", 400, "profile duration exceeds server's WriteTimeout"),
-        ("/debug/pprof/trace?hz=5", 400, '"hz" parameter is not supported for this profile type'),
+        ("/debug/pprof/trace?hz=5000", 400, 'invalid value for "hz" - must be an integer from 1 to 1000'),
     ]:
         r = daemon.get(path)
         check(r.status == status and r.text.strip() == message, f"{path}: {status} {message!r}", r.describe())
@@ -125,7 +126,7 @@ def main():
     check(r.status == 200 and json.loads(r.text)["otherData"]["duration_ns"] < 3e9,
           "trace?seconds=x: Go's default (1 s) instead", r.describe()[:500])
 
-    r = gzip_get(daemon.port, "/debug/pprof/trace?seconds=2")
+    r = gzip_get(daemon.port, "/debug/pprof/trace?seconds=2&hz=1000")
     check(r.status == 200 and r.header("Content-Encoding") == "gzip" and
           r.header("Content-Disposition") == 'attachment; filename="trace"' and
           r.header("Content-Type") == "application/json", "trace?seconds=2: gzipped JSON, attachment \"trace\"",
@@ -163,6 +164,10 @@ def main():
           "trace: wake-up flows from the holder to the taker, each ending on the taker", len(flows))
     preempted = [e for e in events if e["ph"] == "X" and e["name"] in ("preempted", "sleep")]
     check(preempted, "trace: sleeps (nanosleep) named as such")
+    samples = [e for e in events if e["ph"] == "i" and e["name"] == "cpu sample"]
+    ours = [e for e in samples if "ct_" in " ".join(e["args"]["stack"])]
+    log(f"{len(samples)} CPU samples, {len(ours)} in the target's own functions")
+    check(len(ours) >= 5, "trace: CPU samples with their stacks on the running threads", samples[:3])
 
     model = load_in_catapult(text)
     require(model is not None, "Catapult's trace viewer ran in headless Chromium")
