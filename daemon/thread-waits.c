@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "blocking-call.h"
+#include "clock.h"
 #include "hashmap.h"
 #include "macro.h"
 #include "procfs.h"
@@ -181,11 +183,17 @@ static void resolve_holder(const ThreadDump *d, const NsTid *by_ns, bool other_n
                 w->object.holder = WAIT_HOLDER_UNKNOWN;
 }
 
-/* Whether thread TID is blocked in the futex wait on FUTEX: its run time, in *RET_RUN_NS. */
-static bool still_waiting(pid_t pid, pid_t tid, uint64_t futex, uint64_t *ret_run_ns) {
+/* Whether thread TID is blocked in the futex wait on FUTEX: its run time, in *RET_RUN_NS.
+ * *RET_RUNNABLE tells a thread that is runnable (state R): maybe on its way back into the
+ * wait it was stopped in. */
+static bool still_waiting(pid_t pid, pid_t tid, uint64_t futex, uint64_t *ret_run_ns, bool *ret_runnable) {
         ThreadInfo info = {};
-        if (procfs_read_thread_stat(pid, tid, &info) < 0 || info.state == 'R')
+        if (procfs_read_thread_stat(pid, tid, &info) < 0)
                 return false;
+        if (info.state == 'R') {
+                *ret_runnable = true;
+                return false;
+        }
         procfs_read_thread_wait(pid, tid, &info);
         if (!info.place.known || info.place.nr != SYS_futex || info.place.args[0] != futex)
                 return false;
@@ -197,13 +205,14 @@ static bool still_waiting(pid_t pid, pid_t tid, uint64_t futex, uint64_t *ret_ru
 }
 
 /* See thread-waits.h: every member blocked and not running across a fresh read of every
- * object of the cycle, which names the same holders. */
-static bool cycle_confirmed(const ThreadDump *d, const WaitSite *sites, const WaitCycle *c) {
+ * object of the cycle, which names the same holders. *RET_RUNNABLE: a member was found
+ * runnable, which a moment later may be settled in its wait again. */
+static bool cycle_confirmed(const ThreadDump *d, const WaitSite *sites, const WaitCycle *c, bool *ret_runnable) {
         uint64_t *before = calloc(c->n, sizeof *before);
         bool ok = before != NULL;
         for (size_t k = 0; ok && k < c->n; k++) {
                 size_t i = c->threads[k];
-                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &before[k]);
+                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &before[k], ret_runnable);
         }
         for (size_t k = 0; ok && k < c->n; k++) {
                 size_t i = c->threads[k];
@@ -214,10 +223,30 @@ static bool cycle_confirmed(const ThreadDump *d, const WaitSite *sites, const Wa
         for (size_t k = 0; ok && k < c->n; k++) {
                 size_t i = c->threads[k];
                 uint64_t after;
-                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &after) && after == before[k];
+                ok = still_waiting(d->pid, d->threads[i].tid, sites[i].futex, &after, ret_runnable) &&
+                     after == before[k];
         }
         free(before);
         return ok;
+}
+
+/* A thread just released by the snapshot goes back into its wait on its own time: on a
+ * loaded machine it may still wait for a CPU (state R) a few milliseconds later. A cycle
+ * that fails only because a member is runnable is looked at again, briefly. */
+#define CONFIRM_ATTEMPTS 3
+#define CONFIRM_RETRY_NS (5 * NSEC_PER_MSEC)
+
+static bool cycle_confirmed_settled(const ThreadDump *d, const WaitSite *sites, const WaitCycle *c) {
+        for (int attempt = 0; attempt < CONFIRM_ATTEMPTS; attempt++) {
+                bool runnable = false;
+                if (cycle_confirmed(d, sites, c, &runnable))
+                        return true;
+                if (!runnable)
+                        return false;
+                struct timespec ts = { 0, (long) CONFIRM_RETRY_NS };
+                (void) nanosleep(&ts, NULL);
+        }
+        return false;
 }
 
 void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as) {
@@ -279,7 +308,7 @@ void thread_dump_decode_waits(ThreadDump *d, const Snapshot *s, AddressSpace *as
                 goto finish;
         size_t kept = 0;
         for (size_t c = 0; c < n_cycles; c++) {
-                if (cycle_confirmed(d, sites, &cycles[c])) {
+                if (cycle_confirmed_settled(d, sites, &cycles[c])) {
                         cycles[kept++] = cycles[c];
                         continue;
                 }
