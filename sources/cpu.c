@@ -116,8 +116,11 @@ static const char *thread_name(CpuSampler *sp, pid_t tid) {
         name = u64map_get(&sp->names, (uint64_t) tid);
         if (name)
                 return name;
+        /* Once the target has exited its pid, and its thread ids, may be another
+         * process's: a name read now would be a stranger's. */
         ThreadInfo info;
-        char *copy = strdup(procfs_read_thread(sp->target->pid, tid, &info) == 0 ? info.name : "");
+        bool known = !target_check_exited(sp->target) && procfs_read_thread(sp->target->pid, tid, &info) == 0;
+        char *copy = strdup(known ? info.name : "");
         if (!copy)
                 return "";
         u64map_put(&sp->names, (uint64_t) tid, copy);

@@ -555,6 +555,10 @@ def scenario_pidreuse():
     profiler.start()
     require(wait_until(lambda: perf_fds(daemon.proc.pid) > 0, 120), "a CPU profile of the target is under way",
             daemon.stderr())
+    old_names = set()
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/comm") as f:
+            old_names.add(f.read().strip())
     target.kill()
     check(wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 30), f"the target {pid} is gone")
 
@@ -563,6 +567,11 @@ def scenario_pidreuse():
     require(newcomer, f"another process got pid {pid}")
     ct.wait_for_line(out, r"^ready \d+$", newcomer)
     newcomer_tids = set(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    newcomer_names = set()
+    for t in newcomer_tids:
+        with open(f"/proc/{pid}/task/{t}/comm") as f:
+            newcomer_names.add(f.read().strip())
+    newcomer_names -= old_names
     log(f"        a new {os.path.basename(newcomer.args[0])} runs as {pid}, threads {sorted(newcomer_tids)}")
     time.sleep(0.3)             # a periodic tick or two sees the old target gone
     before = ct.metric(daemon.get("/metrics").text, "cprofd_snapshots_total")
@@ -586,9 +595,10 @@ def scenario_pidreuse():
     require(r is not None, "the CPU profile in flight is answered", profile.get("error"))
     if r.status == 200:
         p = ct.decode_profile(r.body)
+        # By its functions: the newcomer's thread ids may be the old target's again.
         theirs = [s for s in p.samples
-                  if s.num_labels.get("thread_id", (0, ""))[0] in newcomer_tids or
-                  any(f in ("hot_leaf", "busy_main", "syscall_loop") for f in s.functions())]
+                  if any(f in ("hot_leaf", "busy_main", "syscall_loop") for f in s.functions()) or
+                  s.labels.get("thread_name") in newcomer_names]
         check(not theirs, f"the CPU profile in flight has no sample of the newcomer ({len(p.samples)} samples)",
               "\n".join(f"{s.num_labels} {s.labels} {s.functions()[:6]}" for s in theirs[:5]))
     else:
