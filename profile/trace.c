@@ -93,10 +93,7 @@ static void slice(TraceBuilder *b, TraceThread *t, uint64_t end_ns) {
                         buf_puts(&b->events, ",\"cat\":\"cpu\",\"args\":{}}");
                 return;
         }
-        Buf name = {};
-        buf_printf(&name, "%s", t->reason ? t->reason : "off CPU");
-        json_put_string(&b->events, name.data);
-        buf_done(&name);
+        json_put_string(&b->events, t->reason ? t->reason : "off CPU");
         buf_puts(&b->events, ",\"cat\":\"off-cpu\",\"args\":{");
         if (t->stack)
                 buf_printf(&b->events, "\"stack\":%s", t->stack);
@@ -315,7 +312,6 @@ static void metadata(Buf *out, bool *first, pid_t pid, pid_t tid, const char *wh
 
 void trace_builder_finish(TraceBuilder *b, uint64_t end_ns, const char *process_name,
                           const char *(*name_of)(void *userdata, pid_t tid), void *userdata, Buf *out) {
-        b->end_ns = end_ns;
         uint64_t key;
         void *value;
         for (size_t it = 0; u64map_next(&b->threads, &it, &key, &value);)

@@ -22,7 +22,7 @@
 
 typedef struct TraceBuilder {
         pid_t pid;
-        uint64_t start_ns, end_ns;      /* the window */
+        uint64_t start_ns;              /* the window's start */
         U64Map threads;                 /* tid → TraceThread */
         Buf events;                     /* JSON objects, comma-separated */
         size_t n_events, max_events;

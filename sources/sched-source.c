@@ -57,20 +57,15 @@ static void add_existing_threads(Service *s, Target *target, SchedTracker *t) {
         thread_dump_done(&dump);
 }
 
-/* [worker] TARGET's tracker of WHICH, started now if it has none. NULL with ERR set when
- * it cannot be. */
-static SchedTracker *tracker(Service *s, Target *target, SchedProfile which, char *err, size_t errlen) {
+/* [worker] TARGET's tracker of WHICH, started now if it has none (with the maps of DM,
+ * read once for the start and the drain after it). NULL with ERR set when it cannot be. */
+static SchedTracker *tracker(Service *s, Target *target, SchedProfile which, DrainMaps *dm, char *err,
+                             size_t errlen) {
         SchedTargetState *st = &target->sched;
         if (st->tracker[which])
                 return st->tracker[which];
-        Maps maps = {};
-        bool have_maps = procfs_read_maps(target->pid, &maps) == 0;
-        if (have_maps)
-                (void) address_space_update(target->as, &maps);
-        int r = sched_tracker_start(target->pid, which, &s->sched.options, target->as, have_maps ? &maps : NULL,
+        int r = sched_tracker_start(target->pid, which, &s->sched.options, target->as, drain_maps_get(dm),
                                     &st->tracker[which], err, errlen);
-        if (have_maps)
-                maps_done(&maps);
         if (r < 0) {
                 if (r != -ESRCH)
                         log_warning("Tracking %s events of pid %d: %s", profile_names[which], (int) target->pid, err);
@@ -129,13 +124,14 @@ static void collect(Service *s, Target *target, const Collection *c, Reply *repl
                 return;
         }
         atomic_store(&st->last_request_ns[which], now_monotonic_ns());
-        SchedTracker *t = tracker(s, target, which, err, sizeof err);
+        DrainMaps dm = { .pid = target->pid, .as = target->as };
+        SchedTracker *t = tracker(s, target, which, &dm, err, sizeof err);
         if (!t) {
+                drain_maps_done(&dm);
                 reply_error(reply, strstr(err, "has exited") ? 410 : 503, "cannot track %s events of pid %d: %s",
                             profile_names[which], (int) target->pid, err);
                 return;
         }
-        DrainMaps dm = { .pid = target->pid, .as = target->as };
         drain_one(s, target, which, &dm);
         sched_tracker_flush(t);
         const Maps *maps = drain_maps_get(&dm);
@@ -197,7 +193,7 @@ static void drain_target(Service *s, Target *target) {
                 if (!at_attach(s, which) || target_check_exited(target) || now < st->retry_ns[which])
                         continue;
                 char err[768];
-                if (!tracker(s, target, which, err, sizeof err))
+                if (!tracker(s, target, which, &dm, err, sizeof err))
                         st->retry_ns[which] = now + RETRY_NS;
         }
         drain_maps_done(&dm);
@@ -251,7 +247,9 @@ static void write_metrics(Service *s, Buf *out) {
 }
 
 SchedTracker *sched_source_acquire(Service *s, Target *target, SchedProfile which, char *err, size_t errlen) {
-        SchedTracker *t = tracker(s, target, which, err, errlen);
+        DrainMaps dm = { .pid = target->pid, .as = target->as };
+        SchedTracker *t = tracker(s, target, which, &dm, err, errlen);
+        drain_maps_done(&dm);
         if (t)
                 target->sched.timelines[which]++;
         return t;

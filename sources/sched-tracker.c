@@ -83,6 +83,13 @@ static int unwind(SchedTracker *t, const struct user_regs_struct *regs, uint64_t
         return address_space_unwind(t->as, &c, ret);
 }
 
+/* The sample's own registers and stack copy, unwound in place. */
+static int unwind_sample(SchedTracker *t, const PerfSample *s, Stack *ret) {
+        ThreadCapture c;
+        int r = perf_sample_as_capture(s, &c);
+        return r < 0 ? r : address_space_unwind(t->as, &c, ret);
+}
+
 static StackFrame leaf_frame(SchedTracker *t, uint64_t pc) {
         StackFrame f = { .pc = pc, .exact = true };
         f.loc = address_space_resolve(t->as, pc);
@@ -185,7 +192,7 @@ static void mutex_waking(SchedTracker *t, const PerfSample *s) {
                 return;
         }
         Stack stack = {};
-        if (unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, &stack) < 0)
+        if (unwind_sample(t, s, &stack) < 0)
                 return;
         /* The whole stack decides: a libc lock released inside pthread_cond_wait is the
          * condvar's mutex (a mutex event); one inside pthread_cond_signal is not. */
@@ -228,7 +235,7 @@ static int unwind_creator(SchedTracker *t, const StackFrame *leaf, const PerfSam
         const char *fn = function_of(leaf);
         uint64_t return_address;
         if (!fn || !strstr(fn, "clone") || s->stack_len < 8 + sizeof return_address)
-                return unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, ret);
+                return unwind_sample(t, s, ret);
         memcpy(&return_address, s->stack, sizeof return_address);
         struct user_regs_struct caller = s->regs;
         caller.rip = return_address;
@@ -434,7 +441,7 @@ static void observe(SchedTracker *t, const PerfSample *s) {
         if (t->which == SCHED_BLOCK && o->on_sleep && s->has_regs &&
             tracepoint_field_value(t->state->field, s->raw, s->raw_size, &v) && (v & TASK_SLEEPING)) {
                 Stack stack = {};
-                if (unwind(t, &s->regs, s->stack_start, s->stack, s->stack_len, s->stack_truncated, &stack) == 0) {
+                if (unwind_sample(t, s, &stack) == 0) {
                         const uint64_t args[6] = { s->regs.rdi, s->regs.rsi, s->regs.rdx, s->regs.r10, s->regs.r8,
                                                    s->regs.r9 };
                         o->on_sleep(o->userdata, s->tid, s->time_ns, &stack, args);
